@@ -1,0 +1,35 @@
+"""cvae: a convolutional variational autoencoder for 128x128 RGB faces.
+
+    import cvae
+    model = cvae.load_model()            # the default model in saved_models/
+    z_mean, z_log_var = model.encode(images)
+    faces = model.generate(16, seed=0)
+
+TensorFlow is imported on first use of a name below, so `cvae --help` stays fast.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "VAE": "cvae.model",
+    "VAEConfig": "cvae.config",
+    "PRESETS": "cvae.config",
+    "get_preset": "cvae.config",
+    "Sampling": "cvae.layers",
+    "load_model": "cvae.files",
+    "save_model": "cvae.files",
+    "CvaeError": "cvae.errors",
+    "TrainOptions": "cvae.training",
+    "train": "cvae.training",
+    "read_dataset": "cvae.data",
+    "make_dataset": "cvae.data",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'cvae' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

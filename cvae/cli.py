@@ -1,0 +1,177 @@
+"""The `cvae` command. Each subcommand parses its arguments and calls the library.
+
+Every user error ends as one line on stderr and a non-zero exit code.
+"""
+
+import argparse
+import os
+import sys
+import warnings
+
+from cvae.errors import CvaeError
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    _quiet_libraries()
+    try:
+        args.handler(args)
+        return 0
+    except (CvaeError, ValueError, OSError) as error:
+        print(f"cvae: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("cvae: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # A bug, not bad input: still one line unless asked.
+        if os.environ.get("CVAE_DEBUG"):
+            raise
+        print(f"cvae: internal error: {type(error).__name__}: {error} "
+              f"(set CVAE_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def build_parser():
+    from cvae.config import DEFAULT_PRESET, LIKELIHOODS, PRESETS
+    from cvae.precision import PRECISIONS
+
+    parser = argparse.ArgumentParser(
+        prog="cvae", description="Convolutional VAE for 128x128 faces: train, compress, generate.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train", help="train a VAE on a folder of images with model.fit",
+        description="Train a VAE on a folder of images (searched recursively; JPEG, PNG, BMP, "
+                    "WebP, GIF) or a .npy/.npz array. Rerunning the same command after an "
+                    "interruption resumes from the last finished epoch.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train.add_argument("--data", required=True, help="folder of training images, or .npy/.npz")
+    train.add_argument("--val-data", help="folder of validation images "
+                       "(default: a fixed hash-based share of --data)")
+    train.add_argument("--validation-split", type=float, default=0.05,
+                       help="share of --data held out for validation when --val-data is absent")
+    train.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
+    train.add_argument("--epochs", type=_positive_int, default=10)
+    train.add_argument("--batch-size", type=_positive_int, default=64)
+    train.add_argument("--learning-rate", type=_positive_float, default=1e-3)
+    train.add_argument("--out", default=None, help="run directory (default: runs/PRESET)")
+    train.add_argument("--precision", default="auto", choices=PRECISIONS,
+                       help="auto: mixed_float16 on a GPU, mixed_bfloat16 on CPUs with "
+                            "AVX-512 BF16 or AMX, else float32")
+    train.add_argument("--crop-box", type=_crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT",
+                       help="crop every image to this box before resizing "
+                            "(default: the centred square)")
+    train.add_argument("--no-flip", dest="flip", action="store_false",
+                       help="do not flip training images left-right at random")
+    train.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
+    train.add_argument("--seed", type=int, help="seed for weights, shuffling and sampling")
+    overrides = train.add_argument_group("overrides of the preset's configuration")
+    overrides.add_argument("--image-size", type=_positive_int)
+    overrides.add_argument("--channels", type=int, choices=(1, 3))
+    overrides.add_argument("--latent-dim", type=_positive_int)
+    overrides.add_argument("--likelihood", choices=LIKELIHOODS)
+    overrides.add_argument("--decoder-scale", type=_decoder_scale,
+                           help="a positive number, 'learned' or 'calibrated'")
+    overrides.add_argument("--beta", type=_non_negative_float, help="weight of the KL term")
+    overrides.add_argument("--kl-warmup-steps", type=_non_negative_int,
+                           help="ramp the KL weight linearly from 0 to beta over these steps")
+    train.set_defaults(handler=_train)
+    return parser
+
+
+def _train(args):
+    from cvae.training import TrainOptions, train
+
+    override_names = ("image_size", "channels", "latent_dim", "likelihood", "decoder_scale",
+                      "beta", "kl_warmup_steps")
+    options = TrainOptions(
+        data=args.data, out=args.out or os.path.join("runs", args.preset), preset=args.preset,
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        precision=args.precision, validation_data=args.val_data,
+        validation_fraction=args.validation_split, crop_box=args.crop_box, flip=args.flip,
+        seed=args.seed, tensorboard=args.tensorboard,
+        config_overrides={name: getattr(args, name) for name in override_names
+                          if getattr(args, name) is not None})
+    train(options)
+    print(f"saved the best model to {os.path.join(options.out, 'model.keras')}")
+
+
+def _quiet_libraries():
+    """Load TensorFlow with its start-up chatter (oneDNN, CUDA probing) silenced.
+
+    TensorFlow writes those lines from C++ straight to file descriptor 2,
+    before any log level applies, so stderr is muted at that level while it
+    loads and looks for GPUs. Python errors are unaffected: they are raised.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.showwarning = _one_line_warning
+    if os.environ.get("CVAE_DEBUG"):
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"cvae: warning: {message}", file=sys.stderr)
+
+
+def _positive_int(text):
+    return _checked(int, text, lambda v: v > 0, "a positive integer")
+
+
+def _non_negative_int(text):
+    return _checked(int, text, lambda v: v >= 0, "an integer >= 0")
+
+
+def _positive_float(text):
+    return _checked(float, text, lambda v: v > 0, "a positive number")
+
+
+def _non_negative_float(text):
+    return _checked(float, text, lambda v: v >= 0, "a number >= 0")
+
+
+def _decoder_scale(text):
+    if text in ("learned", "calibrated"):
+        return text
+    return _checked(float, text, lambda v: v > 0, "a positive number, 'learned' or 'calibrated'")
+
+
+def _crop_box(text):
+    parts = text.split(",")
+    if len(parts) != 4:
+        raise argparse.ArgumentTypeError(f"expected LEFT,TOP,WIDTH,HEIGHT, got {text!r}")
+    values = [_checked(int, part, lambda v: v >= 0, "non-negative integers") for part in parts]
+    if values[2] == 0 or values[3] == 0:
+        raise argparse.ArgumentTypeError("the crop box needs a positive width and height")
+    return tuple(values)
+
+
+def _checked(convert, text, valid, expected):
+    try:
+        value = convert(text)
+    except ValueError:
+        value = None
+    if value is None or not valid(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

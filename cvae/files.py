@@ -1,0 +1,70 @@
+"""Saving and loading models; every write is atomic (temporary file, then rename)."""
+
+import contextlib
+import os
+from pathlib import Path
+
+from cvae.errors import CvaeError
+
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL_PATH = REPOSITORY_ROOT / "saved_models" / "cvae-faces.keras"
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path`; rename it onto `path` on success.
+
+    The temporary name keeps the final suffix (Keras checks `.keras`,
+    `.weights.h5`), and a crash never leaves `path` half-written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def save_model(model, path):
+    with atomic_path(path) as temporary:
+        model.save(temporary)
+
+
+def write_text(path, text):
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+
+
+def default_model_path():
+    return Path(os.environ.get("CVAE_MODEL", DEFAULT_MODEL_PATH))
+
+
+def load_model(path=None, precision=None):
+    """Load a VAE saved as `.keras`, in Keras safe mode (no arbitrary code).
+
+    path None loads the default model (saved_models/, or $CVAE_MODEL).
+    precision rebuilds the model in another dtype policy, e.g. "float32" for
+    inference on a CPU without bfloat16; the optimizer state is then dropped.
+    """
+    import keras
+
+    from cvae.model import VAE
+
+    path = Path(path) if path is not None else default_model_path()
+    if not path.is_file():
+        hint = " (no default model has been trained yet; pass --model)" if path == DEFAULT_MODEL_PATH else ""
+        raise CvaeError(f"no such model file: {path}{hint}")
+    try:
+        model = keras.saving.load_model(path, safe_mode=True)
+    except Exception as error:  # Keras raises many types for a bad file; all mean "unloadable".
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CvaeError(f"cannot load model {path}: {first_line}") from None
+    if not isinstance(model, VAE):
+        raise CvaeError(f"{path} holds a {type(model).__name__}, not a cvae VAE")
+    if precision is not None and precision != model.dtype_policy.name:
+        rebuilt = VAE(model.config, seed=model.seed, dtype=precision, name=model.name)
+        rebuilt.set_weights(model.get_weights())
+        model = rebuilt
+    return model

@@ -1,0 +1,70 @@
+"""The VAE objective: reconstruction negative log-likelihood and the KL term.
+
+Every function returns one value per image (summed over pixels or latent
+dimensions) in float32, whatever the compute precision of the network.
+"""
+
+import math
+
+from keras import ops
+
+_LOG_2PI = math.log(2.0 * math.pi)
+# Keeps log() finite when a reconstruction is exactly 0 or 1, or a scale is 0.
+_EPSILON = 1e-6
+
+
+def kl_divergence(z_mean, z_log_var):
+    """KL(N(z_mean, exp(z_log_var)) || N(0, I)), closed form, per image."""
+    z_mean = ops.cast(z_mean, "float32")
+    z_log_var = ops.cast(z_log_var, "float32")
+    per_dim = 0.5 * (ops.square(z_mean) + ops.exp(z_log_var) - 1.0 - z_log_var)
+    return ops.sum(per_dim, axis=-1)
+
+
+def reconstruction_loss(images, reconstructions, likelihood, scale=1.0):
+    """-log p(images | reconstructions), summed over pixels, per image.
+
+    `scale` is the Gaussian's sigma or the Laplace's b (ignored for bernoulli);
+    it may be a tensor, e.g. a learned or calibrated scalar.
+    """
+    images = ops.cast(images, "float32")
+    reconstructions = ops.cast(reconstructions, "float32")
+    if likelihood == "bernoulli":
+        p = ops.clip(reconstructions, _EPSILON, 1.0 - _EPSILON)
+        per_pixel = -(images * ops.log(p) + (1.0 - images) * ops.log(1.0 - p))
+    elif likelihood == "gaussian":
+        scale = ops.cast(scale, "float32")
+        per_pixel = (0.5 * ops.square((images - reconstructions) / scale)
+                     + ops.log(scale) + 0.5 * _LOG_2PI)
+    elif likelihood == "l1":
+        # Laplace likelihood: the L1 distance plus its normalising constant.
+        scale = ops.cast(scale, "float32")
+        per_pixel = ops.abs(images - reconstructions) / scale + ops.log(2.0 * scale)
+    else:
+        raise ValueError(f"unknown likelihood {likelihood!r}")
+    return ops.sum(ops.reshape(per_pixel, (ops.shape(per_pixel)[0], -1)), axis=-1)
+
+
+def calibrated_scale(images, reconstructions, likelihood):
+    """The maximum-likelihood decoder scale for this batch (Rybkin et al. 2021).
+
+    For a Gaussian it is the root-mean-square error, for a Laplace the mean
+    absolute error: the scale at which the likelihood balances itself
+    against the KL, with no hand-tuned weight.
+    """
+    error = ops.cast(images, "float32") - ops.cast(reconstructions, "float32")
+    if likelihood == "gaussian":
+        scale = ops.sqrt(ops.mean(ops.square(error)))
+    elif likelihood == "l1":
+        scale = ops.mean(ops.abs(error))
+    else:
+        raise ValueError(f"a calibrated scale needs a gaussian or l1 likelihood, not {likelihood!r}")
+    return ops.maximum(scale, 1e-3)
+
+
+def kl_weight(step, beta, warmup_steps):
+    """beta, ramped linearly from near 0 over the first `warmup_steps` steps."""
+    if warmup_steps <= 0:
+        return ops.convert_to_tensor(beta, "float32")
+    progress = (ops.cast(step, "float32") + 1.0) / float(warmup_steps)
+    return beta * ops.minimum(progress, 1.0)

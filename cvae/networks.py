@@ -1,0 +1,65 @@
+"""Encoder and decoder networks, built from a `VAEConfig`.
+
+Layers run in the given dtype policy (e.g. "mixed_bfloat16"); the latent heads
+and the output activation stay float32 so the losses see full precision.
+"""
+
+import keras
+from keras import layers
+
+from cvae.layers import Sampling, SoftClamp
+
+
+def build_encoder(config, dtype=None, seed=None):
+    """image -> (z_mean, z_log_var, z)."""
+    images = keras.Input(shape=config.image_shape, name="image")
+    x = images
+    for filters in config.filters:
+        x = _conv_block(x, layers.Conv2D, filters, 2, config, dtype)
+        for _ in range(config.encoder_extra_convs):
+            x = _conv_block(x, layers.Conv2D, filters, 1, config, dtype)
+    x = layers.Flatten(dtype=dtype)(x)
+    for units in config.dense_units:
+        x = layers.Dense(units, activation=config.activation, dtype=dtype)(x)
+    z_mean = layers.Dense(config.latent_dim, name="z_mean", dtype="float32")(x)
+    z_log_var = layers.Dense(config.latent_dim, name="z_log_var", dtype="float32")(x)
+    z_log_var = SoftClamp(name="z_log_var_clamp", dtype="float32")(z_log_var)
+    z = Sampling(seed=seed, name="sampling", dtype="float32")([z_mean, z_log_var])
+    return keras.Model(images, [z_mean, z_log_var, z], name="encoder")
+
+
+def build_decoder(config, dtype=None):
+    """z -> image in [0, 1]."""
+    side = config.bottleneck_size
+    widest = config.filters[-1]
+    latent = keras.Input(shape=(config.latent_dim,), name="z")
+    x = layers.Dense(side * side * widest, activation=config.activation, dtype=dtype)(latent)
+    x = layers.Reshape((side, side, widest), dtype=dtype)(x)
+    for filters in reversed(config.filters[:-1]):
+        x = _conv_block(x, layers.Conv2DTranspose, filters, 2, config, dtype)
+        for _ in range(config.decoder_extra_convs):
+            x = _conv_block(x, layers.Conv2D, filters, 1, config, dtype)
+    x = layers.Conv2DTranspose(config.channels, 3, strides=2, padding="same", dtype=dtype)(x)
+    # Upsampling doubles the bottleneck side, which can overshoot sizes that are
+    # not a multiple of 2**stages (28 -> 4 -> 32): crop back symmetrically.
+    excess = side * 2 ** len(config.filters) - config.image_size
+    if excess:
+        x = layers.Cropping2D(((excess // 2, excess - excess // 2),) * 2, dtype=dtype)(x)
+    images = layers.Activation("sigmoid", name="image", dtype="float32")(x)
+    return keras.Model(latent, images, name="decoder")
+
+
+def _conv_block(x, conv_class, filters, strides, config, dtype):
+    if config.normalization == "none":
+        return conv_class(filters, 3, strides=strides, padding="same",
+                          activation=config.activation, dtype=dtype)(x)
+    x = conv_class(filters, 3, strides=strides, padding="same", use_bias=False, dtype=dtype)(x)
+    if config.normalization == "batch":
+        x = layers.BatchNormalization(dtype=dtype)(x)
+    else:
+        x = layers.GroupNormalization(groups=_groups(filters), dtype=dtype)(x)
+    return layers.Activation(config.activation, dtype=dtype)(x)
+
+
+def _groups(filters, preferred=8):
+    return preferred if filters % preferred == 0 else 1

@@ -1,0 +1,180 @@
+"""The training pipeline: data -> model -> `fit` with checkpoints, logs and figures.
+
+A run directory holds:
+  model.keras           the best model so far (by val_loss, or loss without validation)
+  run.json              the configuration and options of the run
+  history.csv           per-epoch metrics; loss_curves.png plots them
+  images/               per-epoch reconstructions (originals | reconstructions) and samples
+  backup/               the resume point while training is unfinished
+  logs/                 TensorBoard
+"""
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import keras
+
+from cvae import data as data_module
+from cvae.config import DEFAULT_PRESET, get_preset
+from cvae.errors import CvaeError
+from cvae.files import atomic_path, save_model, write_text
+from cvae.model import VAE
+from cvae.plotting import image_grid, plot_history, save_png
+from cvae.precision import resolve_precision
+
+MODEL_FILE = "model.keras"
+GRID_IMAGES = 8
+
+
+@dataclasses.dataclass
+class TrainOptions:
+    data: str
+    out: str = "runs/faces"
+    preset: str = DEFAULT_PRESET
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    precision: str = "auto"
+    validation_data: str = None
+    validation_fraction: float = 0.05
+    crop_box: tuple = None
+    flip: bool = True
+    seed: int = None
+    tensorboard: bool = True
+    verbose: object = "auto"
+    # Overrides of the preset's VAEConfig fields (image_size, latent_dim, beta, ...).
+    config_overrides: dict = dataclasses.field(default_factory=dict)
+
+
+def train(options):
+    """Train a VAE as described by `options`; returns (model, keras History)."""
+    out = Path(options.out)
+    config = get_preset(options.preset).replace(**options.config_overrides)
+    precision = resolve_precision(options.precision)
+    if options.seed is not None:
+        keras.utils.set_random_seed(options.seed)
+    _record_run(out, options, config, precision)
+
+    train_images, validation_images = _read_data(options, config)
+    print(f"training on {len(train_images)} images, validating on {len(validation_images)}; "
+          f"precision {precision}", flush=True)
+    train_set = data_module.make_dataset(train_images, options.batch_size, shuffle=True,
+                                         flip=options.flip, seed=options.seed)
+    validation_set = (data_module.make_dataset(validation_images, options.batch_size, shuffle=False)
+                      if len(validation_images) else None)
+
+    model = VAE(config, seed=options.seed, dtype=precision)
+    model.compile(optimizer=keras.optimizers.Adam(options.learning_rate))
+    monitor = "val_loss" if validation_set is not None else "loss"
+    preview = validation_images if len(validation_images) >= GRID_IMAGES else train_images
+    callbacks = [
+        keras.callbacks.TerminateOnNaN(),
+        AtomicBestCheckpoint(out / MODEL_FILE, monitor),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
+        TrainingFigures(out, preview[:GRID_IMAGES], seed=0),
+    ]
+    if options.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(out / "logs")))
+    # Last, so an epoch counts as done only after its checkpoint and logs are written.
+    callbacks.append(AtomicBackupAndRestore(str(out / "backup")))
+    history = model.fit(train_set, validation_data=validation_set, epochs=options.epochs,
+                        callbacks=callbacks, verbose=options.verbose, shuffle=False)
+    if model.stop_training and _last_loss_is_nan(history):
+        raise CvaeError(f"training stopped: the loss became NaN; the best model so far is "
+                        f"{out / MODEL_FILE} (lower --learning-rate or use float32)")
+    return model, history
+
+
+def _record_run(out, options, config, precision):
+    """Write run.json; refuse to resume a backup made with another configuration."""
+    record = {"config": config.to_dict(), "precision": precision,
+              "options": {k: v for k, v in dataclasses.asdict(options).items()
+                          if k not in ("config_overrides", "verbose")}}
+    run_file = out / "run.json"
+    if (out / "backup").exists() and run_file.exists():
+        previous = json.loads(run_file.read_text(encoding="utf-8"))
+        if previous.get("config") != json.loads(json.dumps(record["config"])):
+            raise CvaeError(f"{out} holds an unfinished run with another configuration; "
+                            f"resume it with the same options or choose another --out")
+    write_text(run_file, json.dumps(record, indent=2) + "\n")
+
+
+def _read_data(options, config):
+    size, channels = config.image_size, config.channels
+    if options.validation_data:
+        train_images, _ = data_module.read_dataset(options.data, size, channels, options.crop_box,
+                                                   progress=True)
+        validation_images, _ = data_module.read_dataset(options.validation_data, size, channels,
+                                                        options.crop_box, progress=True)
+        return train_images, validation_images
+    return data_module.read_dataset(options.data, size, channels, options.crop_box,
+                                    validation_fraction=options.validation_fraction, progress=True)
+
+
+def _last_loss_is_nan(history):
+    losses = history.history.get("loss", [])
+    return bool(losses) and not math.isfinite(losses[-1])
+
+
+class AtomicBestCheckpoint(keras.callbacks.Callback):
+    """Keeps the best model by `monitor`, written atomically.
+
+    The best value so far lives in a sidecar file, so a resumed run does not
+    overwrite a good model with the first epoch after the restart.
+    """
+
+    def __init__(self, path, monitor="val_loss"):
+        super().__init__()
+        self.path = Path(path)
+        self.monitor = monitor
+        self.record = self.path.with_suffix(".best.json")
+
+    def on_train_begin(self, logs=None):
+        self.best = math.inf
+        if self.record.exists() and self.path.exists():
+            self.best = json.loads(self.record.read_text(encoding="utf-8"))["value"]
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not math.isfinite(value) or value >= self.best:
+            return
+        self.best = float(value)
+        save_model(self.model, self.path)
+        write_text(self.record, json.dumps({"monitor": self.monitor, "value": self.best,
+                                            "epoch": epoch + 1}) + "\n")
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore, but its weights and epoch files are replaced atomically,
+    so a run killed while saving still resumes from the previous backup."""
+
+    def _save_model(self):
+        Path(self.backup_dir).mkdir(parents=True, exist_ok=True)
+        with atomic_path(self._weights_path) as temporary:
+            self.model.save_weights(str(temporary), overwrite=True)
+        write_text(self._training_metadata_path,
+                   json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))
+
+
+class TrainingFigures(keras.callbacks.Callback):
+    """Each epoch: originals | reconstructions, N(0, I) samples, and the loss curves."""
+
+    def __init__(self, out, preview_images, seed=0):
+        super().__init__()
+        self.out = Path(out)
+        self.preview_images = preview_images
+        self.seed = seed
+
+    def on_epoch_end(self, epoch, logs=None):
+        images = self.out / "images"
+        reconstructions = self.model.reconstruct(self.preview_images)
+        save_png(image_grid([self.preview_images, reconstructions]),
+                 images / f"epoch_{epoch + 1:03d}_reconstructions.png")
+        samples = self.model.generate(2 * GRID_IMAGES, seed=self.seed)
+        save_png(image_grid([samples[:GRID_IMAGES], samples[GRID_IMAGES:]]),
+                 images / f"epoch_{epoch + 1:03d}_samples.png")
+        history = self.out / "history.csv"
+        if history.exists():
+            plot_history(history, self.out / "loss_curves.png")

@@ -1,0 +1,66 @@
+import math
+
+import numpy as np
+import pytest
+
+from cvae import losses
+
+
+def test_kl_closed_form_matches_monte_carlo():
+    rng = np.random.default_rng(0)
+    z_mean = np.array([[0.5, -1.0, 2.0]])
+    z_log_var = np.array([[-1.0, 0.5, 0.0]])
+    std = np.exp(0.5 * z_log_var)
+    z = z_mean + std * rng.standard_normal((400000, 3))
+    log_q = -0.5 * (((z - z_mean) / std) ** 2 + z_log_var + math.log(2 * math.pi))
+    log_p = -0.5 * (z ** 2 + math.log(2 * math.pi))
+    monte_carlo = np.mean(np.sum(log_q - log_p, axis=1))
+    closed_form = float(losses.kl_divergence(z_mean, z_log_var)[0])
+    assert closed_form == pytest.approx(monte_carlo, abs=0.02)
+    assert float(losses.kl_divergence(np.zeros((1, 3)), np.zeros((1, 3)))[0]) == 0.0
+
+
+# One image of two pixels, one channel: x = (0.2, 1.0), reconstruction = (0.5, 0.75).
+X = np.array([0.2, 1.0], "float32").reshape(1, 1, 2, 1)
+R = np.array([0.5, 0.75], "float32").reshape(1, 1, 2, 1)
+
+
+def test_gaussian_negative_log_likelihood_by_hand():
+    sigma = 0.5
+    by_hand = sum(0.5 * ((x - r) / sigma) ** 2 + math.log(sigma) + 0.5 * math.log(2 * math.pi)
+                  for x, r in [(0.2, 0.5), (1.0, 0.75)])
+    value = float(losses.reconstruction_loss(X, R, "gaussian", sigma)[0])
+    assert value == pytest.approx(by_hand, rel=1e-6)
+
+
+def test_l1_is_the_laplace_negative_log_likelihood():
+    b = 0.25
+    by_hand = (0.3 + 0.25) / b + 2 * math.log(2 * b)
+    assert float(losses.reconstruction_loss(X, R, "l1", b)[0]) == pytest.approx(by_hand, rel=1e-6)
+
+
+def test_bernoulli_is_binary_cross_entropy():
+    by_hand = -(0.2 * math.log(0.5) + 0.8 * math.log(0.5)) - math.log(0.75)
+    assert float(losses.reconstruction_loss(X, R, "bernoulli")[0]) == pytest.approx(by_hand, rel=1e-6)
+
+
+def test_losses_sum_over_pixels_per_image():
+    batch = np.concatenate([X, X])
+    value = losses.reconstruction_loss(batch, np.concatenate([R, X]), "gaussian", 1.0)
+    assert value.shape == (2,)
+    assert float(value[1]) == pytest.approx(2 * (0.5 * math.log(2 * math.pi)), rel=1e-6)
+
+
+def test_calibrated_scales_are_the_maximum_likelihood_ones():
+    assert float(losses.calibrated_scale(X, R, "gaussian")) == pytest.approx(
+        math.sqrt((0.3 ** 2 + 0.25 ** 2) / 2), rel=1e-6)
+    assert float(losses.calibrated_scale(X, R, "l1")) == pytest.approx(0.275, rel=1e-6)
+    with pytest.raises(ValueError):
+        losses.calibrated_scale(X, R, "bernoulli")
+
+
+def test_kl_warmup_ramps_linearly_to_beta():
+    assert float(losses.kl_weight(0, 2.0, 0)) == 2.0
+    assert float(losses.kl_weight(0, 2.0, 4)) == pytest.approx(0.5)
+    assert float(losses.kl_weight(1, 2.0, 4)) == pytest.approx(1.0)
+    assert float(losses.kl_weight(100, 2.0, 4)) == pytest.approx(2.0)
