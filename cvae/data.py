@@ -204,6 +204,8 @@ def read_dataset(source, image_size, channels=3, crop_box=None, validation_fract
             raise CvaeError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {source}")
         to_validation = [in_validation(p.relative_to(source).as_posix(), validation_fraction)
                          for p in paths]
+        if progress:
+            print(f"reading {len(paths)} images from {source}", flush=True)
         train, _ = load_images([p for p, v in zip(paths, to_validation) if not v],
                                image_size, channels, crop_box, progress=progress)
         validation, _ = load_images([p for p, v in zip(paths, to_validation) if v],

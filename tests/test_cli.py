@@ -1,0 +1,98 @@
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cvae import training
+from cvae.cli import main
+from cvae.files import load_model
+from tests.conftest import write_image_folder
+
+TINY_RUN = ["--preset", "seed", "--image-size", "16", "--latent-dim", "4", "--batch-size", "8",
+            "--seed", "0"]
+
+
+def _epochs_logged(run):
+    with open(run / "history.csv", newline="") as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+def test_train_writes_the_run_directory(tmp_path):
+    folder = write_image_folder(tmp_path / "faces", n=40)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(folder), "--epochs", "1", "--out", str(run),
+                 "--validation-split", "0.25", *TINY_RUN]) == 0
+    for name in ("model.keras", "run.json", "history.csv", "loss_curves.png",
+                 "images/epoch_001_reconstructions.png", "images/epoch_001_samples.png"):
+        assert (run / name).is_file(), name
+    assert any((run / "logs").rglob("events.out.tfevents*"))
+    assert not (run / "backup").exists()  # Removed once training finished.
+    assert load_model(run / "model.keras").config.image_size == 16
+    assert json.loads((run / "run.json").read_text())["config"]["latent_dim"] == 4
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch):
+    folder = write_image_folder(tmp_path / "faces", n=24)
+    run = tmp_path / "run"
+    command = ["train", "--data", str(folder), "--epochs", "3", "--out", str(run),
+               "--no-tensorboard", *TINY_RUN]
+    real_end_of_epoch = training.TrainingFigures.on_epoch_end
+
+    def crash_in_second_epoch(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        real_end_of_epoch(self, epoch, logs)
+
+    monkeypatch.setattr(training.TrainingFigures, "on_epoch_end", crash_in_second_epoch)
+    assert main(command) == 130
+    assert (run / "backup").is_dir()
+    monkeypatch.setattr(training.TrainingFigures, "on_epoch_end", real_end_of_epoch)
+    assert main(command) == 0
+    # Epoch 1 (index 0) was backed up and not redone; the interrupted one was
+    # logged, then redone (a restart from scratch would log 0, 1, 0, 1, 2).
+    assert _epochs_logged(run) == [0, 1, 1, 2]
+    assert (run / "images/epoch_003_samples.png").is_file()
+    assert not (run / "backup").exists()
+
+
+def test_resuming_with_another_configuration_is_refused(tmp_path, capsys):
+    folder = write_image_folder(tmp_path / "faces", n=8)
+    run = tmp_path / "run"
+    (run / "backup").mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"config": {"latent_dim": 99}}))
+    assert main(["train", "--data", str(folder), "--out", str(run), *TINY_RUN]) == 1
+    assert "another configuration" in capsys.readouterr().err
+
+
+def _run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "cvae.cli", *args], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--data", "/no/such/folder"], "no such file or directory"),
+    (["train", "--data", ".", "--epochs", "0"], "expected a positive integer"),
+    (["train", "--data", ".", "--crop-box", "1,2,3"], "LEFT,TOP,WIDTH,HEIGHT"),
+    (["train", "--data", ".", "--preset", "nope"], "invalid choice"),
+])
+def test_bad_input_is_one_line_and_a_non_zero_exit(args, message):
+    result = _run_cli(*args)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(error_lines) == 1
+
+
+def test_an_empty_folder_is_a_clear_error(tmp_path):
+    result = _run_cli("train", "--data", str(tmp_path), "--out", str(tmp_path / "run"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("cvae: error: no images")
+
+
+def test_help_explains_the_commands():
+    result = _run_cli("--help")
+    assert result.returncode == 0 and "train" in result.stdout
+    result = _run_cli("train", "--help")
+    assert "--precision" in result.stdout and "resumes" in result.stdout

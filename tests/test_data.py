@@ -1,0 +1,111 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from cvae import data
+from cvae.errors import CvaeError
+from tests.conftest import smooth_images, write_image_folder
+
+
+def test_nested_non_square_folder_is_read_cropped_and_resized(tmp_path):
+    write_image_folder(tmp_path, n=9, size=(24, 20))
+    assert len(data.list_image_files(tmp_path)) == 9
+    train, validation = data.read_dataset(tmp_path, image_size=16)
+    assert train.shape == (9, 16, 16, 3) and train.dtype == np.uint8
+    assert len(validation) == 0
+
+
+def test_every_colour_mode_becomes_rgb(tmp_path):
+    rgb = smooth_images(1, size=20)[0]
+    Image.fromarray(rgb).convert("L").save(tmp_path / "gray.png")
+    Image.fromarray(rgb).convert("RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray(rgb).convert("P").save(tmp_path / "palette.gif")
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    Image.fromarray(rgb).save(tmp_path / "plain.bmp")
+    Image.fromarray(rgb).save(tmp_path / "web.webp")
+    Image.fromarray((rgb[..., 0].astype(np.uint16) * 256)).save(tmp_path / "deep.png")
+    images, skipped = data.load_images(data.list_image_files(tmp_path), 16)
+    assert images.shape == (7, 16, 16, 3) and not skipped
+    gray, _ = data.load_images([tmp_path / "rgba.png"], 16, channels=1)
+    assert gray.shape == (1, 16, 16, 1)
+
+
+def test_transparency_is_composited_on_white(tmp_path):
+    Image.new("RGBA", (8, 8), (0, 0, 0, 0)).save(tmp_path / "clear.png")
+    assert data.load_image(tmp_path / "clear.png", 8).min() == 255
+
+
+def test_corrupt_and_empty_files_are_skipped_with_one_warning(tmp_path):
+    write_image_folder(tmp_path, n=4)
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    whole = (tmp_path / "face_001.png").read_bytes()
+    (tmp_path / "truncated.png").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.warns(data.SkippedFilesWarning, match=r"skipped 3 unreadable file\(s\)") as caught:
+        train, _ = data.read_dataset(tmp_path, image_size=16)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "empty.jpg" in message and "corrupt.png" in message and "truncated.png" in message
+    assert len(train) == 4
+
+
+def test_the_warning_names_only_the_first_few(tmp_path):
+    for index in range(8):
+        (tmp_path / f"bad{index}.jpg").write_bytes(b"x")
+    with pytest.warns(data.SkippedFilesWarning, match="and 3 more"):
+        images, skipped = data.load_images(data.list_image_files(tmp_path), 16)
+    assert len(images) == 0 and len(skipped) == 8
+
+
+def test_missing_empty_and_unreadable_folders_are_clear_errors(tmp_path):
+    with pytest.raises(CvaeError, match="no such file or directory"):
+        data.read_dataset(tmp_path / "missing", 16)
+    with pytest.raises(CvaeError, match="no images"):
+        data.read_dataset(tmp_path, 16)
+    (tmp_path / "bad.jpg").write_bytes(b"")
+    with pytest.warns(data.SkippedFilesWarning), pytest.raises(CvaeError, match="no readable images"):
+        data.read_dataset(tmp_path, 16)
+
+
+def test_crop_box(tmp_path):
+    picture = np.zeros((30, 40, 3), np.uint8)
+    picture[10:20, 5:15] = 200
+    Image.fromarray(picture).save(tmp_path / "a.png")
+    cropped = data.load_image(tmp_path / "a.png", 10, crop_box=(5, 10, 10, 10))
+    assert cropped.min() == 200
+    with pytest.raises(ValueError, match="does not fit"):
+        data.load_image(tmp_path / "a.png", 10, crop_box=(35, 0, 10, 10))
+
+
+def test_the_split_is_deterministic_and_disjoint(tmp_path):
+    write_image_folder(tmp_path, n=40)
+    first = data.read_dataset(tmp_path, 16, validation_fraction=0.3)
+    second = data.read_dataset(tmp_path, 16, validation_fraction=0.3)
+    assert len(first[0]) + len(first[1]) == 40 and 0 < len(first[1]) < 40
+    np.testing.assert_array_equal(first[1], second[1])
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+def test_arrays_are_accepted(tmp_path, suffix):
+    images = smooth_images(6, size=20)
+    path = tmp_path / f"images{suffix}"
+    (np.save if suffix == ".npy" else lambda p, a: np.savez(p, images=a))(path, images / 255.0)
+    train, _ = data.read_dataset(path, 16)
+    assert train.shape == (6, 16, 16, 3) and train.dtype == np.uint8
+    np.save(tmp_path / "bad.npy", np.zeros((3, 4)))
+    with pytest.raises(CvaeError, match="expected images"):
+        data.read_dataset(tmp_path / "bad.npy", 16)
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    with pytest.raises(CvaeError, match="cannot read"):
+        data.read_dataset(tmp_path / "junk.npz", 16)
+
+
+def test_dataset_batches_every_image_once_per_epoch():
+    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1) * np.ones((1, 2, 2, 3), np.uint8)
+    dataset = data.make_dataset(images, batch_size=4, shuffle=True, seed=0)
+    batches = [b.numpy() for b in dataset]
+    assert [len(b) for b in batches] == [4, 4, 2] and batches[0].dtype == np.uint8
+    assert sorted(np.concatenate(batches)[:, 0, 0, 0]) == list(range(10))
+    second_epoch = np.concatenate([b.numpy() for b in dataset])[:, 0, 0, 0]
+    assert not np.array_equal(second_epoch, np.concatenate(batches)[:, 0, 0, 0])
