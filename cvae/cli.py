@@ -65,6 +65,8 @@ def build_parser():
     train.add_argument("--precision", default="auto", choices=PRECISIONS,
                        help="auto: mixed_float16 on a GPU, mixed_bfloat16 on CPUs with "
                             "AVX-512 BF16 or AMX, else float32")
+    train.add_argument("--xla", default="auto", choices=("auto", "on", "off"),
+                       help="XLA compilation of the train step; auto: on for GPUs, off on CPUs")
     train.add_argument("--crop-box", type=_crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT",
                        help="crop every image to this box before resizing "
                             "(default: the centred square)")
@@ -94,7 +96,8 @@ def _train(args):
     options = TrainOptions(
         data=args.data, out=args.out or os.path.join("runs", args.preset), preset=args.preset,
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        precision=args.precision, validation_data=args.val_data,
+        precision=args.precision, jit_compile={"on": True, "off": False}.get(args.xla, "auto"),
+        validation_data=args.val_data,
         validation_fraction=args.validation_split, crop_box=args.crop_box, flip=args.flip,
         seed=args.seed, tensorboard=args.tensorboard,
         config_overrides={name: getattr(args, name) for name in override_names

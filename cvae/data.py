@@ -85,10 +85,12 @@ def _crop_rectangle(size, crop_box):
     return (left, top, left + box_width, top + box_height)
 
 
-def load_images(paths, image_size, channels=3, crop_box=None, workers=None, progress=False):
+def load_images(paths, image_size, channels=3, crop_box=None, workers=None, progress=False,
+                warn=True):
     """Decode many files in parallel -> (uint8 array (N, H, W, C), skipped paths).
 
-    Files that fail to decode are skipped, and one SkippedFilesWarning counts them.
+    Files that fail to decode are skipped, and one SkippedFilesWarning counts
+    them (unless warn=False: the caller reports them).
     """
     paths = list(paths)
     workers = workers or min(8, (os.cpu_count() or 1) * 2)
@@ -107,7 +109,7 @@ def load_images(paths, image_size, channels=3, crop_box=None, workers=None, prog
             (skipped.append(path) if array is None else loaded.append(array))
             if progress_bar is not None and (index % 256 == 0 or index + 1 == len(paths)):
                 progress_bar.update(index + 1)
-    if skipped:
+    if skipped and warn:
         warn_skipped(skipped)
     empty = np.zeros((0, image_size, image_size, channels), np.uint8)
     return (np.stack(loaded) if loaded else empty), skipped
@@ -206,10 +208,13 @@ def read_dataset(source, image_size, channels=3, crop_box=None, validation_fract
                          for p in paths]
         if progress:
             print(f"reading {len(paths)} images from {source}", flush=True)
-        train, _ = load_images([p for p, v in zip(paths, to_validation) if not v],
-                               image_size, channels, crop_box, progress=progress)
-        validation, _ = load_images([p for p, v in zip(paths, to_validation) if v],
-                                    image_size, channels, crop_box, progress=progress)
+        train, skipped = load_images([p for p, v in zip(paths, to_validation) if not v],
+                                     image_size, channels, crop_box, progress=progress, warn=False)
+        validation, skipped_validation = load_images(
+            [p for p, v in zip(paths, to_validation) if v],
+            image_size, channels, crop_box, progress=progress, warn=False)
+        if skipped or skipped_validation:
+            warn_skipped(skipped + skipped_validation)
     if len(train) == 0:
         raise CvaeError(f"no readable images in {source}")
     return train, validation

@@ -37,6 +37,8 @@ class TrainOptions:
     batch_size: int = 64
     learning_rate: float = 1e-3
     precision: str = "auto"
+    # XLA: "auto" lets Keras enable it on GPUs (it stays off on CPU-only machines).
+    jit_compile: object = "auto"
     validation_data: str = None
     validation_fraction: float = 0.05
     crop_box: tuple = None
@@ -66,7 +68,8 @@ def train(options):
                       if len(validation_images) else None)
 
     model = VAE(config, seed=options.seed, dtype=precision)
-    model.compile(optimizer=keras.optimizers.Adam(options.learning_rate))
+    model.compile(optimizer=keras.optimizers.Adam(options.learning_rate),
+                  jit_compile=options.jit_compile)
     monitor = "val_loss" if validation_set is not None else "loss"
     preview = validation_images if len(validation_images) >= GRID_IMAGES else train_images
     callbacks = [

@@ -43,11 +43,12 @@ def test_corrupt_and_empty_files_are_skipped_with_one_warning(tmp_path):
     (tmp_path / "truncated.png").write_bytes(whole[: len(whole) // 2])
     (tmp_path / "notes.txt").write_text("not an image")
     with pytest.warns(data.SkippedFilesWarning, match=r"skipped 3 unreadable file\(s\)") as caught:
-        train, _ = data.read_dataset(tmp_path, image_size=16)
+        # Split so that bad files fall on both sides: still one warning.
+        train, validation = data.read_dataset(tmp_path, image_size=16, validation_fraction=0.5)
     assert len(caught) == 1
     message = str(caught[0].message)
     assert "empty.jpg" in message and "corrupt.png" in message and "truncated.png" in message
-    assert len(train) == 4
+    assert len(train) + len(validation) == 4
 
 
 def test_the_warning_names_only_the_first_few(tmp_path):

@@ -89,6 +89,13 @@ def test_mixed_precision_keeps_the_losses_in_float32(tiny_config, tiny_images, p
     assert np.all(np.isfinite(history["loss"]))
 
 
+def test_the_train_step_compiles_with_xla(tiny_config, tiny_images):
+    model = VAE(tiny_config, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True)
+    history = model.fit(tiny_images, batch_size=16, epochs=2, verbose=0).history
+    assert model.jit_compile and np.all(np.isfinite(history["loss"]))
+
+
 def test_uint8_and_float_inputs_agree(tiny_config, tiny_images):
     model = VAE(tiny_config, seed=0)
     from_uint8, _ = model.encode(tiny_images[:3])
