@@ -70,12 +70,15 @@ def train(options):
     model = VAE(config, seed=options.seed, dtype=precision)
     model.compile(optimizer=keras.optimizers.Adam(options.learning_rate),
                   jit_compile=options.jit_compile)
+    resuming = (out / "backup").exists()
+    if resuming:
+        print(f"resuming the unfinished run in {out}", flush=True)
     monitor = "val_loss" if validation_set is not None else "loss"
     preview = validation_images if len(validation_images) >= GRID_IMAGES else train_images
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
-        AtomicBestCheckpoint(out / MODEL_FILE, monitor),
-        keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
+        AtomicBestCheckpoint(out / MODEL_FILE, monitor, resume=resuming),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=resuming),
         TrainingFigures(out, preview[:GRID_IMAGES], seed=0),
     ]
     if options.tensorboard:
@@ -86,7 +89,8 @@ def train(options):
                         callbacks=callbacks, verbose=options.verbose, shuffle=False)
     if model.stop_training and _last_loss_is_nan(history):
         raise CvaeError(f"training stopped: the loss became NaN; the best model so far is "
-                        f"{out / MODEL_FILE} (lower --learning-rate or use float32)")
+                        f"{out / MODEL_FILE}, and rerunning resumes from the last good epoch "
+                        f"(try a lower --learning-rate)")
     return model, history
 
 
@@ -128,15 +132,16 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
     overwrite a good model with the first epoch after the restart.
     """
 
-    def __init__(self, path, monitor="val_loss"):
+    def __init__(self, path, monitor="val_loss", resume=False):
         super().__init__()
         self.path = Path(path)
         self.monitor = monitor
+        self.resume = resume
         self.record = self.path.with_suffix(".best.json")
 
     def on_train_begin(self, logs=None):
         self.best = math.inf
-        if self.record.exists() and self.path.exists():
+        if self.resume and self.record.exists() and self.path.exists():
             self.best = json.loads(self.record.read_text(encoding="utf-8"))["value"]
 
     def on_epoch_end(self, epoch, logs=None):
@@ -150,8 +155,28 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Keras' BackupAndRestore, but its weights and epoch files are replaced atomically,
-    so a run killed while saving still resumes from the previous backup."""
+    """Keras' BackupAndRestore, with two changes:
+
+    - the weights and epoch files are replaced atomically, so a run killed
+      while saving still resumes from the previous backup;
+    - an epoch whose loss is not finite is not backed up, and the backup is
+      kept when training ends that way, so a rerun resumes from the last good
+      epoch instead of from NaN weights or from scratch.
+    """
+
+    def on_train_begin(self, logs=None):
+        self.diverged = False
+        super().on_train_begin(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not math.isfinite((logs or {}).get("loss", 0.0)):
+            self.diverged = True
+            return
+        super().on_epoch_end(epoch, logs)
+
+    def on_train_end(self, logs=None):
+        if not self.diverged:
+            super().on_train_end(logs)
 
     def _save_model(self):
         Path(self.backup_dir).mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from cvae import training
@@ -55,6 +56,42 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch):
     assert _epochs_logged(run) == [0, 1, 1, 2]
     assert (run / "images/epoch_003_samples.png").is_file()
     assert not (run / "backup").exists()
+
+
+def test_a_nan_stops_training_and_keeps_the_last_good_state(tmp_path, monkeypatch, capsys):
+    folder = write_image_folder(tmp_path / "faces", n=24)
+    run = tmp_path / "run"
+    command = ["train", "--data", str(folder), "--epochs", "3", "--out", str(run),
+               "--no-tensorboard", *TINY_RUN]
+
+    def poison_the_second_epoch(self, epoch, logs=None):
+        if epoch == 1:
+            self.model.decoder.layers[1].kernel.assign(
+                np.full(self.model.decoder.layers[1].kernel.shape, np.nan))
+
+    monkeypatch.setattr(training.TrainingFigures, "on_epoch_begin", poison_the_second_epoch,
+                        raising=False)
+    assert main(command) == 1
+    assert "loss became NaN" in capsys.readouterr().err
+    best = load_model(run / "model.keras")
+    assert all(np.all(np.isfinite(w)) for w in best.get_weights())
+    assert json.loads((run / "backup" / "training_metadata.json").read_text())["epoch"] == 1
+    monkeypatch.undo()
+    assert main(command) == 0  # Resumes from the last good epoch and finishes.
+    assert _epochs_logged(run)[-2:] == [1, 2]
+
+
+def test_a_new_run_in_an_old_directory_starts_afresh(tmp_path):
+    folder = write_image_folder(tmp_path / "faces", n=16)
+    run = tmp_path / "run"
+    command = ["train", "--data", str(folder), "--epochs", "1", "--out", str(run),
+               "--no-tensorboard", *TINY_RUN]
+    assert main(command) == 0
+    (run / "model.best.json").write_text(json.dumps({"value": -1e30}))  # Unbeatable.
+    before = (run / "model.keras").stat().st_mtime_ns
+    assert main(command) == 0
+    assert (run / "model.keras").stat().st_mtime_ns != before
+    assert _epochs_logged(run) == [0]
 
 
 def test_resuming_with_another_configuration_is_refused(tmp_path, capsys):
