@@ -39,11 +39,13 @@ def main(argv=None):
 
 
 def build_parser():
+    from cvae import __version__
     from cvae.config import DEFAULT_PRESET, LIKELIHOODS, PRESETS
     from cvae.precision import PRECISIONS
 
     parser = argparse.ArgumentParser(
         prog="cvae", description="Convolutional VAE for 128x128 faces: train, compress, generate.")
+    parser.add_argument("--version", action="version", version=f"cvae {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     train = commands.add_parser(

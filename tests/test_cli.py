@@ -131,5 +131,6 @@ def test_an_empty_folder_is_a_clear_error(tmp_path):
 def test_help_explains_the_commands():
     result = _run_cli("--help")
     assert result.returncode == 0 and "train" in result.stdout
+    assert _run_cli("--version").stdout.startswith("cvae ")
     result = _run_cli("train", "--help")
     assert "--precision" in result.stdout and "resumes" in result.stdout
