@@ -57,9 +57,12 @@ def train(options):
     precision = resolve_precision(options.precision)
     if options.seed is not None:
         keras.utils.set_random_seed(options.seed)
-    _record_run(out, options, config, precision)
+    record = _run_record(options, config, precision)
+    _check_resumable(out, record)
 
     train_images, validation_images = _read_data(options, config)
+    # Written only once the data is known to be good: a typo in --data leaves no run behind.
+    write_text(out / "run.json", json.dumps(record, indent=2) + "\n")
     print(f"training on {len(train_images)} images, validating on {len(validation_images)}; "
           f"precision {precision}", flush=True)
     train_set = data_module.make_dataset(train_images, options.batch_size, shuffle=True,
@@ -94,18 +97,20 @@ def train(options):
     return model, history
 
 
-def _record_run(out, options, config, precision):
-    """Write run.json; refuse to resume a backup made with another configuration."""
-    record = {"config": config.to_dict(), "precision": precision,
-              "options": {k: v for k, v in dataclasses.asdict(options).items()
-                          if k not in ("config_overrides", "verbose")}}
+def _run_record(options, config, precision):
+    return {"config": config.to_dict(), "precision": precision,
+            "options": {k: v for k, v in dataclasses.asdict(options).items()
+                        if k not in ("config_overrides", "verbose")}}
+
+
+def _check_resumable(out, record):
+    """Refuse to resume a backup made with another configuration."""
     run_file = out / "run.json"
     if (out / "backup").exists() and run_file.exists():
         previous = json.loads(run_file.read_text(encoding="utf-8"))
         if previous.get("config") != json.loads(json.dumps(record["config"])):
             raise CvaeError(f"{out} holds an unfinished run with another configuration; "
                             f"resume it with the same options or choose another --out")
-    write_text(run_file, json.dumps(record, indent=2) + "\n")
 
 
 def _read_data(options, config):

@@ -123,9 +123,11 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(args, message):
 
 
 def test_an_empty_folder_is_a_clear_error(tmp_path):
-    result = _run_cli("train", "--data", str(tmp_path), "--out", str(tmp_path / "run"))
+    (tmp_path / "faces").mkdir()
+    result = _run_cli("train", "--data", str(tmp_path / "faces"), "--out", str(tmp_path / "run"))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("cvae: error: no images")
+    assert not (tmp_path / "run").exists()
 
 
 def test_help_explains_the_commands():
