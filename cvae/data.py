@@ -52,11 +52,14 @@ def load_image(path, image_size, channels=3, crop_box=None):
         image.load()
         image = ImageOps.exif_transpose(image)
         image = _to_mode(image, "RGB" if channels == 3 else "L")
+    return _crop_and_resize(image, image_size, crop_box)
+
+
+def _crop_and_resize(image, image_size, crop_box=None):
     image = image.crop(_crop_rectangle(image.size, crop_box))
     if image.size != (image_size, image_size):
         image = image.resize((image_size, image_size), Image.Resampling.LANCZOS)
-    array = np.asarray(image, dtype=np.uint8)
-    return array.reshape(image_size, image_size, channels)
+    return np.asarray(image, dtype=np.uint8).reshape(image_size, image_size, -1)
 
 
 def _to_mode(image, mode):
@@ -87,38 +90,44 @@ def _crop_rectangle(size, crop_box):
 
 def load_images(paths, image_size, channels=3, crop_box=None, workers=None, progress=False,
                 warn=True):
-    """Decode many files in parallel -> (uint8 array (N, H, W, C), skipped paths).
+    """Decode many files in parallel -> (uint8 array (N, H, W, C), skipped).
 
-    Files that fail to decode are skipped, and one SkippedFilesWarning counts
-    them (unless warn=False: the caller reports them).
+    `skipped` lists (path, reason) for files that could not be used; one
+    SkippedFilesWarning counts them (unless warn=False: the caller reports them).
     """
     paths = list(paths)
     workers = workers or min(8, (os.cpu_count() or 1) * 2)
     progress_bar = _progress_bar(len(paths)) if progress else None
-    loaded, skipped = [], []
+    # Filled in place: stacking a list of arrays would briefly need twice the memory.
+    images = np.empty((len(paths), image_size, image_size, channels), np.uint8)
+    count, skipped = 0, []
 
     def read(path):
         try:
-            return load_image(path, image_size, channels, crop_box)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            return load_image(path, image_size, channels, crop_box), None
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
             # Pillow raises these for corrupt, truncated, empty or odd files.
-            return None
+            return None, str(error) or type(error).__name__
 
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        for index, (path, array) in enumerate(zip(paths, pool.map(read, paths))):
-            (skipped.append(path) if array is None else loaded.append(array))
+        for index, (path, (array, reason)) in enumerate(zip(paths, pool.map(read, paths))):
+            if array is None:
+                skipped.append((path, reason))
+            else:
+                images[count] = array
+                count += 1
             if progress_bar is not None and (index % 256 == 0 or index + 1 == len(paths)):
                 progress_bar.update(index + 1)
     if skipped and warn:
         warn_skipped(skipped)
-    empty = np.zeros((0, image_size, image_size, channels), np.uint8)
-    return (np.stack(loaded) if loaded else empty), skipped
+    return images[:count], skipped
 
 
 def warn_skipped(skipped):
-    names = ", ".join(str(p) for p in skipped[:_NAMED_IN_WARNING])
+    """One warning for all skipped (path, reason) pairs, naming the first few."""
+    names = ", ".join(f"{path} ({reason})" for path, reason in skipped[:_NAMED_IN_WARNING])
     more = f" and {len(skipped) - _NAMED_IN_WARNING} more" if len(skipped) > _NAMED_IN_WARNING else ""
-    warnings.warn(f"skipped {len(skipped)} unreadable file(s): {names}{more}",
+    warnings.warn(f"skipped {len(skipped)} unusable file(s): {names}{more}",
                   SkippedFilesWarning, stacklevel=2)
 
 
@@ -170,11 +179,8 @@ def _luminance(rgb):
 
 
 def _resize_array(image, image_size):
-    mode = "L" if image.shape[-1] == 1 else "RGB"
-    pil = Image.fromarray(image.squeeze(-1) if mode == "L" else image, mode)
-    pil = pil.crop(_crop_rectangle(pil.size, None)).resize(
-        (image_size, image_size), Image.Resampling.LANCZOS)
-    return np.asarray(pil, np.uint8).reshape(image_size, image_size, -1)
+    pil = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image)
+    return _crop_and_resize(pil, image_size)
 
 
 def in_validation(key, validation_fraction):

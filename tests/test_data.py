@@ -42,7 +42,7 @@ def test_corrupt_and_empty_files_are_skipped_with_one_warning(tmp_path):
     whole = (tmp_path / "face_001.png").read_bytes()
     (tmp_path / "truncated.png").write_bytes(whole[: len(whole) // 2])
     (tmp_path / "notes.txt").write_text("not an image")
-    with pytest.warns(data.SkippedFilesWarning, match=r"skipped 3 unreadable file\(s\)") as caught:
+    with pytest.warns(data.SkippedFilesWarning, match=r"skipped 3 unusable file\(s\)") as caught:
         # Split so that bad files fall on both sides: still one warning.
         train, validation = data.read_dataset(tmp_path, image_size=16, validation_fraction=0.5)
     assert len(caught) == 1
@@ -77,6 +77,10 @@ def test_crop_box(tmp_path):
     assert cropped.min() == 200
     with pytest.raises(ValueError, match="does not fit"):
         data.load_image(tmp_path / "a.png", 10, crop_box=(35, 0, 10, 10))
+    # In a folder, such an image is skipped and the warning says why.
+    with pytest.warns(data.SkippedFilesWarning, match=r"a.png \(crop box .* does not fit"):
+        images, skipped = data.load_images([tmp_path / "a.png"], 10, crop_box=(35, 0, 10, 10))
+    assert len(images) == 0 and len(skipped) == 1
 
 
 def test_the_split_is_deterministic_and_disjoint(tmp_path):
