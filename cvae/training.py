@@ -25,6 +25,7 @@ from cvae.plotting import image_grid, plot_history, save_png
 from cvae.precision import resolve_precision
 
 MODEL_FILE = "model.keras"
+BACKUP_DIR = "backup"
 GRID_IMAGES = 8
 
 
@@ -58,7 +59,9 @@ def train(options):
     if options.seed is not None:
         keras.utils.set_random_seed(options.seed)
     record = _run_record(options, config, precision)
-    _check_resumable(out, record)
+    resuming = (out / BACKUP_DIR).exists()
+    if resuming:
+        _check_same_configuration(out, record)
 
     train_images, validation_images = _read_data(options, config)
     # Written only once the data is known to be good: a typo in --data leaves no run behind.
@@ -73,7 +76,6 @@ def train(options):
     model = VAE(config, seed=options.seed, dtype=precision)
     model.compile(optimizer=keras.optimizers.Adam(options.learning_rate),
                   jit_compile=options.jit_compile)
-    resuming = (out / "backup").exists()
     if resuming:
         print(f"resuming the unfinished run in {out}", flush=True)
     monitor = "val_loss" if validation_set is not None else "loss"
@@ -87,7 +89,7 @@ def train(options):
     if options.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(out / "logs")))
     # Last, so an epoch counts as done only after its checkpoint and logs are written.
-    callbacks.append(AtomicBackupAndRestore(str(out / "backup")))
+    callbacks.append(AtomicBackupAndRestore(str(out / BACKUP_DIR)))
     history = model.fit(train_set, validation_data=validation_set, epochs=options.epochs,
                         callbacks=callbacks, verbose=options.verbose, shuffle=False)
     if model.stop_training and _last_loss_is_nan(history):
@@ -103,10 +105,10 @@ def _run_record(options, config, precision):
                         if k not in ("config_overrides", "verbose")}}
 
 
-def _check_resumable(out, record):
+def _check_same_configuration(out, record):
     """Refuse to resume a backup made with another configuration."""
     run_file = out / "run.json"
-    if (out / "backup").exists() and run_file.exists():
+    if run_file.exists():
         previous = json.loads(run_file.read_text(encoding="utf-8"))
         if previous.get("config") != json.loads(json.dumps(record["config"])):
             raise CvaeError(f"{out} holds an unfinished run with another configuration; "
