@@ -63,6 +63,11 @@ def build_parser():
     train.add_argument("--epochs", type=_positive_int, default=10)
     train.add_argument("--batch-size", type=_positive_int, default=64)
     train.add_argument("--learning-rate", type=_positive_float, default=1e-3)
+    train.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
+                       help="cosine: decay the learning rate to zero over all epochs")
+    train.add_argument("--time-limit", type=_positive_float, metavar="MINUTES",
+                       help="stop cleanly after this much training time (counted across "
+                            "resumes); the last epoch is cut short but validated and saved")
     train.add_argument("--out", default=None, help="run directory (default: runs/PRESET)")
     train.add_argument("--precision", default="auto", choices=PRECISIONS,
                        help="auto: mixed_float16 on a GPU, mixed_bfloat16 on CPUs with "
@@ -87,6 +92,34 @@ def build_parser():
     overrides.add_argument("--kl-warmup-steps", type=_non_negative_int,
                            help="ramp the KL weight linearly from 0 to beta over these steps")
     train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="measure a model on held-out images against PCA and real-vs-real",
+        description="Reconstruction (MSE, PSNR, SSIM, also at 64x64), -ELBO, IWAE bound and "
+                    "bits per dimension, active units and KL per dimension, and sample SWD, "
+                    "beside a PCA baseline with as many dimensions and the real-vs-real floor.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    evaluate.add_argument("--data", required=True, help="folder (or .npy/.npz) of held-out images")
+    evaluate.add_argument("--model", help="a .keras model (default: saved_models/cvae-faces.keras, "
+                                          "or $CVAE_MODEL)")
+    evaluate.add_argument("--train-data", help="training images to fit the PCA baseline on "
+                                               "(without it the baseline is skipped)")
+    evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
+    evaluate.add_argument("--iwae-samples", type=_positive_int, default=16,
+                          help="importance samples per image for the IWAE bound")
+    evaluate.add_argument("--pca-images", type=_positive_int, default=5000,
+                          help="at most this many training images fit the PCA (chosen at random)")
+    evaluate.add_argument("--max-images", type=_positive_int,
+                          help="evaluate on at most this many held-out images (chosen at random)")
+    evaluate.add_argument("--inception-weights", metavar="PATH",
+                          help="local InceptionV3 weights (no top) to also report FID; "
+                               "nothing is ever downloaded")
+    evaluate.add_argument("--crop-box", type=_crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT")
+    evaluate.add_argument("--precision", choices=PRECISIONS,
+                          help="run the model in this precision (default: as saved)")
+    evaluate.add_argument("--seed", type=int, default=0,
+                          help="seed for dequantization, importance samples, SWD and sampling")
+    evaluate.set_defaults(handler=_evaluate)
     return parser
 
 
@@ -98,6 +131,7 @@ def _train(args):
     options = TrainOptions(
         data=args.data, out=args.out or os.path.join("runs", args.preset), preset=args.preset,
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        learning_rate_schedule=args.lr_schedule, time_limit_minutes=args.time_limit,
         precision=args.precision, jit_compile={"on": True, "off": False}.get(args.xla, "auto"),
         validation_data=args.val_data,
         validation_fraction=args.validation_split, crop_box=args.crop_box, flip=args.flip,
@@ -106,6 +140,31 @@ def _train(args):
                           if getattr(args, name) is not None})
     train(options)
     print(f"saved the best model to {os.path.join(options.out, 'model.keras')}")
+
+
+def _evaluate(args):
+    import json
+    from pathlib import Path
+
+    from cvae import data
+    from cvae.errors import CvaeError
+    from cvae.evaluation import evaluate, format_report, load_inception
+    from cvae.files import load_model
+
+    if args.inception_weights and not Path(args.inception_weights).is_file():
+        raise CvaeError(f"no such Inception weights file: {args.inception_weights}")
+    model = load_model(args.model, precision=None if args.precision == "auto" else args.precision)
+    size, channels = model.config.image_size, model.config.channels
+    images, _ = data.read_dataset(args.data, size, channels, args.crop_box)
+    if args.max_images:
+        images = data.random_subset(images, args.max_images, args.seed)
+    train_images = None
+    if args.train_data:
+        train_images, _ = data.read_dataset(args.train_data, size, channels, args.crop_box)
+    inception = load_inception(args.inception_weights) if args.inception_weights else None
+    results = evaluate(model, images, train_images, iwae_samples=args.iwae_samples,
+                       pca_images=args.pca_images, inception=inception, seed=args.seed)
+    print(json.dumps(results, indent=2) if args.json else format_report(results))
 
 
 def _quiet_libraries():

@@ -88,8 +88,11 @@ PRESETS = {
     # Exactly the network of the reference slides (lecture 004) and its L1 loss.
     "seed": VAEConfig(),
     # The default for faces: deeper, group-normalized, a larger latent, and a
-    # Gaussian decoder whose scale is learned so the KL/reconstruction balance
-    # is set by the data rather than by a hand-tuned weight.
+    # Gaussian decoder whose scale is learned, so the reconstruction term is a
+    # true log-likelihood. With a learned scale and beta = 1 the model keeps
+    # buying nats of KL for tiny gains (the gain per nat shrinks as the error
+    # does); beta = 8 spends about 64*ln(8) = 130 fewer nats at a cost of a few
+    # percent in MSE, which keeps codes compact and samples closer to the prior.
     "faces": VAEConfig(
         filters=(32, 64, 128, 256, 256),
         encoder_extra_convs=1,
@@ -100,6 +103,7 @@ PRESETS = {
         activation="silu",
         likelihood="gaussian",
         decoder_scale="learned",
+        beta=8.0,
         kl_warmup_steps=2000,
     ),
 }

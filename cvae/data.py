@@ -226,6 +226,13 @@ def read_dataset(source, image_size, channels=3, crop_box=None, validation_fract
     return train, validation
 
 
+def random_subset(images, count, seed=0):
+    """At most `count` of `images`, chosen at random, in their original order."""
+    if len(images) <= count:
+        return images
+    return images[np.sort(np.random.default_rng(seed).choice(len(images), count, replace=False))]
+
+
 def make_dataset(images, batch_size, shuffle=True, flip=False, seed=None):
     """A uint8 image array -> batched, shuffled, prefetched `tf.data.Dataset` of uint8.
 

@@ -12,6 +12,7 @@ A run directory holds:
 import dataclasses
 import json
 import math
+import time
 from pathlib import Path
 
 import keras
@@ -37,6 +38,11 @@ class TrainOptions:
     epochs: int = 10
     batch_size: int = 64
     learning_rate: float = 1e-3
+    # "cosine" decays the rate to zero over all epochs; "constant" keeps it.
+    learning_rate_schedule: str = "constant"
+    # Stop (cleanly, after validating and saving) once training has run this
+    # many minutes, counted across resumes.
+    time_limit_minutes: float = None
     precision: str = "auto"
     # XLA: "auto" lets Keras enable it on GPUs (it stays off on CPU-only machines).
     jit_compile: object = "auto"
@@ -74,7 +80,8 @@ def train(options):
                       if len(validation_images) else None)
 
     model = VAE(config, seed=options.seed, dtype=precision)
-    model.compile(optimizer=keras.optimizers.Adam(options.learning_rate),
+    learning_rate = _learning_rate(options, steps_per_epoch=len(train_set))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   jit_compile=options.jit_compile)
     if resuming:
         print(f"resuming the unfinished run in {out}", flush=True)
@@ -82,6 +89,7 @@ def train(options):
     preview = validation_images if len(validation_images) >= GRID_IMAGES else train_images
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
+        WallClock(out / "history.csv" if resuming else None, options.time_limit_minutes),
         AtomicBestCheckpoint(out / MODEL_FILE, monitor, resume=resuming),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=resuming),
         TrainingFigures(out, preview[:GRID_IMAGES], seed=0),
@@ -97,6 +105,15 @@ def train(options):
                         f"{out / MODEL_FILE}, and rerunning resumes from the last good epoch "
                         f"(try a lower --learning-rate)")
     return model, history
+
+
+def _learning_rate(options, steps_per_epoch):
+    if options.learning_rate_schedule == "constant":
+        return options.learning_rate
+    if options.learning_rate_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(options.learning_rate,
+                                                      options.epochs * steps_per_epoch)
+    raise CvaeError(f"unknown learning-rate schedule {options.learning_rate_schedule!r}")
 
 
 def _run_record(options, config, precision):
@@ -130,6 +147,45 @@ def _read_data(options, config):
 def _last_loss_is_nan(history):
     losses = history.history.get("loss", [])
     return bool(losses) and not math.isfinite(losses[-1])
+
+
+class WallClock(keras.callbacks.Callback):
+    """Logs the training time so far as `wall_time_s` and enforces a time limit.
+
+    The time carries over from the previous process's history when resuming,
+    so a limit bounds the whole run, not each session of it. When the limit
+    passes mid-epoch the epoch is cut short but still validated and saved.
+    """
+
+    def __init__(self, previous_history=None, limit_minutes=None):
+        super().__init__()
+        self.offset = _last_wall_time(previous_history)
+        self.limit_s = None if limit_minutes is None else 60.0 * limit_minutes
+
+    def on_train_begin(self, logs=None):
+        self.start = time.monotonic() - self.offset
+        self.limit_reached = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.limit_s is not None and time.monotonic() - self.start >= self.limit_s:
+            self.limit_reached = True
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["wall_time_s"] = round(time.monotonic() - self.start, 1)
+        if self.limit_reached:
+            print(f"time limit of {self.limit_s / 60:g} minutes reached; stopping", flush=True)
+
+
+def _last_wall_time(history_file):
+    if history_file is None or not Path(history_file).exists():
+        return 0.0
+    rows = Path(history_file).read_text(encoding="utf-8").strip().splitlines()
+    if len(rows) < 2 or "wall_time_s" not in rows[0].split(","):
+        return 0.0
+    column = rows[0].split(",").index("wall_time_s")
+    return float(rows[-1].split(",")[column])
 
 
 class AtomicBestCheckpoint(keras.callbacks.Callback):

@@ -94,6 +94,33 @@ def test_a_new_run_in_an_old_directory_starts_afresh(tmp_path):
     assert _epochs_logged(run) == [0]
 
 
+def test_a_time_limit_stops_cleanly_and_counts_across_resumes(tmp_path, monkeypatch):
+    folder = write_image_folder(tmp_path / "faces", n=24)
+    run = tmp_path / "run"
+    command = ["train", "--data", str(folder), "--epochs", "4", "--out", str(run),
+               "--no-tensorboard", "--lr-schedule", "cosine", *TINY_RUN]
+    real_end_of_epoch = training.TrainingFigures.on_epoch_end
+
+    def crash_in_second_epoch(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        real_end_of_epoch(self, epoch, logs)
+
+    monkeypatch.setattr(training.TrainingFigures, "on_epoch_end", crash_in_second_epoch)
+    assert main(command) == 130
+    monkeypatch.undo()
+    with open(run / "history.csv", newline="") as handle:
+        first_session = float(list(csv.DictReader(handle))[0]["wall_time_s"])
+    # A limit already spent by the first session: one (cut-short) epoch, then stop.
+    limit_minutes = first_session / 60
+    assert main(command + ["--time-limit", f"{limit_minutes:.6f}"]) == 0
+    with open(run / "history.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["epoch"]) for row in rows] == [0, 1, 1]
+    assert float(rows[-1]["wall_time_s"]) > first_session  # Carried over, not restarted.
+    assert not (run / "backup").exists()
+
+
 def test_resuming_with_another_configuration_is_refused(tmp_path, capsys):
     folder = write_image_folder(tmp_path / "faces", n=8)
     run = tmp_path / "run"
@@ -136,3 +163,6 @@ def test_help_explains_the_commands():
     assert _run_cli("--version").stdout.startswith("cvae ")
     result = _run_cli("train", "--help")
     assert "--precision" in result.stdout and "resumes" in result.stdout
+    assert "--time-limit" in result.stdout
+    result = _run_cli("evaluate", "--help")
+    assert "--train-data" in result.stdout and "SWD" in result.stdout
