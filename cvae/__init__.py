@@ -25,6 +25,7 @@ _EXPORTS = {
     "train": "cvae.training",
     "read_dataset": "cvae.data",
     "make_dataset": "cvae.data",
+    "evaluate": "cvae.evaluation",
 }
 __all__ = sorted(_EXPORTS)
 

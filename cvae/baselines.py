@@ -29,6 +29,7 @@ class PCA:
             raise ValueError(f"PCA with {self.components} components needs at least that many "
                              f"images and pixels; got {flat.shape[0]} images of {flat.shape[1]} values")
         self.image_shape = images.shape[1:]
+        self.fitted_on = len(flat)
         self.mean = flat.mean(axis=0)
         centred = flat - self.mean
         rng = np.random.default_rng(self.seed)

@@ -120,6 +120,15 @@ def build_parser():
     evaluate.add_argument("--seed", type=int, default=0,
                           help="seed for dequantization, importance samples, SWD and sampling")
     evaluate.set_defaults(handler=_evaluate)
+
+    export = commands.add_parser(
+        "export", help="publish a run's best model without its optimizer state",
+        description="Write RUN_DIR's best model.keras without optimizer state (about a third "
+                    "of the size) to OUT, and OUT's stem + .json with the run's configuration, "
+                    "options and per-epoch history.")
+    export.add_argument("run_dir", metavar="RUN_DIR", help="a training run directory")
+    export.add_argument("-o", "--out", required=True, help="the .keras file to write")
+    export.set_defaults(handler=_export)
     return parser
 
 
@@ -165,6 +174,19 @@ def _evaluate(args):
     results = evaluate(model, images, train_images, iwae_samples=args.iwae_samples,
                        pca_images=args.pca_images, inception=inception, seed=args.seed)
     print(json.dumps(results, indent=2) if args.json else format_report(results))
+
+
+def _export(args):
+    from pathlib import Path
+
+    from cvae.errors import CvaeError
+    from cvae.files import export_model
+
+    if not Path(args.run_dir, "model.keras").is_file():
+        raise CvaeError(f"{args.run_dir} is not a training run (it has no model.keras)")
+    if not args.out.endswith(".keras"):
+        raise CvaeError(f"the output must end in .keras, got {args.out}")
+    print(f"wrote {export_model(args.run_dir, args.out)}")
 
 
 def _quiet_libraries():

@@ -22,10 +22,11 @@ _BATCH = 64
 
 
 def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
-             inception=None, seed=0, log=None):
+             inception=None, seed=0, log=None, pca=None):
     """Evaluate `model` on `images` (uint8, N x H x W x C); returns a JSON-ready dict.
 
     train_images: fits the PCA baseline (at most `pca_images` of them); None skips it.
+    pca: an already fitted baseline to use instead (see `fit_pca`).
     inception: a Keras network mapping images in [-1, 1] to features; enables FID.
     log: a function taking progress messages (default: stderr).
     """
@@ -57,15 +58,12 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
     samples = model.generate(half, seed=seed)
     results["samples"] = _swd_entry(reference, samples, seed)
     results["real_vs_real"] = _swd_entry(reference, other_half, seed)
-    pca = None
-    if train_images is not None:
-        pca_training = random_subset(train_images, pca_images, seed)
-        log(f"fitting PCA with {model.config.latent_dim} components on {len(pca_training)} "
-            f"training images")
-        pca = PCA(model.config.latent_dim, seed=seed).fit(pca_training.astype(np.float32) / 255.0)
+    if pca is None and train_images is not None:
+        pca = fit_pca(train_images, model.config.latent_dim, pca_images, seed, log)
+    if pca is not None:
         results["pca"] = {
             "components": pca.components,
-            "fitted_on": len(pca_training),
+            "fitted_on": pca.fitted_on,
             "reconstruction": reconstruction_metrics(originals, pca.reconstruct(originals)),
             "samples": _swd_entry(reference, pca.sample(half, seed=seed), seed),
         }
@@ -82,6 +80,14 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
         results["fid"] = {"model": fid(samples), "real_vs_real": fid(other_half),
                           "pca": fid(pca.sample(half, seed=seed)) if pca is not None else None}
     return results
+
+
+def fit_pca(train_images, components, max_images=5000, seed=0, log=None):
+    """The PCA baseline, fitted on at most `max_images` uint8 training images."""
+    training = random_subset(train_images, max_images, seed)
+    (log or _log_to_stderr)(f"fitting PCA with {components} components on {len(training)} "
+                            f"training images")
+    return PCA(components, seed=seed).fit(training.astype(np.float32) / 255.0)
 
 
 def reconstruction_metrics(originals, reconstructions):

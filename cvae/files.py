@@ -32,6 +32,32 @@ def save_model(model, path):
         model.save(temporary)
 
 
+def export_model(run_dir, path):
+    """Publish a run's best model: weights without optimizer state (a third of
+    the size), plus `<path stem>.json` recording how it was trained."""
+    import csv
+    import json
+
+    run_dir = Path(run_dir)
+    model = load_model(run_dir / "model.keras")
+    # Keras' .keras format always stores a compiled model's optimizer; an
+    # uncompiled copy has none.
+    save_model(rebuilt(model, model.dtype_policy.name), path)
+    record = {}
+    if (run_dir / "run.json").is_file():
+        record.update(json.loads((run_dir / "run.json").read_text(encoding="utf-8")))
+    if (run_dir / "model.best.json").is_file():
+        record["best"] = json.loads((run_dir / "model.best.json").read_text(encoding="utf-8"))
+    if (run_dir / "history.csv").is_file():
+        with open(run_dir / "history.csv", newline="", encoding="utf-8") as handle:
+            history = list(csv.DictReader(handle))
+        record["epochs_run"] = len(history)
+        record["history"] = [{key: float(value) for key, value in row.items() if value}
+                             for row in history]
+    write_text(Path(path).with_suffix(".json"), json.dumps(record, indent=2) + "\n")
+    return Path(path)
+
+
 def write_text(path, text):
     with atomic_path(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
@@ -64,7 +90,14 @@ def load_model(path=None, precision=None):
     if not isinstance(model, VAE):
         raise CvaeError(f"{path} holds a {type(model).__name__}, not a cvae VAE")
     if precision is not None and precision != model.dtype_policy.name:
-        rebuilt = VAE(model.config, seed=model.seed, dtype=precision, name=model.name)
-        rebuilt.set_weights(model.get_weights())
-        model = rebuilt
+        model = rebuilt(model, precision)
     return model
+
+
+def rebuilt(model, precision):
+    """An uncompiled copy of a VAE with the same weights, in `precision`."""
+    from cvae.model import VAE
+
+    copy = VAE(model.config, seed=model.seed, dtype=precision, name=model.name)
+    copy.set_weights(model.get_weights())
+    return copy

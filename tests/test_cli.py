@@ -33,6 +33,16 @@ def test_train_writes_the_run_directory(tmp_path):
     assert load_model(run / "model.keras").config.image_size == 16
     assert json.loads((run / "run.json").read_text())["config"]["latent_dim"] == 4
 
+    published = tmp_path / "published" / "tiny.keras"
+    assert main(["export", str(run), "-o", str(published)]) == 0
+    assert published.stat().st_size < 0.6 * (run / "model.keras").stat().st_size  # No Adam moments.
+    np.testing.assert_array_equal(load_model(published).get_weights()[0],
+                                  load_model(run / "model.keras").get_weights()[0])
+    record = json.loads(published.with_suffix(".json").read_text())
+    assert record["epochs_run"] == 1 and "wall_time_s" in record["history"][0]
+    assert record["config"]["latent_dim"] == 4
+    assert main(["export", str(tmp_path), "-o", str(published)]) == 1  # Not a run directory.
+
 
 def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch):
     folder = write_image_folder(tmp_path / "faces", n=24)
