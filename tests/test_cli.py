@@ -20,6 +20,18 @@ def _epochs_logged(run):
         return [int(row["epoch"]) for row in csv.DictReader(handle)]
 
 
+def _interrupt_in_second_epoch(monkeypatch):
+    """Ctrl-C at the end of epoch 2, after its metrics are logged, before its backup."""
+    real_end_of_epoch = training.TrainingFigures.on_epoch_end
+
+    def crash_in_second_epoch(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        real_end_of_epoch(self, epoch, logs)
+
+    monkeypatch.setattr(training.TrainingFigures, "on_epoch_end", crash_in_second_epoch)
+
+
 def test_train_writes_the_run_directory(tmp_path):
     folder = write_image_folder(tmp_path / "faces", n=40)
     run = tmp_path / "run"
@@ -49,17 +61,10 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch):
     run = tmp_path / "run"
     command = ["train", "--data", str(folder), "--epochs", "3", "--out", str(run),
                "--no-tensorboard", *TINY_RUN]
-    real_end_of_epoch = training.TrainingFigures.on_epoch_end
-
-    def crash_in_second_epoch(self, epoch, logs=None):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        real_end_of_epoch(self, epoch, logs)
-
-    monkeypatch.setattr(training.TrainingFigures, "on_epoch_end", crash_in_second_epoch)
+    _interrupt_in_second_epoch(monkeypatch)
     assert main(command) == 130
     assert (run / "backup").is_dir()
-    monkeypatch.setattr(training.TrainingFigures, "on_epoch_end", real_end_of_epoch)
+    monkeypatch.undo()
     assert main(command) == 0
     # Epoch 1 (index 0) was backed up and not redone; the interrupted one was
     # logged, then redone (a restart from scratch would log 0, 1, 0, 1, 2).
@@ -109,14 +114,7 @@ def test_a_time_limit_stops_cleanly_and_counts_across_resumes(tmp_path, monkeypa
     run = tmp_path / "run"
     command = ["train", "--data", str(folder), "--epochs", "4", "--out", str(run),
                "--no-tensorboard", "--lr-schedule", "cosine", *TINY_RUN]
-    real_end_of_epoch = training.TrainingFigures.on_epoch_end
-
-    def crash_in_second_epoch(self, epoch, logs=None):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        real_end_of_epoch(self, epoch, logs)
-
-    monkeypatch.setattr(training.TrainingFigures, "on_epoch_end", crash_in_second_epoch)
+    _interrupt_in_second_epoch(monkeypatch)
     assert main(command) == 130
     monkeypatch.undo()
     with open(run / "history.csv", newline="") as handle:

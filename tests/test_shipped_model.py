@@ -1,0 +1,28 @@
+"""The model in saved_models/ loads by default and works (its quality is measured by
+scripts/results.py, not here)."""
+
+import numpy as np
+
+from cvae.config import get_preset
+from cvae.files import DEFAULT_MODEL_PATH, load_model, save_model
+from cvae.model import VAE
+from tests.conftest import TINY
+
+
+def test_the_shipped_model_is_the_default_and_decodes_faces():
+    assert DEFAULT_MODEL_PATH.is_file()
+    model = load_model()
+    assert model.config == get_preset("faces")
+    assert getattr(model, "optimizer", None) is None  # Exported without optimizer state.
+    faces = model.generate(2, seed=0)
+    assert faces.shape == (2, 128, 128, 3)
+    assert np.all(np.isfinite(faces)) and faces.min() >= 0 and faces.max() <= 1
+    assert not np.allclose(faces[0], faces[1])
+    assert DEFAULT_MODEL_PATH.stat().st_size < 50e6
+
+
+def test_cvae_model_overrides_the_default(tmp_path, monkeypatch):
+    path = tmp_path / "tiny.keras"
+    save_model(VAE(TINY, seed=0), path)
+    monkeypatch.setenv("CVAE_MODEL", str(path))
+    assert load_model().config == TINY
