@@ -15,7 +15,7 @@ from keras import ops
 from cvae import losses, metrics
 from cvae.baselines import PCA
 from cvae.data import random_subset
-from cvae.errors import CvaeError
+from cvae.errors import CvaeError, first_line
 
 PUBLISHED_SIZE = 64
 _BATCH = 64
@@ -190,8 +190,7 @@ def load_inception(weights_path, input_size=299):
                                               weights=str(weights_path),
                                               input_shape=(input_size, input_size, 3))
     except Exception as error:  # h5py and Keras raise many types for a wrong file.
-        raise CvaeError(f"cannot load Inception weights {weights_path}: "
-                        f"{str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}") from None
+        raise CvaeError(f"cannot load Inception weights {weights_path}: {first_line(error)}") from None
 
 
 def format_report(results):

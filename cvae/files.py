@@ -4,7 +4,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from cvae.errors import CvaeError
+from cvae.errors import CvaeError, first_line
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_PATH = REPOSITORY_ROOT / "saved_models" / "cvae-faces.keras"
@@ -32,10 +32,21 @@ def save_model(model, path):
         model.save(temporary)
 
 
+def read_history(path):
+    """The rows of a run's history.csv (Keras' CSVLogger) as dicts of floats.
+
+    Empty cells (a metric missing from some epochs) are left out of their row.
+    """
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [{key: float(value) for key, value in row.items() if value}
+                for row in csv.DictReader(handle)]
+
+
 def export_model(run_dir, path):
     """Publish a run's best model: weights without optimizer state (a third of
     the size), plus `<path stem>.json` recording how it was trained."""
-    import csv
     import json
 
     run_dir = Path(run_dir)
@@ -49,11 +60,8 @@ def export_model(run_dir, path):
     if (run_dir / "model.best.json").is_file():
         record["best"] = json.loads((run_dir / "model.best.json").read_text(encoding="utf-8"))
     if (run_dir / "history.csv").is_file():
-        with open(run_dir / "history.csv", newline="", encoding="utf-8") as handle:
-            history = list(csv.DictReader(handle))
-        record["epochs_run"] = len(history)
-        record["history"] = [{key: float(value) for key, value in row.items() if value}
-                             for row in history]
+        record["history"] = read_history(run_dir / "history.csv")
+        record["epochs_run"] = len(record["history"])
     write_text(Path(path).with_suffix(".json"), json.dumps(record, indent=2) + "\n")
     return Path(path)
 
@@ -85,8 +93,7 @@ def load_model(path=None, precision=None):
     try:
         model = keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # Keras raises many types for a bad file; all mean "unloadable".
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CvaeError(f"cannot load model {path}: {first_line}") from None
+        raise CvaeError(f"cannot load model {path}: {first_line(error)}") from None
     if not isinstance(model, VAE):
         raise CvaeError(f"{path} holds a {type(model).__name__}, not a cvae VAE")
     if precision is not None and precision != model.dtype_policy.name:

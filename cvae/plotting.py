@@ -1,11 +1,9 @@
 """Figures: image grids (Pillow) and loss curves (matplotlib)."""
 
-import csv
-
 import numpy as np
 from PIL import Image
 
-from cvae.files import atomic_path
+from cvae.files import atomic_path, read_history
 
 _GAP = 2
 
@@ -46,9 +44,8 @@ def plot_history(csv_path, png_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with open(csv_path, newline="", encoding="utf-8") as handle:
-        # A resumed run may log an epoch twice; the later line wins.
-        rows = {int(row["epoch"]): row for row in csv.DictReader(handle)}
+    # A resumed run may log an epoch twice; the later line wins.
+    rows = {int(row["epoch"]): row for row in read_history(csv_path)}
     if not rows:
         return
     epochs = sorted(rows)
@@ -56,8 +53,8 @@ def plot_history(csv_path, png_path):
     for axis, name in zip(axes, ("loss", "reconstruction_loss", "kl_loss")):
         for prefix, style in (("", "-"), ("val_", "--")):
             key = prefix + name
-            if key in rows[epochs[0]] and rows[epochs[0]][key] != "":
-                axis.plot([e + 1 for e in epochs], [float(rows[e][key]) for e in epochs],
+            if key in rows[epochs[0]]:
+                axis.plot([e + 1 for e in epochs], [rows[e][key] for e in epochs],
                           style, label=key)
         axis.set_title(name)
         axis.set_xlabel("epoch")

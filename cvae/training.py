@@ -20,7 +20,7 @@ import keras
 from cvae import data as data_module
 from cvae.config import DEFAULT_PRESET, get_preset
 from cvae.errors import CvaeError
-from cvae.files import atomic_path, save_model, write_text
+from cvae.files import atomic_path, read_history, save_model, write_text
 from cvae.model import VAE
 from cvae.plotting import image_grid, plot_history, save_png
 from cvae.precision import resolve_precision
@@ -181,11 +181,8 @@ class WallClock(keras.callbacks.Callback):
 def _last_wall_time(history_file):
     if history_file is None or not Path(history_file).exists():
         return 0.0
-    rows = Path(history_file).read_text(encoding="utf-8").strip().splitlines()
-    if len(rows) < 2 or "wall_time_s" not in rows[0].split(","):
-        return 0.0
-    column = rows[0].split(",").index("wall_time_s")
-    return float(rows[-1].split(",")[column])
+    rows = read_history(history_file)
+    return rows[-1].get("wall_time_s", 0.0) if rows else 0.0
 
 
 class AtomicBestCheckpoint(keras.callbacks.Callback):
