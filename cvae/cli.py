@@ -81,6 +81,10 @@ def build_parser():
                        help="do not flip training images left-right at random")
     train.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
     train.add_argument("--seed", type=int, help="seed for weights, shuffling and sampling")
+    train.add_argument("--initial-model", metavar="PATH",
+                       help="fine-tune: start from this .keras model's weights and configuration "
+                            "(the preset and overrides do not apply; the KL weight starts at "
+                            "full beta) with a fresh optimizer")
     overrides = train.add_argument_group("overrides of the preset's configuration")
     overrides.add_argument("--image-size", type=_positive_int)
     overrides.add_argument("--channels", type=int, choices=(1, 3))
@@ -144,7 +148,7 @@ def _train(args):
         precision=args.precision, jit_compile={"on": True, "off": False}.get(args.xla, "auto"),
         validation_data=args.val_data,
         validation_fraction=args.validation_split, crop_box=args.crop_box, flip=args.flip,
-        seed=args.seed, tensorboard=args.tensorboard,
+        seed=args.seed, tensorboard=args.tensorboard, initial_model=args.initial_model,
         config_overrides={name: getattr(args, name) for name in override_names
                           if getattr(args, name) is not None})
     train(options)

@@ -55,12 +55,21 @@ class TrainOptions:
     verbose: object = "auto"
     # Overrides of the preset's VAEConfig fields (image_size, latent_dim, beta, ...).
     config_overrides: dict = dataclasses.field(default_factory=dict)
+    # Fine-tune: start from this saved model's weights and configuration
+    # (the preset and overrides then do not apply) with a fresh optimizer.
+    initial_model: str = None
 
 
 def train(options):
     """Train a VAE as described by `options`; returns (model, keras History)."""
     out = Path(options.out)
-    config = get_preset(options.preset).replace(**options.config_overrides)
+    initial = _load_initial_model(options)
+    if initial is not None:
+        # The KL warm-up counts optimizer steps; a fresh optimizer would
+        # otherwise ramp beta up from zero again on a trained model.
+        config = initial.config.replace(kl_warmup_steps=0)
+    else:
+        config = get_preset(options.preset).replace(**options.config_overrides)
     precision = resolve_precision(options.precision)
     if options.seed is not None:
         keras.utils.set_random_seed(options.seed)
@@ -80,6 +89,8 @@ def train(options):
                       if len(validation_images) else None)
 
     model = VAE(config, seed=options.seed, dtype=precision)
+    if initial is not None:
+        model.set_weights(initial.get_weights())
     learning_rate = _learning_rate(options, steps_per_epoch=len(train_set))
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   jit_compile=options.jit_compile)
@@ -105,6 +116,17 @@ def train(options):
                         f"{out / MODEL_FILE}, and rerunning resumes from the last good epoch "
                         f"(try a lower --learning-rate)")
     return model, history
+
+
+def _load_initial_model(options):
+    if options.initial_model is None:
+        return None
+    if options.config_overrides:
+        raise CvaeError("a fine-tuned model keeps its initial model's configuration; "
+                        f"drop the overrides {sorted(options.config_overrides)}")
+    from cvae.files import load_model
+
+    return load_model(options.initial_model)
 
 
 def _learning_rate(options, steps_per_epoch):

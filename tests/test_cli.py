@@ -129,6 +129,30 @@ def test_a_time_limit_stops_cleanly_and_counts_across_resumes(tmp_path, monkeypa
     assert not (run / "backup").exists()
 
 
+def test_fine_tuning_starts_from_the_initial_model(tmp_path, capsys):
+    folder = write_image_folder(tmp_path / "faces", n=16)
+    first, tuned = tmp_path / "first", tmp_path / "tuned"
+    common = ["--data", str(folder), "--epochs", "1", "--no-tensorboard", "--batch-size", "8"]
+    assert main(["train", *common, "--out", str(first), *TINY_RUN, "--kl-warmup-steps", "50"]) == 0
+    initial = load_model(first / "model.keras")
+    # A vanishing learning rate leaves the starting weights in place; a fresh
+    # start from another seed would not.
+    assert main(["train", *common, "--out", str(tuned), "--initial-model",
+                 str(first / "model.keras"), "--learning-rate", "1e-12", "--seed", "1"]) == 0
+    result = load_model(tuned / "model.keras")
+    assert result.config == initial.config.replace(kl_warmup_steps=0)
+    for start, end in zip(initial.get_weights(), result.get_weights()):
+        np.testing.assert_allclose(end, start, atol=1e-6)
+    assert json.loads((tuned / "run.json").read_text())["options"]["initial_model"] == \
+        str(first / "model.keras")
+
+    assert main(["train", *common, "--out", str(tuned), "--initial-model",
+                 str(first / "model.keras"), "--latent-dim", "8"]) == 1
+    assert "keeps its initial model's configuration" in capsys.readouterr().err
+    assert main(["train", *common, "--out", str(tuned), "--initial-model",
+                 str(tmp_path / "missing.keras")]) == 1
+
+
 def test_resuming_with_another_configuration_is_refused(tmp_path, capsys):
     folder = write_image_folder(tmp_path / "faces", n=8)
     run = tmp_path / "run"
