@@ -26,6 +26,9 @@ _EXPORTS = {
     "read_dataset": "cvae.data",
     "make_dataset": "cvae.data",
     "evaluate": "cvae.evaluation",
+    "compress": "cvae.codec",
+    "decompress": "cvae.codec",
+    "Codec": "cvae.codec",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -139,9 +139,15 @@ def _channel_statistics(descriptors, channels):
     return np.tile(mean, by_channel.shape[1]), np.tile(std, by_channel.shape[1])
 
 
+def active_dimensions(z_mean, threshold=0.01):
+    """Mask of the dimensions whose posterior mean varies across images:
+    Var_x(E[z_d | x]) > threshold (Burda et al. 2016)."""
+    return np.var(np.asarray(z_mean, np.float64), axis=0) > threshold
+
+
 def active_units(z_mean, threshold=0.01):
-    """Dimensions whose posterior mean varies across images: Var_x(E[z_d | x]) > threshold."""
-    return int(np.sum(np.var(np.asarray(z_mean, np.float64), axis=0) > threshold))
+    """How many dimensions are active (see `active_dimensions`)."""
+    return int(np.sum(active_dimensions(z_mean, threshold)))
 
 
 def kl_per_dimension(z_mean, z_log_var):

@@ -1,0 +1,110 @@
+"""Compressing and decompressing files in batches, one failure at a time.
+
+Each input that cannot be handled (missing, not an image, a bad `.cvae`, an
+output that exists) is reported through `on_error(path, message)` and
+skipped; the rest of the batch goes on. Outputs are written atomically.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from cvae import data
+from cvae.errors import CvaeError, first_line
+from cvae.files import atomic_path
+from cvae.plotting import save_png
+
+COMPRESSED_SUFFIX = ".cvae"
+_BATCH = 64
+
+
+def expand_inputs(inputs, on_error):
+    """Files named, plus the (non-hidden) files directly inside folders named."""
+    paths = []
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            if not found:
+                on_error(path, "the folder holds no files")
+            paths.extend(found)
+        elif path.is_file():
+            paths.append(path)
+        else:
+            on_error(path, "no such file or directory")
+    return paths
+
+
+class _Outputs:
+    """Output paths in `out_dir`: same stem, new suffix; never two inputs onto one
+    output, and no existing file replaced unless `force`."""
+
+    def __init__(self, out_dir, suffix, force):
+        self.out_dir, self.suffix, self.force = Path(out_dir), suffix, force
+        self.claimed = set()
+
+    def claim(self, source):
+        target = self.out_dir / (source.stem + self.suffix)
+        if target in self.claimed:
+            raise CvaeError(f"another input already writes {target}")
+        if target.exists() and not self.force:
+            raise CvaeError(f"{target} exists (use --force to overwrite)")
+        self.claimed.add(target)
+        return target
+
+
+def compress_files(codec, inputs, out_dir, mode, step=None, force=False, crop_box=None,
+                   on_error=None):
+    """Compress images to `out_dir/<stem>.cvae`; returns the list of (source, target, bytes)."""
+    config = codec.config
+    outputs = _Outputs(out_dir, COMPRESSED_SUFFIX, force)
+    ready = []
+    for path in expand_inputs(inputs, on_error):
+        try:
+            target = outputs.claim(path)
+            if path.stat().st_size == 0:
+                raise CvaeError("empty file")
+            image = data.load_image(path, config.image_size, config.channels, crop_box)
+        except (CvaeError, OSError, ValueError) as error:
+            on_error(path, _image_error(error))
+            continue
+        ready.append((path, target, image))
+    written = []
+    for start in range(0, len(ready), _BATCH):
+        chunk = ready[start:start + _BATCH]
+        files = codec.compress_batch(np.stack([image for _, _, image in chunk]), mode, step)
+        for (path, target, _), content in zip(chunk, files):
+            with atomic_path(target) as temporary:
+                temporary.write_bytes(content)
+            written.append((path, target, len(content)))
+    return written
+
+
+def decompress_files(codec, inputs, out_dir, force=False, on_error=None):
+    """Decompress `.cvae` files to `out_dir/<stem>.png`; returns the list of (source, target)."""
+    outputs = _Outputs(out_dir, ".png", force)
+    ready = []
+    for path in expand_inputs(inputs, on_error):
+        try:
+            target = outputs.claim(path)
+            code = codec.latent_code(path.read_bytes())
+        except (CvaeError, OSError) as error:
+            on_error(path, str(error))
+            continue
+        ready.append((path, target, code))
+    written = []
+    for start in range(0, len(ready), _BATCH):
+        chunk = ready[start:start + _BATCH]
+        images = codec.decode(np.stack([code for _, _, code in chunk]))
+        for (path, target, _), image in zip(chunk, images):
+            save_png(image, target)
+            written.append((path, target))
+    return written
+
+
+def _image_error(error):
+    from PIL import UnidentifiedImageError
+
+    if isinstance(error, UnidentifiedImageError):
+        return "not an image (or a format Pillow cannot read)"
+    return first_line(error)

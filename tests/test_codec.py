@@ -1,0 +1,195 @@
+"""The face codec: entropy coder, file format, quantization modes, calibration."""
+
+import math
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+import cvae
+from cvae import codec_format, entropy_coding
+from cvae.codec import Codec, CodecTable, calibrate, table_path, weights_sha256
+from cvae.codec_format import FormatError, Header
+from cvae.errors import CvaeError
+from cvae.files import load_model, save_model
+from cvae.model import VAE
+from tests.conftest import TINY, smooth_images
+
+
+def _random_tables(rng, count):
+    tables = []
+    for _ in range(count):
+        frequencies = rng.integers(1, rng.choice([2, 50, 5000]), size=rng.integers(1, 40))
+        tables.append([0] + np.cumsum(frequencies).tolist())
+    return tables
+
+
+def test_the_coder_is_lossless_and_near_the_ideal_length():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        tables = _random_tables(rng, rng.integers(0, 150))
+        symbols = []
+        for cumulative in tables:
+            frequencies = np.diff(cumulative)
+            symbols.append(int(rng.choice(len(frequencies), p=frequencies / frequencies.sum())))
+        data = entropy_coding.encode(symbols, tables)
+        assert entropy_coding.decode(data, tables) == symbols
+        ideal_bits = -sum(math.log2((t[s + 1] - t[s]) / t[-1]) for s, t in zip(symbols, tables))
+        assert 8 * len(data) <= ideal_bits + 10
+
+
+def test_the_coder_survives_garbage_and_rejects_impossible_symbols():
+    rng = np.random.default_rng(1)
+    tables = _random_tables(rng, 30)
+    for length in range(0, 40):
+        symbols = entropy_coding.decode(rng.bytes(length), tables)
+        assert all(0 <= s < len(t) - 1 for s, t in zip(symbols, tables))
+    with pytest.raises(ValueError):
+        entropy_coding.encode([5], [[0, 3, 7]])
+    with pytest.raises(ValueError):
+        entropy_coding.encode([1], [[0, 3, 3]])  # Zero frequency.
+
+
+HEADER = Header("entropy", b"\x01\x02\x03\x04", 16, 3, 4, (1.5,))
+
+
+def test_the_format_round_trips_and_matches_its_documented_layout():
+    data = codec_format.pack(HEADER, b"payload")
+    assert data[:4] == b"CVAE" and data[4] == 1 and data[5] == 2
+    assert struct.unpack("<I", data[-4:])[0] == zlib.crc32(data[:-4])
+    assert len(data) == codec_format.HEADER_BYTES["entropy"] + len(b"payload")
+    assert codec_format.parse(data) == (HEADER, b"payload")
+
+
+def _with_crc(body):
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda data: b"", "empty file"),
+    (lambda data: b"GIF89a" + data[6:], "wrong magic"),
+    (lambda data: data[:12], "truncated"),
+    (lambda data: data[:-1], "CRC"),
+    (lambda data: data[:-5] + bytes([data[-5] ^ 1]) + data[-4:], "CRC"),
+    (lambda data: _with_crc(data[:4] + b"\x02" + data[5:-4]), "unsupported format version 2"),
+    (lambda data: _with_crc(data[:5] + b"\x09" + data[6:-4]), "unknown quantization mode"),
+    (lambda data: _with_crc(data[:16]), "parameters are missing"),
+])
+def test_the_parser_names_each_corruption(damage, message):
+    with pytest.raises(FormatError, match=message):
+        codec_format.parse(damage(codec_format.pack(HEADER, b"payload")))
+
+
+def test_every_truncation_and_bit_flip_is_rejected():
+    data = codec_format.pack(HEADER, b"some payload bytes")
+    for length in range(len(data)):
+        with pytest.raises(FormatError):
+            codec_format.parse(data[:length])
+    for position in range(len(data)):
+        for bit in range(8):
+            damaged = bytearray(data)
+            damaged[position] ^= 1 << bit
+            with pytest.raises(FormatError):
+                codec_format.parse(bytes(damaged))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return VAE(TINY, seed=0)
+
+
+@pytest.fixture(scope="module")
+def table(model):
+    # Dimension 1 unused: it must cost nothing and decode to the prior mean.
+    return CodecTable(posterior_std=(0.1, 1.0, 0.05, 0.2), active=(True, False, True, True),
+                      step=1.0, weights_sha256=weights_sha256(model))
+
+
+def test_random_bytes_give_only_clean_errors(model, table):
+    codec = Codec(model, table)
+    rng = np.random.default_rng(2)
+    good = codec.compress_batch(smooth_images(1), "entropy")[0]
+    candidates = [rng.bytes(int(n)) for n in rng.integers(0, 60, 300)]
+    candidates += [good[:4] + rng.bytes(len(good) - 4) for _ in range(100)]
+    for data in candidates:
+        with pytest.raises(CvaeError):
+            codec.latent_code(data)
+
+
+@pytest.mark.parametrize("mode", ["float16", "int8", "entropy"])
+def test_each_mode_round_trips_within_its_quantization_error(model, table, mode):
+    codec = Codec(model, table)
+    images = smooth_images(6, seed=3)
+    z_mean, _ = model.encode(images)
+    files = codec.compress_batch(images, mode)
+    codes = np.stack([codec.latent_code(data) for data in files])
+    if mode == "float16":
+        np.testing.assert_allclose(codes, z_mean, rtol=1e-3, atol=1e-4)
+    elif mode == "int8":
+        spread = z_mean.max(axis=1, keepdims=True) - z_mean.min(axis=1, keepdims=True)
+        assert np.all(np.abs(codes - z_mean) <= spread / 255 + 0.02)
+    else:
+        steps = np.array(table.posterior_std) * table.step
+        active = np.array(table.active)
+        assert np.all(np.abs(codes - z_mean)[:, active] <= steps[active] / 2 + 1e-9)
+        assert np.all(codes[:, ~active] == 0)
+    np.testing.assert_array_equal(codec.decompress_batch(files), codec.decode(codes))
+    expected_size = {"float16": 8, "int8": 4}.get(mode)
+    if expected_size:
+        assert all(len(f) == codec_format.HEADER_BYTES[mode] + expected_size for f in files)
+
+
+def test_the_simple_api_and_a_coarser_step(model, table):
+    image = smooth_images(1, seed=4)[0]
+    fine = cvae.compress(image, model, step=0.05, table=table)
+    coarse = cvae.compress(image, model, step=4.0, table=table)
+    assert len(coarse) < len(fine)
+    restored = cvae.decompress(fine, model, table=table)
+    assert restored.shape == image.shape and restored.dtype == np.uint8
+
+
+def test_a_file_from_another_model_or_table_is_refused(model, table):
+    data = Codec(model, table).compress_batch(smooth_images(1), "entropy")[0]
+    other = VAE(TINY, seed=1)
+    other_table = CodecTable(table.posterior_std, table.active, 1.0, weights_sha256(other))
+    with pytest.raises(FormatError, match="another model"):
+        Codec(other, other_table).latent_code(data)
+    retuned = CodecTable((0.2,) + table.posterior_std[1:], table.active, 1.0,
+                         table.weights_sha256)
+    with pytest.raises(FormatError, match="another model"):
+        Codec(model, retuned).latent_code(data)
+    with pytest.raises(CvaeError, match="no codec table"):
+        Codec(model).latent_code(data)
+    float16 = Codec(model).compress_batch(smooth_images(1), "float16")[0]
+    with pytest.raises(FormatError, match="another model"):
+        Codec(other).latent_code(float16)
+    with pytest.raises(CvaeError, match="other weights"):
+        Codec(other, table)
+
+
+def test_calibration_picks_a_step_and_travels_with_the_model(tmp_path, tiny_images):
+    import keras
+
+    trained = VAE(TINY.replace(decoder_scale="learned"), seed=0)
+    trained.compile(optimizer=keras.optimizers.Adam(3e-3))
+    trained.fit(tiny_images, batch_size=16, epochs=8, verbose=0)
+    table = calibrate(trained, tiny_images, max_psnr_loss=0.5, steps=(0.5, 1.0, 2.0, 8.0))
+    assert table.step in (0.5, 1.0, 2.0, 8.0)
+    assert any(table.active)
+    measured = table.calibration["steps"]
+    assert measured["8.0"]["bytes"] <= measured["0.5"]["bytes"]
+    chosen = measured[str(table.step)]
+    assert table.calibration["unquantized_psnr"] - chosen["psnr"] <= 0.5
+
+    path = tmp_path / "model.keras"
+    save_model(trained, path)
+    table.save(table_path(path))
+    loaded = load_model(path)
+    assert loaded.codec_table == table
+    image = tiny_images[0]
+    assert cvae.decompress(cvae.compress(image, loaded), loaded).shape == image.shape
+
+    save_model(VAE(TINY.replace(decoder_scale="learned"), seed=5), path)  # New weights.
+    with pytest.warns(UserWarning, match="other weights"):
+        assert load_model(path).codec_table is None

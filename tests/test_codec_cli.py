@@ -1,0 +1,124 @@
+"""`cvae compress`, `cvae decompress` and `cvae calibrate` on a tiny model."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cvae.cli import main
+from cvae.codec import CodecTable, table_path, weights_sha256
+from cvae.files import save_model
+from cvae.model import VAE
+from tests.conftest import TINY, write_image_folder
+
+
+@pytest.fixture
+def model_path(tmp_path):
+    model = VAE(TINY, seed=0)
+    path = tmp_path / "tiny.keras"
+    save_model(model, path)
+    CodecTable((0.05, 0.1, 0.05, 0.2), (True, True, False, True), 1.0,
+               weights_sha256(model)).save(table_path(path))
+    return path
+
+
+def _errors(capsys):
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert all(line.startswith("cvae: ") for line in lines), lines  # No traceback.
+    return lines
+
+
+def test_a_mixed_folder_round_trips_what_it_can(tmp_path, model_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index, array in enumerate(np.random.default_rng(0).integers(0, 255, (3, 30, 20, 3))):
+        Image.fromarray(array.astype(np.uint8)).save(folder / f"face{index}.png")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "empty.jpg").write_bytes(b"")
+    packed, unpacked = tmp_path / "packed", tmp_path / "unpacked"
+
+    assert main(["compress", str(folder), "-o", str(packed), "--model", str(model_path)]) == 1
+    errors = _errors(capsys)
+    assert any("notes.txt: not an image" in line for line in errors)
+    assert any("empty.jpg: empty file" in line for line in errors)
+    assert sorted(p.name for p in packed.iterdir()) == ["face0.cvae", "face1.cvae", "face2.cvae"]
+    assert all(p.stat().st_size <= 128 for p in packed.iterdir())
+
+    assert main(["decompress", str(packed), "-o", str(unpacked), "--model", str(model_path)]) == 0
+    for index in range(3):
+        with Image.open(unpacked / f"face{index}.png") as picture:
+            assert picture.size == (16, 16)
+
+    # Existing outputs are kept unless --force.
+    before = (packed / "face0.cvae").stat().st_mtime_ns
+    assert main(["compress", str(folder / "face0.png"), "-o", str(packed),
+                 "--model", str(model_path)]) == 1
+    assert "exists (use --force to overwrite)" in _errors(capsys)[0]
+    assert (packed / "face0.cvae").stat().st_mtime_ns == before
+    assert main(["compress", str(folder / "face0.png"), "-o", str(packed), "--force",
+                 "--mode", "int8", "--model", str(model_path)]) == 0
+    assert (packed / "face0.cvae").stat().st_size == 15 + 4 + 4 + 4  # int8: a byte per dim.
+
+
+def test_bad_compressed_files_are_named_and_the_rest_decode(tmp_path, model_path, capsys):
+    folder = write_image_folder(tmp_path / "in", n=2)
+    packed = tmp_path / "packed"
+    sources = sorted(folder.rglob("*.*"))
+    assert main(["compress", *map(str, sources), "-o", str(packed),
+                 "--model", str(model_path)]) == 0
+    good = sorted(packed.iterdir())
+    data = good[0].read_bytes()
+    other_model, other = tmp_path / "other.keras", VAE(TINY, seed=1)
+    save_model(other, other_model)
+    CodecTable((0.05, 0.1, 0.05, 0.2), (True, True, False, True), 1.0,
+               weights_sha256(other)).save(table_path(other_model))
+    bad = {
+        "empty.cvae": b"",
+        "truncated.cvae": data[:10],
+        "flipped.cvae": data[:16] + bytes([data[16] ^ 0xFF]) + data[17:],
+        "magic.cvae": b"JFIF" + data[4:],
+    }
+    for name, content in bad.items():
+        (packed / name).write_bytes(content)
+    capsys.readouterr()
+    out = tmp_path / "out"
+    assert main(["decompress", str(packed), str(tmp_path / "missing.cvae"), "-o", str(out),
+                 "--model", str(model_path)]) == 1
+    errors = "\n".join(_errors(capsys))
+    for name, message in [("empty.cvae", "empty file"), ("truncated.cvae", "truncated"),
+                          ("flipped.cvae", "CRC-32"), ("magic.cvae", "wrong magic"),
+                          ("missing.cvae", "no such file")]:
+        assert f"{name}: " in errors and message in errors, name
+    assert sorted(p.stem for p in out.iterdir()) == sorted(p.stem for p in good)
+
+    assert main(["decompress", str(good[0]), "-o", str(tmp_path / "other"),
+                 "--model", str(other_model)]) == 1
+    assert "made by another model" in _errors(capsys)[0]
+
+
+def test_entropy_without_a_table_says_what_to_do(tmp_path, capsys):
+    path = tmp_path / "bare.keras"
+    save_model(VAE(TINY, seed=0), path)
+    folder = write_image_folder(tmp_path / "in", n=1)
+    assert main(["compress", str(folder), "-o", str(tmp_path / "o"), "--model", str(path)]) == 1
+    assert "cvae calibrate" in _errors(capsys)[0]
+    assert main(["compress", str(folder), "--model", str(path), "--mode", "int8"]) == 1
+    assert "-o OUT_DIR" in _errors(capsys)[0]
+
+
+def test_calibrate_then_report(tmp_path, capsys):
+    path = tmp_path / "bare.keras"
+    save_model(VAE(TINY, seed=0), path)
+    folder = write_image_folder(tmp_path / "in", n=12)
+    assert main(["calibrate", "--data", str(folder), "--model", str(path),
+                 "--steps", "1,2", "--max-psnr-loss", "5"]) == 0
+    assert table_path(path).is_file()
+    figure = tmp_path / "figure.png"
+    assert main(["compress", str(folder), "--report", "--model", str(path),
+                 "--figure", str(figure)]) == 0
+    report = capsys.readouterr().out
+    for method in ("cvae entropy", "cvae int8", "cvae float16", "JPEG q1", "WebP q0",
+                   "size-matched", "unquantized"):
+        assert method in report
+    assert figure.is_file()
+    assert main(["calibrate", "--data", str(tmp_path / "nothing"), "--model", str(path)]) == 1
+    assert "no such file or directory" in _errors(capsys)[0]
