@@ -71,6 +71,18 @@ def write_text(path, text):
         temporary.write_text(text, encoding="utf-8")
 
 
+def replace_between_markers(path, name, text):
+    """Replace what lies between `<!-- name:begin -->` and `<!-- name:end -->` in a
+    document (how the scripts keep the README's measured numbers current)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    document = Path(path).read_text(encoding="utf-8")
+    if begin not in document or end not in document:
+        raise CvaeError(f"{path} has no {begin} ... {end} section")
+    head, rest = document.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    write_text(path, f"{head}{begin}\n{text}\n{end}{tail}")
+
+
 def default_model_path():
     return Path(os.environ.get("CVAE_MODEL", DEFAULT_MODEL_PATH))
 

@@ -25,10 +25,9 @@ import numpy as np
 
 from cvae import data
 from cvae.evaluation import evaluate, fit_pca
-from cvae.files import REPOSITORY_ROOT, load_model
+from cvae.files import REPOSITORY_ROOT, load_model, replace_between_markers
 from cvae.plotting import image_grid, save_png
 
-BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 SHOWN = 8
 
 
@@ -75,7 +74,7 @@ def main(argv=None):
 
     table = results_table(results, args)
     for document in (REPOSITORY_ROOT / "README.md", REPOSITORY_ROOT / "saved_models/README.md"):
-        _replace_between_markers(document, table)
+        replace_between_markers(document, "results", table)
     print(table)
     return 0
 
@@ -166,15 +165,6 @@ def results_table(results, args):
         "one model alone: `cvae evaluate --data ../shared/faces/utkface/val "
         "--train-data ../shared/faces/utkface/train`.",
     ])
-
-
-def _replace_between_markers(path, text):
-    document = path.read_text(encoding="utf-8")
-    if BEGIN not in document or END not in document:
-        raise SystemExit(f"{path} has no {BEGIN} ... {END} section")
-    head, rest = document.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}", encoding="utf-8")
 
 
 if __name__ == "__main__":
