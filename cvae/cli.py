@@ -8,6 +8,9 @@ import os
 import sys
 import warnings
 
+from cvae import cli_codec, cli_explore
+from cvae.arguments import (crop_box, decoder_scale, non_negative_float, non_negative_int,
+                            positive_float, positive_int)
 from cvae.errors import CvaeError
 
 EXIT_ERROR = 1
@@ -60,12 +63,12 @@ def build_parser():
     train.add_argument("--validation-split", type=float, default=0.05,
                        help="share of --data held out for validation when --val-data is absent")
     train.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
-    train.add_argument("--epochs", type=_positive_int, default=10)
-    train.add_argument("--batch-size", type=_positive_int, default=64)
-    train.add_argument("--learning-rate", type=_positive_float, default=1e-3)
+    train.add_argument("--epochs", type=positive_int, default=10)
+    train.add_argument("--batch-size", type=positive_int, default=64)
+    train.add_argument("--learning-rate", type=positive_float, default=1e-3)
     train.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
                        help="cosine: decay the learning rate to zero over all epochs")
-    train.add_argument("--time-limit", type=_positive_float, metavar="MINUTES",
+    train.add_argument("--time-limit", type=positive_float, metavar="MINUTES",
                        help="stop cleanly after this much training time (counted across "
                             "resumes); the last epoch is cut short but validated and saved")
     train.add_argument("--out", default=None, help="run directory (default: runs/PRESET)")
@@ -74,7 +77,7 @@ def build_parser():
                             "AVX-512 BF16 or AMX, else float32")
     train.add_argument("--xla", default="auto", choices=("auto", "on", "off"),
                        help="XLA compilation of the train step; auto: on for GPUs, off on CPUs")
-    train.add_argument("--crop-box", type=_crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT",
+    train.add_argument("--crop-box", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT",
                        help="crop every image to this box before resizing "
                             "(default: the centred square)")
     train.add_argument("--no-flip", dest="flip", action="store_false",
@@ -86,14 +89,14 @@ def build_parser():
                             "(the preset and overrides do not apply; the KL weight starts at "
                             "full beta) with a fresh optimizer")
     overrides = train.add_argument_group("overrides of the preset's configuration")
-    overrides.add_argument("--image-size", type=_positive_int)
+    overrides.add_argument("--image-size", type=positive_int)
     overrides.add_argument("--channels", type=int, choices=(1, 3))
-    overrides.add_argument("--latent-dim", type=_positive_int)
+    overrides.add_argument("--latent-dim", type=positive_int)
     overrides.add_argument("--likelihood", choices=LIKELIHOODS)
-    overrides.add_argument("--decoder-scale", type=_decoder_scale,
+    overrides.add_argument("--decoder-scale", type=decoder_scale,
                            help="a positive number, 'learned' or 'calibrated'")
-    overrides.add_argument("--beta", type=_non_negative_float, help="weight of the KL term")
-    overrides.add_argument("--kl-warmup-steps", type=_non_negative_int,
+    overrides.add_argument("--beta", type=non_negative_float, help="weight of the KL term")
+    overrides.add_argument("--kl-warmup-steps", type=non_negative_int,
                            help="ramp the KL weight linearly from 0 to beta over these steps")
     train.set_defaults(handler=_train)
 
@@ -109,16 +112,16 @@ def build_parser():
     evaluate.add_argument("--train-data", help="training images to fit the PCA baseline on "
                                                "(without it the baseline is skipped)")
     evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
-    evaluate.add_argument("--iwae-samples", type=_positive_int, default=16,
+    evaluate.add_argument("--iwae-samples", type=positive_int, default=16,
                           help="importance samples per image for the IWAE bound")
-    evaluate.add_argument("--pca-images", type=_positive_int, default=5000,
+    evaluate.add_argument("--pca-images", type=positive_int, default=5000,
                           help="at most this many training images fit the PCA (chosen at random)")
-    evaluate.add_argument("--max-images", type=_positive_int,
+    evaluate.add_argument("--max-images", type=positive_int,
                           help="evaluate on at most this many held-out images (chosen at random)")
     evaluate.add_argument("--inception-weights", metavar="PATH",
                           help="local InceptionV3 weights (no top) to also report FID; "
                                "nothing is ever downloaded")
-    evaluate.add_argument("--crop-box", type=_crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT")
+    evaluate.add_argument("--crop-box", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT")
     evaluate.add_argument("--precision", choices=PRECISIONS,
                           help="run the model in this precision (default: as saved)")
     evaluate.add_argument("--seed", type=int, default=0,
@@ -134,65 +137,8 @@ def build_parser():
     export.add_argument("-o", "--out", required=True, help="the .keras file to write")
     export.set_defaults(handler=_export)
 
-    from cvae.codec import CALIBRATION_STEPS, DEFAULT_MODE, TABLE_SUFFIX
-    from cvae.codec_format import MODES
-
-    compress = commands.add_parser(
-        "compress", help="compress face images to tiny .cvae files",
-        description="Compress each image (or each file in a folder) to OUT_DIR/STEM.cvae. "
-                    "Images are cropped to their centred square and resized to the model's "
-                    "size. With --report, write nothing and print bytes, PSNR and SSIM for "
-                    "each mode beside JPEG and WebP instead.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    compress.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
-    compress.add_argument("-o", "--out", metavar="OUT_DIR", help="folder for the .cvae files")
-    compress.add_argument("--model", help="a .keras model (default: the shipped faces model)")
-    compress.add_argument("--mode", default=DEFAULT_MODE, choices=MODES,
-                          help="entropy: arithmetic-coded, needs the model's codec table "
-                               f"(MODEL{TABLE_SUFFIX}, from `cvae calibrate`)")
-    compress.add_argument("--step", type=_positive_float,
-                          help="entropy mode: quantization step in posterior standard "
-                               "deviations (default: the calibrated one; larger = smaller files)")
-    compress.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    compress.add_argument("--crop-box", type=_crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT")
-    compress.add_argument("--report", action="store_true",
-                          help="measure instead of writing files (inputs: folders of images)")
-    compress.add_argument("--figure", metavar="PNG", help="with --report: also write "
-                          "original | cvae | JPEG | WebP side by side")
-    compress.add_argument("--max-images", type=_positive_int,
-                          help="with --report: use at most this many images (chosen at random)")
-    compress.add_argument("--json", action="store_true", help="with --report: print JSON")
-    compress.set_defaults(handler=_compress)
-
-    decompress = commands.add_parser(
-        "decompress", help="decode .cvae files back to PNG images",
-        description="Decode each .cvae file (or each file in a folder) to OUT_DIR/STEM.png "
-                    "with the model that made it; a file from another model is refused.")
-    decompress.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
-    decompress.add_argument("-o", "--out", required=True, metavar="OUT_DIR")
-    decompress.add_argument("--model", help="a .keras model (default: the shipped faces model)")
-    decompress.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    decompress.set_defaults(handler=_decompress)
-
-    calibrate = commands.add_parser(
-        "calibrate", help="measure a model's codec table for the entropy mode",
-        description="Measure each latent dimension's posterior spread and activity on "
-                    "training images, pick the coarsest quantization step that keeps PSNR "
-                    f"within --max-psnr-loss dB, and write MODEL{TABLE_SUFFIX} beside the "
-                    "model. Files compressed with an older table will no longer decode.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    calibrate.add_argument("--data", required=True, help="training images (folder or .npy/.npz)")
-    calibrate.add_argument("--model", help="a .keras model (default: the shipped faces model)")
-    calibrate.add_argument("--max-images", type=_positive_int, default=1000,
-                           help="use at most this many images (chosen at random)")
-    calibrate.add_argument("--max-psnr-loss", type=_positive_float, default=0.2,
-                           help="largest PSNR loss (dB) the default step may cost")
-    calibrate.add_argument("--steps", type=_positive_floats,
-                           default=",".join(f"{s:g}" for s in CALIBRATION_STEPS),
-                           help="candidate steps, in posterior standard deviations")
-    calibrate.add_argument("--crop-box", type=_crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT")
-    calibrate.add_argument("--seed", type=int, default=0)
-    calibrate.set_defaults(handler=_calibrate)
+    cli_codec.add_commands(commands)
+    cli_explore.add_commands(commands)
     return parser
 
 
@@ -243,7 +189,6 @@ def _evaluate(args):
 def _export(args):
     from pathlib import Path
 
-    from cvae.errors import CvaeError
     from cvae.files import export_model
 
     if not Path(args.run_dir, "model.keras").is_file():
@@ -251,101 +196,6 @@ def _export(args):
     if not args.out.endswith(".keras"):
         raise CvaeError(f"the output must end in .keras, got {args.out}")
     print(f"wrote {export_model(args.run_dir, args.out)}")
-
-
-def _compress(args):
-    from cvae.codec import codec_for, table_path
-    from cvae.codec_files import compress_files
-    from cvae.files import default_model_path, load_model
-
-    if not args.report and not args.out:
-        raise CvaeError("give an output folder with -o OUT_DIR (or use --report)")
-    if not args.report and (args.figure or args.max_images or args.json):
-        raise CvaeError("--figure, --max-images and --json go with --report")
-    model_path = args.model or default_model_path()
-    codec = codec_for(load_model(model_path))
-    if args.mode == "entropy" and codec.table is None and not args.report:
-        raise CvaeError(f"the entropy mode needs {table_path(model_path)}; make it with "
-                        f"`cvae calibrate --model {model_path} --data TRAINING_IMAGES`, "
-                        f"or choose --mode int8")
-    if args.report:
-        return _compression_report(args, codec)
-    failures = _FailureLog()
-    written = compress_files(codec, args.inputs, args.out, args.mode, args.step, args.force,
-                             args.crop_box, on_error=failures)
-    if written:
-        mean_bytes = sum(size for _, _, size in written) / len(written)
-        print(f"compressed {len(written)} image(s) to {args.out} ({args.mode}, "
-              f"{mean_bytes:.1f} bytes on average)")
-    failures.exit_if_any(len(written))
-
-
-def _compression_report(args, codec):
-    import json
-
-    import numpy
-
-    from cvae import data
-    from cvae.codec_report import comparison_figure, compression_report, format_report
-
-    config = codec.config
-    images = numpy.concatenate([data.read_dataset(source, config.image_size, config.channels,
-                                               args.crop_box)[0] for source in args.inputs])
-    if args.max_images:
-        images = data.random_subset(images, args.max_images)
-    report = compression_report(codec, images, step=args.step)
-    if args.figure:
-        comparison_figure(report, images, args.figure)
-    report.pop("examples")
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
-
-
-def _decompress(args):
-    from cvae.codec import codec_for
-    from cvae.codec_files import decompress_files
-    from cvae.files import load_model
-
-    codec = codec_for(load_model(args.model))
-    failures = _FailureLog()
-    written = decompress_files(codec, args.inputs, args.out, args.force, on_error=failures)
-    if written:
-        print(f"decompressed {len(written)} file(s) to {args.out}")
-    failures.exit_if_any(len(written))
-
-
-def _calibrate(args):
-    from cvae import data
-    from cvae.codec import calibrate, table_path
-    from cvae.files import default_model_path, load_model
-
-    model_path = args.model or default_model_path()
-    model = load_model(model_path)
-    images, _ = data.read_dataset(args.data, model.config.image_size, model.config.channels,
-                                  args.crop_box)
-    images = data.random_subset(images, args.max_images, args.seed)
-    table = calibrate(model, images, args.max_psnr_loss, args.steps,
-                      log=lambda message: print(message, flush=True))
-    table.save(table_path(model_path))
-    print(f"default step {table.step:g}; wrote {table_path(model_path)}")
-
-
-class _FailureLog:
-    """Per-file errors of a batch: one line each, then a non-zero exit at the end."""
-
-    def __init__(self):
-        self.count = 0
-
-    def __call__(self, path, message):
-        self.count += 1
-        print(f"cvae: error: {path}: {message}", file=sys.stderr, flush=True)
-
-    def exit_if_any(self, done):
-        if self.count:
-            raise BatchFailed(f"{self.count} input(s) failed, {done} done")
-
-
-class BatchFailed(CvaeError):
-    """Some files of a batch failed (each was already reported)."""
 
 
 def _quiet_libraries():
@@ -374,52 +224,6 @@ def _quiet_libraries():
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     print(f"cvae: warning: {message}", file=sys.stderr)
-
-
-def _positive_int(text):
-    return _checked(int, text, lambda v: v > 0, "a positive integer")
-
-
-def _non_negative_int(text):
-    return _checked(int, text, lambda v: v >= 0, "an integer >= 0")
-
-
-def _positive_float(text):
-    return _checked(float, text, lambda v: v > 0, "a positive number")
-
-
-def _non_negative_float(text):
-    return _checked(float, text, lambda v: v >= 0, "a number >= 0")
-
-
-def _decoder_scale(text):
-    if text in ("learned", "calibrated"):
-        return text
-    return _checked(float, text, lambda v: v > 0, "a positive number, 'learned' or 'calibrated'")
-
-
-def _positive_floats(text):
-    return tuple(_positive_float(part) for part in text.split(","))
-
-
-def _crop_box(text):
-    parts = text.split(",")
-    if len(parts) != 4:
-        raise argparse.ArgumentTypeError(f"expected LEFT,TOP,WIDTH,HEIGHT, got {text!r}")
-    values = [_checked(int, part, lambda v: v >= 0, "non-negative integers") for part in parts]
-    if values[2] == 0 or values[3] == 0:
-        raise argparse.ArgumentTypeError("the crop box needs a positive width and height")
-    return tuple(values)
-
-
-def _checked(convert, text, valid, expected):
-    try:
-        value = convert(text)
-    except ValueError:
-        value = None
-    if value is None or not valid(value):
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-    return value
 
 
 if __name__ == "__main__":

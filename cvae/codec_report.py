@@ -101,13 +101,9 @@ def format_report(report):
 
 def comparison_figure(report, images, path, count=6):
     """original | cvae (default mode) | JPEG lowest quality | WebP size-matched, with bytes."""
-    import matplotlib
+    from cvae.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from cvae.files import atomic_path
-
+    plt = pyplot()
     columns = [f"cvae {report['default_mode']}", "JPEG q1", "WebP q0, size-matched"]
     count = min(count, len(images))
     figure, axes = plt.subplots(count, 1 + len(columns),
@@ -120,7 +116,4 @@ def comparison_figure(report, images, path, count=6):
             axis.imshow(picture.squeeze(), cmap="gray" if picture.shape[-1] == 1 else None)
             axis.set_title(title, fontsize=7)
             axis.axis("off")
-    figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=110)
-    plt.close(figure)
+    save_figure(figure, path, dpi=110)

@@ -125,14 +125,10 @@ class VAE(keras.Model):
         return self.decode(z_mean)
 
     def generate(self, n, seed=None, temperature=1.0):
-        """Decode n draws from N(0, temperature**2 I)."""
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
-        rng = np.random.default_rng(seed)
-        z = temperature * rng.standard_normal((n, self.config.latent_dim))
-        return self.decode(z)
+        """Decode n draws from N(0, temperature**2 I) (see `cvae.samplers` for others)."""
+        from cvae.samplers import sample_latents
+
+        return self.decode(sample_latents(self, n, seed, temperature))
 
     def _check_images(self, images):
         images = np.asarray(images)

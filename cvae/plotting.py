@@ -37,13 +37,26 @@ def save_png(image, path):
         Image.fromarray(image).save(temporary, format="PNG")
 
 
-def plot_history(csv_path, png_path):
-    """Loss curves (train and validation) from a Keras CSVLogger file."""
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_figure(figure, path, dpi=100):
+    plt = pyplot()
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=dpi)
+    plt.close(figure)
+
+
+def plot_history(csv_path, png_path):
+    """Loss curves (train and validation) from a Keras CSVLogger file."""
+    plt = pyplot()
     # A resumed run may log an epoch twice; the later line wins.
     rows = {int(row["epoch"]): row for row in read_history(csv_path)}
     if not rows:
@@ -59,7 +72,35 @@ def plot_history(csv_path, png_path):
         axis.set_title(name)
         axis.set_xlabel("epoch")
         axis.legend()
-    figure.tight_layout()
-    with atomic_path(png_path) as temporary:
-        figure.savefig(temporary, format="png", dpi=100)
-    plt.close(figure)
+    save_figure(figure, png_path)
+
+
+def plot_latent_histograms(codes, dimensions, kl_per_dimension, path, columns=8):
+    """One histogram per chosen dimension of `codes`, with the N(0, 1) density over it."""
+    plt = pyplot()
+    rows = -(-len(dimensions) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 1.6 * rows),
+                                squeeze=False)
+    grid = np.linspace(-4, 4, 200)
+    density = np.exp(-0.5 * grid ** 2) / np.sqrt(2 * np.pi)
+    for axis, dimension in zip(axes.flat, dimensions):
+        axis.hist(np.clip(codes[:, dimension], -4, 4), bins=40, range=(-4, 4), density=True,
+                  color="tab:blue", alpha=0.7)
+        axis.plot(grid, density, color="tab:red", linewidth=1)
+        axis.set_title(f"z{dimension}  KL {kl_per_dimension[dimension]:.2f}", fontsize=7)
+        axis.set_yticks([])
+        axis.tick_params(labelsize=6)
+    for axis in list(axes.flat)[len(dimensions):]:
+        axis.axis("off")
+    save_figure(figure, path)
+
+
+def plot_kl_per_dimension(kl_per_dimension, path):
+    """Bars of each dimension's mean KL (nats), largest first."""
+    plt = pyplot()
+    order = np.argsort(-np.asarray(kl_per_dimension), kind="stable")
+    figure, axis = plt.subplots(figsize=(max(4, 0.06 * len(order) + 2), 2.8))
+    axis.bar(range(len(order)), np.asarray(kl_per_dimension)[order], color="tab:blue")
+    axis.set_xlabel("latent dimensions, sorted by KL")
+    axis.set_ylabel("KL (nats)")
+    save_figure(figure, path)

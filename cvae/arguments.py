@@ -1,0 +1,61 @@
+"""Argument types shared by the `cvae` subcommands: each turns bad text into a
+one-line argparse error."""
+
+import argparse
+import math
+
+
+def positive_int(text):
+    return checked(int, text, lambda v: v > 0, "a positive integer")
+
+
+def non_negative_int(text):
+    return checked(int, text, lambda v: v >= 0, "an integer >= 0")
+
+
+def positive_float(text):
+    return checked(float, text, lambda v: v > 0, "a positive number")
+
+
+def non_negative_float(text):
+    return checked(float, text, lambda v: v >= 0, "a number >= 0")
+
+
+def decoder_scale(text):
+    if text in ("learned", "calibrated"):
+        return text
+    return checked(float, text, lambda v: v > 0, "a positive number, 'learned' or 'calibrated'")
+
+
+def positive_floats(text):
+    return tuple(positive_float(part) for part in text.split(","))
+
+
+def floats(text):
+    return tuple(checked(float, part, math.isfinite, "comma-separated finite numbers")
+                 for part in text.split(","))
+
+
+def non_negative_ints(text):
+    return [checked(int, part, lambda v: v >= 0, "comma-separated integers >= 0")
+            for part in text.split(",")]
+
+
+def crop_box(text):
+    parts = text.split(",")
+    if len(parts) != 4:
+        raise argparse.ArgumentTypeError(f"expected LEFT,TOP,WIDTH,HEIGHT, got {text!r}")
+    values = [checked(int, part, lambda v: v >= 0, "non-negative integers") for part in parts]
+    if values[2] == 0 or values[3] == 0:
+        raise argparse.ArgumentTypeError("the crop box needs a positive width and height")
+    return tuple(values)
+
+
+def checked(convert, text, valid, expected):
+    try:
+        value = convert(text)
+    except ValueError:
+        value = None
+    if value is None or not valid(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value

@@ -1,0 +1,164 @@
+"""`cvae compress`, `cvae decompress` and `cvae calibrate`."""
+
+import argparse
+import sys
+
+from cvae.arguments import crop_box, positive_float, positive_floats, positive_int
+from cvae.errors import CvaeError
+
+
+def add_commands(commands):
+    from cvae.codec import CALIBRATION_STEPS, DEFAULT_MODE, TABLE_SUFFIX
+    from cvae.codec_format import MODES
+
+    compress = commands.add_parser(
+        "compress", help="compress face images to tiny .cvae files",
+        description="Compress each image (or each file in a folder) to OUT_DIR/STEM.cvae. "
+                    "Images are cropped to their centred square and resized to the model's "
+                    "size. With --report, write nothing and print bytes, PSNR and SSIM for "
+                    "each mode beside JPEG and WebP instead.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    compress.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    compress.add_argument("-o", "--out", metavar="OUT_DIR", help="folder for the .cvae files")
+    compress.add_argument("--model", help="a .keras model (default: the shipped faces model)")
+    compress.add_argument("--mode", default=DEFAULT_MODE, choices=MODES,
+                          help="entropy: arithmetic-coded, needs the model's codec table "
+                               f"(MODEL{TABLE_SUFFIX}, from `cvae calibrate`)")
+    compress.add_argument("--step", type=positive_float,
+                          help="entropy mode: quantization step in posterior standard "
+                               "deviations (default: the calibrated one; larger = smaller files)")
+    compress.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    compress.add_argument("--crop-box", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT")
+    compress.add_argument("--report", action="store_true",
+                          help="measure instead of writing files (inputs: folders of images)")
+    compress.add_argument("--figure", metavar="PNG", help="with --report: also write "
+                          "original | cvae | JPEG | WebP side by side")
+    compress.add_argument("--max-images", type=positive_int,
+                          help="with --report: use at most this many images (chosen at random)")
+    compress.add_argument("--json", action="store_true", help="with --report: print JSON")
+    compress.set_defaults(handler=_compress)
+
+    decompress = commands.add_parser(
+        "decompress", help="decode .cvae files back to PNG images",
+        description="Decode each .cvae file (or each file in a folder) to OUT_DIR/STEM.png "
+                    "with the model that made it; a file from another model is refused.")
+    decompress.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
+    decompress.add_argument("-o", "--out", required=True, metavar="OUT_DIR")
+    decompress.add_argument("--model", help="a .keras model (default: the shipped faces model)")
+    decompress.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    decompress.set_defaults(handler=_decompress)
+
+    calibrate = commands.add_parser(
+        "calibrate", help="measure a model's codec table for the entropy mode",
+        description="Measure each latent dimension's posterior spread and activity on "
+                    "training images, pick the coarsest quantization step that keeps PSNR "
+                    f"within --max-psnr-loss dB, and write MODEL{TABLE_SUFFIX} beside the "
+                    "model. Files compressed with an older table will no longer decode.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    calibrate.add_argument("--data", required=True, help="training images (folder or .npy/.npz)")
+    calibrate.add_argument("--model", help="a .keras model (default: the shipped faces model)")
+    calibrate.add_argument("--max-images", type=positive_int, default=1000,
+                           help="use at most this many images (chosen at random)")
+    calibrate.add_argument("--max-psnr-loss", type=positive_float, default=0.2,
+                           help="largest PSNR loss (dB) the default step may cost")
+    calibrate.add_argument("--steps", type=positive_floats,
+                           default=",".join(f"{s:g}" for s in CALIBRATION_STEPS),
+                           help="candidate steps, in posterior standard deviations")
+    calibrate.add_argument("--crop-box", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT")
+    calibrate.add_argument("--seed", type=int, default=0)
+    calibrate.set_defaults(handler=_calibrate)
+
+
+def _compress(args):
+    from cvae.codec import codec_for, table_path
+    from cvae.codec_files import compress_files
+    from cvae.files import default_model_path, load_model
+
+    if not args.report and not args.out:
+        raise CvaeError("give an output folder with -o OUT_DIR (or use --report)")
+    if not args.report and (args.figure or args.max_images or args.json):
+        raise CvaeError("--figure, --max-images and --json go with --report")
+    model_path = args.model or default_model_path()
+    codec = codec_for(load_model(model_path))
+    if args.mode == "entropy" and codec.table is None and not args.report:
+        raise CvaeError(f"the entropy mode needs {table_path(model_path)}; make it with "
+                        f"`cvae calibrate --model {model_path} --data TRAINING_IMAGES`, "
+                        f"or choose --mode int8")
+    if args.report:
+        return _compression_report(args, codec)
+    failures = _FailureLog()
+    written = compress_files(codec, args.inputs, args.out, args.mode, args.step, args.force,
+                             args.crop_box, on_error=failures)
+    if written:
+        mean_bytes = sum(size for _, _, size in written) / len(written)
+        print(f"compressed {len(written)} image(s) to {args.out} ({args.mode}, "
+              f"{mean_bytes:.1f} bytes on average)")
+    failures.exit_if_any(len(written))
+
+
+def _compression_report(args, codec):
+    import json
+
+    import numpy
+
+    from cvae import data
+    from cvae.codec_report import comparison_figure, compression_report, format_report
+
+    config = codec.config
+    images = numpy.concatenate([data.read_dataset(source, config.image_size, config.channels,
+                                               args.crop_box)[0] for source in args.inputs])
+    if args.max_images:
+        images = data.random_subset(images, args.max_images)
+    report = compression_report(codec, images, step=args.step)
+    if args.figure:
+        comparison_figure(report, images, args.figure)
+    report.pop("examples")
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+
+
+def _decompress(args):
+    from cvae.codec import codec_for
+    from cvae.codec_files import decompress_files
+    from cvae.files import load_model
+
+    codec = codec_for(load_model(args.model))
+    failures = _FailureLog()
+    written = decompress_files(codec, args.inputs, args.out, args.force, on_error=failures)
+    if written:
+        print(f"decompressed {len(written)} file(s) to {args.out}")
+    failures.exit_if_any(len(written))
+
+
+def _calibrate(args):
+    from cvae import data
+    from cvae.codec import calibrate, table_path
+    from cvae.files import default_model_path, load_model
+
+    model_path = args.model or default_model_path()
+    model = load_model(model_path)
+    images, _ = data.read_dataset(args.data, model.config.image_size, model.config.channels,
+                                  args.crop_box)
+    images = data.random_subset(images, args.max_images, args.seed)
+    table = calibrate(model, images, args.max_psnr_loss, args.steps,
+                      log=lambda message: print(message, flush=True))
+    table.save(table_path(model_path))
+    print(f"default step {table.step:g}; wrote {table_path(model_path)}")
+
+
+class _FailureLog:
+    """Per-file errors of a batch: one line each, then a non-zero exit at the end."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, path, message):
+        self.count += 1
+        print(f"cvae: error: {path}: {message}", file=sys.stderr, flush=True)
+
+    def exit_if_any(self, done):
+        if self.count:
+            raise BatchFailed(f"{self.count} input(s) failed, {done} done")
+
+
+class BatchFailed(CvaeError):
+    """Some files of a batch failed (each was already reported)."""

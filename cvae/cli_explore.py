@@ -1,0 +1,288 @@
+"""`cvae generate`, `interpolate`, `traverse`, `attribute`, `edit` and `latent-stats`.
+
+Each writes a PNG (or, for `attribute`, a .npy vector) and calls the library:
+`cvae.samplers` and `cvae.exploration`.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from cvae.arguments import crop_box, floats, non_negative_float, non_negative_ints, positive_int
+from cvae.errors import CvaeError
+
+_MODEL_HELP = "a .keras model (default: the shipped faces model, or $CVAE_MODEL)"
+
+
+def add_commands(commands):
+    from cvae.exploration import INTERPOLATIONS
+    from cvae.samplers import MIXTURE_SUFFIX, SAMPLERS
+
+    def command(name, help, description):
+        parser = commands.add_parser(name, help=help, description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        parser.add_argument("--model", help=_MODEL_HELP)
+        return parser
+
+    generate = command(
+        "generate", "decode random latent codes into new faces",
+        "Decode N latent codes drawn from N(0, T² I) (--sampler normal) or from a Gaussian "
+        "mixture fitted to the training set's posterior means (--sampler gmm; Ghosh et al. "
+        f"2020). The mixture is saved beside the model as MODEL{MIXTURE_SUFFIX} and reused.")
+    generate.add_argument("-n", "--count", type=positive_int, default=16)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--temperature", type=non_negative_float, default=1.0,
+                          help="scale of the prior (or of each mixture component's spread)")
+    generate.add_argument("-o", "--out", help="the grid PNG to write")
+    generate.add_argument("--separate", metavar="DIR",
+                          help="also (or instead) write each face as DIR/sample_NNN.png")
+    generate.add_argument("--columns", type=positive_int, default=8)
+    generate.add_argument("--sampler", choices=SAMPLERS, default="normal")
+    generate.add_argument("--fit-data", metavar="DIR",
+                          help="gmm: training images to fit the mixture on (refits and saves it)")
+    generate.add_argument("--components", type=positive_int, default=10,
+                          help="gmm: mixture components when fitting")
+    generate.add_argument("--max-fit-images", type=positive_int, default=5000,
+                          help="gmm: fit on at most this many images (chosen at random)")
+    generate.set_defaults(handler=_generate)
+
+    interpolate = command(
+        "interpolate", "decode the way between two faces",
+        "Decode STEPS codes from A's to B's. A and B are image files, or seed:N for a draw "
+        "from N(0, I) with seed N. slerp follows the great circle (it keeps codes at the "
+        "typical radius of N(0, I)); lerp the straight line.")
+    interpolate.add_argument("start", metavar="A")
+    interpolate.add_argument("end", metavar="B")
+    interpolate.add_argument("--steps", type=int, default=8)
+    interpolate.add_argument("--mode", choices=INTERPOLATIONS, default="slerp")
+    interpolate.add_argument("-o", "--out", required=True, help="the strip PNG to write")
+    interpolate.add_argument("--crop-box", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT")
+    interpolate.set_defaults(handler=_interpolate)
+
+    traverse = command(
+        "traverse", "vary one latent dimension at a time",
+        "Encode IMAGE, then for each chosen dimension decode its code with that dimension "
+        "set to STEPS values across --range, the others fixed: a row per dimension. By "
+        "default the --count dimensions this image's code uses most (largest KL).")
+    traverse.add_argument("image", metavar="IMAGE")
+    traverse.add_argument("--dims", type=non_negative_ints, help="comma-separated dimensions")
+    traverse.add_argument("--count", type=positive_int, default=8,
+                          help="how many dimensions when --dims is not given")
+    traverse.add_argument("--range", type=float, nargs=2, default=(-3.0, 3.0),
+                          metavar=("LOW", "HIGH"))
+    traverse.add_argument("--steps", type=int, default=7)
+    traverse.add_argument("-o", "--out", required=True, help="the grid PNG to write")
+    traverse.add_argument("--crop-box", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT")
+    traverse.set_defaults(handler=_traverse)
+
+    attribute = command(
+        "attribute", "an attribute vector from two sets of faces",
+        "The mean posterior code of the --positive images minus that of the --negative "
+        "images, saved as a .npy vector for `cvae edit`.")
+    attribute.add_argument("--positive", required=True, help="folder of faces with the attribute")
+    attribute.add_argument("--negative", required=True, help="folder of faces without it")
+    attribute.add_argument("-o", "--out", required=True, help="the .npy file to write")
+    attribute.add_argument("--max-images", type=positive_int,
+                           help="use at most this many images of each set (chosen at random)")
+    attribute.add_argument("--crop-box", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT")
+    attribute.set_defaults(handler=_attribute)
+
+    edit = command(
+        "edit", "add an attribute vector to a face",
+        "Decode IMAGE's code plus s times the vector for each scale s (0 gives the plain "
+        "reconstruction), as one strip.")
+    edit.add_argument("image", metavar="IMAGE")
+    edit.add_argument("--vector", required=True, help="a .npy vector from `cvae attribute`")
+    edit.add_argument("--scale", type=floats, default=(-2.0, -1.0, 0.0, 1.0, 2.0),
+                      help="comma-separated scales; write --scale=-2,0,2 when the first is negative")
+    edit.add_argument("-o", "--out", required=True, help="the strip PNG to write")
+    edit.add_argument("--crop-box", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT")
+    edit.set_defaults(handler=_edit)
+
+    stats = command(
+        "latent-stats", "how the codes of a set of faces use the latent space",
+        "Encode the images and write to OUT_DIR: histograms.png (codes z ~ q(z|x) per "
+        "dimension, with the N(0, 1) density over them, dimensions sorted by KL), "
+        "kl_per_dimension.png, and stats.json (KL, mean and spread per dimension, active "
+        "units).")
+    stats.add_argument("--data", required=True, help="folder (or .npy/.npz) of images")
+    stats.add_argument("-o", "--out", required=True, metavar="OUT_DIR")
+    stats.add_argument("--shown", type=positive_int, default=32,
+                       help="histograms of this many dimensions (those with the largest KL)")
+    stats.add_argument("--max-images", type=positive_int, default=5000)
+    stats.add_argument("--seed", type=int, default=0)
+    stats.add_argument("--crop-box", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT")
+    stats.set_defaults(handler=_latent_stats)
+
+
+def _generate(args):
+    from cvae import samplers
+    from cvae.plotting import save_png
+
+    if not args.out and not args.separate:
+        raise CvaeError("give -o GRID.png, --separate DIR, or both")
+    model, model_path = _load(args)
+    mixture = _mixture(args, model, model_path) if args.sampler == "gmm" else None
+    faces = model.decode(samplers.sample_latents(model, args.count, args.seed, args.temperature,
+                                                 mixture))
+    if args.out:
+        save_png(_grid(faces, args.columns), args.out)
+        print(f"wrote {args.out}")
+    if args.separate:
+        for index, face in enumerate(faces):
+            save_png(face, Path(args.separate) / f"sample_{index:03d}.png")
+        print(f"wrote {len(faces)} faces to {args.separate}")
+
+
+def _mixture(args, model, model_path):
+    from cvae import data, samplers
+
+    path = samplers.mixture_path(model_path)
+    if args.fit_data:
+        images, _ = data.read_dataset(args.fit_data, model.config.image_size,
+                                      model.config.channels)
+        images = data.random_subset(images, args.max_fit_images, args.seed)
+        print(f"fitting {args.components} components to {len(images)} posterior means", flush=True)
+        mixture = samplers.fit_mixture(model, images, args.components, args.seed,
+                                       log=lambda message: print(message, flush=True))
+        mixture.save(path)
+        print(f"saved the mixture to {path}")
+        return mixture
+    if not path.is_file():
+        raise CvaeError(f"no mixture beside the model ({path}); fit one with --fit-data "
+                        f"TRAINING_IMAGES")
+    return samplers.GaussianMixture.load(path)
+
+
+def _interpolate(args):
+    from cvae.exploration import interpolation
+    from cvae.plotting import image_grid, save_png
+
+    if args.steps < 2:
+        raise CvaeError(f"--steps must be at least 2, got {args.steps}")
+    model, _ = _load(args)
+    start, end = (_endpoint(model, text, args.crop_box) for text in (args.start, args.end))
+    save_png(image_grid([interpolation(model, start, end, args.steps, args.mode)]), args.out)
+    print(f"wrote {args.out}")
+
+
+def _traverse(args):
+    from cvae.exploration import traversal
+    from cvae.plotting import image_grid, save_png
+
+    if args.steps < 2:
+        raise CvaeError(f"--steps must be at least 2, got {args.steps}")
+    model, _ = _load(args)
+    latent_dim = model.config.latent_dim
+    if args.dims and max(args.dims) >= latent_dim:
+        raise CvaeError(f"--dims: dimension {max(args.dims)} is out of range 0..{latent_dim - 1}")
+    low, high = args.range
+    if not low < high:
+        raise CvaeError(f"--range: LOW must be below HIGH, got {low} {high}")
+    image = _image(model, args.image, args.crop_box)
+    faces, dimensions = traversal(model, image[None], args.dims, np.linspace(low, high, args.steps),
+                                  min(args.count, latent_dim))
+    save_png(image_grid(list(faces)), args.out)
+    print(f"wrote {args.out} (rows: dimensions {', '.join(map(str, dimensions))})")
+
+
+def _attribute(args):
+    from cvae import data
+    from cvae.exploration import attribute
+    from cvae.files import atomic_path
+
+    if not args.out.endswith(".npy"):
+        raise CvaeError(f"the output must end in .npy, got {args.out}")
+    model, _ = _load(args)
+    sets = []
+    for folder in (args.positive, args.negative):
+        images, _ = data.read_dataset(folder, model.config.image_size, model.config.channels,
+                                      args.crop_box)
+        sets.append(data.random_subset(images, args.max_images) if args.max_images else images)
+    vector = attribute(model, *sets)
+    with atomic_path(args.out) as temporary:
+        np.save(temporary, vector.astype(np.float32))
+    print(f"wrote {args.out} ({len(sets[0])} positive, {len(sets[1])} negative images; "
+          f"length {np.linalg.norm(vector):.2f})")
+
+
+def _edit(args):
+    from cvae.exploration import edited
+    from cvae.plotting import image_grid, save_png
+
+    model, _ = _load(args)
+    try:
+        vector = np.load(args.vector, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise CvaeError(f"cannot read the vector {args.vector}: {error}") from None
+    if vector.shape != (model.config.latent_dim,):
+        raise CvaeError(f"{args.vector} holds shape {vector.shape}; this model needs "
+                        f"({model.config.latent_dim},)")
+    image = _image(model, args.image, args.crop_box)
+    save_png(image_grid([edited(model, image, vector, args.scale)]), args.out)
+    print(f"wrote {args.out}")
+
+
+def _latent_stats(args):
+    from cvae import data
+    from cvae.exploration import latent_statistics
+    from cvae.files import write_text
+    from cvae.plotting import plot_kl_per_dimension, plot_latent_histograms
+
+    model, _ = _load(args)
+    images, _ = data.read_dataset(args.data, model.config.image_size, model.config.channels,
+                                  args.crop_box)
+    images = data.random_subset(images, args.max_images, args.seed)
+    z_mean, z_log_var = model.encode(images)
+    stats = latent_statistics(z_mean, z_log_var)
+    codes = z_mean + np.exp(0.5 * z_log_var) * np.random.default_rng(args.seed).standard_normal(
+        z_mean.shape)
+    kl = np.array(stats["kl_per_dimension"])
+    shown = [int(d) for d in np.argsort(-kl, kind="stable")[:args.shown]]
+    out = Path(args.out)
+    plot_latent_histograms(codes, shown, kl, out / "histograms.png")
+    plot_kl_per_dimension(kl, out / "kl_per_dimension.png")
+    write_text(out / "stats.json", json.dumps(stats, indent=1) + "\n")
+    print(f"{stats['images']} images: {stats['active_units']} of {len(kl)} dimensions active, "
+          f"KL {stats['kl_total']:.1f} nats; wrote {out}/histograms.png, kl_per_dimension.png, "
+          f"stats.json")
+
+
+def _load(args):
+    from cvae.files import default_model_path, load_model
+
+    path = args.model or default_model_path()
+    return load_model(path), path
+
+
+def _image(model, path, box):
+    from cvae import data
+
+    if not Path(path).is_file():
+        raise CvaeError(f"no such image file: {path}")
+    try:
+        return data.load_image(path, model.config.image_size, model.config.channels, box)
+    except (OSError, ValueError) as error:
+        raise CvaeError(f"{path}: not a readable image ({type(error).__name__})") from None
+
+
+def _endpoint(model, text, box):
+    """An image file's code, or seed:N for a draw from N(0, I)."""
+    from cvae.samplers import sample_latents
+
+    if text.startswith("seed:"):
+        try:
+            seed = int(text[len("seed:"):])
+        except ValueError:
+            raise CvaeError(f"expected seed:N with an integer N, got {text!r}") from None
+        return sample_latents(model, 1, seed)[0]
+    return _image(model, text, box)
+
+
+def _grid(faces, columns):
+    from cvae.plotting import image_grid
+
+    rows = [faces[start:start + columns] for start in range(0, len(faces), columns)]
+    return image_grid(rows)

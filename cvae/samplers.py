@@ -1,0 +1,141 @@
+"""Where latent codes to decode come from: the N(0, I) prior, or a Gaussian
+mixture fitted to the training set's posterior means ("ex-post density
+estimation", Ghosh et al. 2020, "From Variational to Deterministic
+Autoencoders"), which puts samples where the decoder was trained.
+
+The mixture is fitted once and saved beside the model as `<model>.gmm.npz`.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from cvae.errors import CvaeError
+from cvae.files import atomic_path
+
+SAMPLERS = ("normal", "gmm")
+MIXTURE_SUFFIX = ".gmm.npz"
+# Added to every covariance's diagonal: keeps components invertible when
+# some dimensions barely vary (inactive units).
+_REGULARIZATION = 1e-6
+
+
+class GaussianMixture:
+    """A full-covariance Gaussian mixture, fitted by expectation-maximization."""
+
+    def __init__(self, weights, means, covariances):
+        self.weights = np.asarray(weights, np.float64)
+        self.means = np.asarray(means, np.float64)
+        self.covariances = np.asarray(covariances, np.float64)
+        self._cholesky = np.linalg.cholesky(self.covariances)
+
+    @classmethod
+    def fit(cls, points, components=10, iterations=200, tolerance=1e-4, seed=0, log=None):
+        points = np.asarray(points, np.float64)
+        count, dimension = points.shape
+        if count < components:
+            raise CvaeError(f"{count} codes cannot fit {components} mixture components")
+        rng = np.random.default_rng(seed)
+        mixture = cls(np.full(components, 1.0 / components),
+                      points[_kmeans_plus_plus(points, components, rng)],
+                      np.repeat(np.cov(points.T).reshape(1, dimension, dimension)
+                                + _REGULARIZATION * np.eye(dimension), components, axis=0))
+        previous = -np.inf
+        for iteration in range(iterations):
+            log_joint = mixture._log_joint(points)
+            log_likelihood = _logsumexp(log_joint, axis=1)
+            mean_log_likelihood = float(np.mean(log_likelihood))
+            responsibilities = np.exp(log_joint - log_likelihood[:, None])
+            mixture = cls._maximize(points, responsibilities)
+            if log and iteration % 10 == 0:
+                log(f"EM iteration {iteration}: mean log-likelihood {mean_log_likelihood:.3f}")
+            if abs(mean_log_likelihood - previous) < tolerance * max(1.0, abs(previous)):
+                break
+            previous = mean_log_likelihood
+        return mixture
+
+    @classmethod
+    def _maximize(cls, points, responsibilities):
+        totals = responsibilities.sum(axis=0) + 1e-10
+        means = responsibilities.T @ points / totals[:, None]
+        covariances = []
+        for k, mean in enumerate(means):
+            centred = points - mean
+            covariance = (responsibilities[:, k, None] * centred).T @ centred / totals[k]
+            covariances.append(covariance + _REGULARIZATION * np.eye(points.shape[1]))
+        return cls(totals / totals.sum(), means, np.stack(covariances))
+
+    def _log_joint(self, points):
+        """log w_k + log N(x | mean_k, cov_k), shape (N, K)."""
+        dimension = points.shape[1]
+        columns = []
+        for weight, mean, cholesky in zip(self.weights, self.means, self._cholesky):
+            whitened = np.linalg.solve(cholesky, (points - mean).T)
+            log_determinant = 2.0 * np.sum(np.log(np.diag(cholesky)))
+            columns.append(np.log(weight) - 0.5 * (np.sum(whitened ** 2, axis=0) + log_determinant
+                                                   + dimension * np.log(2 * np.pi)))
+        return np.stack(columns, axis=1)
+
+    def log_density(self, points):
+        return _logsumexp(self._log_joint(np.asarray(points, np.float64)), axis=1)
+
+    def sample(self, n, seed=None, temperature=1.0):
+        """n draws; temperature scales each component's spread around its mean."""
+        rng = np.random.default_rng(seed)
+        labels = rng.choice(len(self.weights), size=n, p=self.weights)
+        noise = rng.standard_normal((n, self.means.shape[1]))
+        offsets = np.einsum("nij,nj->ni", self._cholesky[labels], noise)
+        return self.means[labels] + temperature * offsets
+
+    def save(self, path):
+        with atomic_path(path) as temporary:
+            with open(temporary, "wb") as handle:
+                np.savez(handle, weights=self.weights, means=self.means,
+                         covariances=self.covariances)
+
+    @classmethod
+    def load(cls, path):
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                return cls(stored["weights"], stored["means"], stored["covariances"])
+        except (OSError, ValueError, KeyError, np.linalg.LinAlgError) as error:
+            raise CvaeError(f"cannot read the mixture {path}: {error}") from None
+
+
+def mixture_path(model_path):
+    return Path(model_path).with_suffix(MIXTURE_SUFFIX)
+
+
+def fit_mixture(model, images, components=10, seed=0, log=None):
+    """Fit the ex-post mixture to the posterior means of (training) images."""
+    z_mean, _ = model.encode(images)
+    return GaussianMixture.fit(z_mean, components, seed=seed, log=log)
+
+
+def sample_latents(model, n, seed=None, temperature=1.0, mixture=None):
+    """n latent codes from N(0, temperature² I), or from `mixture` when given."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if mixture is None:
+        return temperature * np.random.default_rng(seed).standard_normal(
+            (n, model.config.latent_dim))
+    if mixture.means.shape[1] != model.config.latent_dim:
+        raise CvaeError(f"the mixture has {mixture.means.shape[1]} dimensions, "
+                        f"the model {model.config.latent_dim}")
+    return mixture.sample(n, seed, temperature)
+
+
+def _kmeans_plus_plus(points, count, rng):
+    chosen = [int(rng.integers(len(points)))]
+    distances = np.sum((points - points[chosen[0]]) ** 2, axis=1)
+    for _ in range(count - 1):
+        chosen.append(int(rng.choice(len(points), p=distances / distances.sum())))
+        distances = np.minimum(distances, np.sum((points - points[chosen[-1]]) ** 2, axis=1))
+    return chosen
+
+
+def _logsumexp(values, axis):
+    peak = np.max(values, axis=axis, keepdims=True)
+    return np.squeeze(peak, axis) + np.log(np.sum(np.exp(values - peak), axis=axis))
