@@ -96,6 +96,8 @@ def build_parser():
     overrides.add_argument("--decoder-scale", type=decoder_scale,
                            help="a positive number, 'learned' or 'calibrated'")
     overrides.add_argument("--beta", type=non_negative_float, help="weight of the KL term")
+    overrides.add_argument("--reconstruction-weight", type=non_negative_float,
+                           help="weight of the reconstruction term (0: train the KL alone)")
     overrides.add_argument("--kl-warmup-steps", type=non_negative_int,
                            help="ramp the KL weight linearly from 0 to beta over these steps")
     train.set_defaults(handler=_train)
@@ -146,7 +148,7 @@ def _train(args):
     from cvae.training import TrainOptions, train
 
     override_names = ("image_size", "channels", "latent_dim", "likelihood", "decoder_scale",
-                      "beta", "kl_warmup_steps")
+                      "beta", "kl_warmup_steps", "reconstruction_weight")
     options = TrainOptions(
         data=args.data, out=args.out or os.path.join("runs", args.preset), preset=args.preset,
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,

@@ -24,7 +24,7 @@ class VAEConfig:
     latent_dim: int = 32
     normalization: str = "none"
     activation: str = "relu"
-    # Objective: reconstruction negative log-likelihood + beta * KL.
+    # Objective: reconstruction_weight * reconstruction NLL + beta * KL.
     likelihood: str = "l1"
     # Scale of the decoder's Gaussian (sigma) or Laplace (b) likelihood:
     # a fixed positive number, "learned" (one trainable scalar) or
@@ -32,6 +32,8 @@ class VAEConfig:
     decoder_scale: Union[float, str] = 1.0
     beta: float = 1.0
     kl_warmup_steps: int = 0
+    # 1 for a VAE; 0 trains the KL alone (the lectures' "KL only" experiment).
+    reconstruction_weight: float = 1.0
 
     def __post_init__(self):
         object.__setattr__(self, "filters", tuple(int(f) for f in self.filters))
@@ -51,6 +53,8 @@ class VAEConfig:
         else:
             _require(self.decoder_scale > 0, "decoder_scale must be positive")
         _require(self.beta >= 0, f"beta must be >= 0, got {self.beta}")
+        _require(self.reconstruction_weight >= 0,
+                 f"reconstruction_weight must be >= 0, got {self.reconstruction_weight}")
         _require(self.kl_warmup_steps >= 0, "kl_warmup_steps must be >= 0")
 
     @property

@@ -35,9 +35,8 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
     if len(images) < 4:
         raise ValueError(f"evaluation needs at least 4 images, got {len(images)}")
     originals = images.astype(np.float32) / 255.0
-    half = len(images) // 2
-    order = np.random.default_rng(seed).permutation(len(images))
-    reference, other_half = originals[order[:half]], originals[order[half:2 * half]]
+    reference, other_half = split_halves(originals, seed)
+    half = len(reference)
 
     log(f"reconstructing {len(images)} images")
     z_mean, z_log_var = model.encode(images)
@@ -56,8 +55,8 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
     }
     log(f"sample SWD against {half} held-out images")
     samples = model.generate(half, seed=seed)
-    results["samples"] = _swd_entry(reference, samples, seed)
-    results["real_vs_real"] = _swd_entry(reference, other_half, seed)
+    results["samples"] = swd_entry(reference, samples, seed)
+    results["real_vs_real"] = swd_entry(reference, other_half, seed)
     if pca is None and train_images is not None:
         pca = fit_pca(train_images, model.config.latent_dim, pca_images, seed, log)
     if pca is not None:
@@ -65,7 +64,7 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
             "components": pca.components,
             "fitted_on": pca.fitted_on,
             "reconstruction": reconstruction_metrics(originals, pca.reconstruct(originals)),
-            "samples": _swd_entry(reference, pca.sample(half, seed=seed), seed),
+            "samples": swd_entry(reference, pca.sample(half, seed=seed), seed),
         }
     else:
         results["pca"] = None
@@ -161,7 +160,15 @@ def _logsumexp(values):
     return peak + np.log(np.sum(np.exp(values - peak), axis=0))
 
 
-def _swd_entry(reference, images, seed):
+def split_halves(images, seed=0):
+    """Two disjoint random halves: samples are compared with the first, and the
+    second against the first gives the real-vs-real floor."""
+    half = len(images) // 2
+    order = np.random.default_rng(seed).permutation(len(images))
+    return images[order[:half]], images[order[half:2 * half]]
+
+
+def swd_entry(reference, images, seed):
     distance = metrics.swd(reference, images, seed=seed)
     return {"swd": distance["mean"], "swd_levels": distance["levels"]}
 

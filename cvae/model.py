@@ -22,8 +22,9 @@ _MIN_LOG_SCALE = math.log(1.0 / 255.0)
 class VAE(keras.Model):
     """Convolutional VAE trained with `fit`; metrics: loss, reconstruction_loss, kl_loss.
 
-    loss = reconstruction_loss + beta * kl_loss, both per image, averaged over
-    the batch. During training beta ramps up over `kl_warmup_steps`;
+    loss = reconstruction_weight * reconstruction_loss + beta * kl_loss, both
+    per image, averaged over the batch; reconstruction_weight is 1 except in
+    experiments. During training beta ramps up over `kl_warmup_steps`;
     evaluation always uses the full beta so `val_loss` is comparable across epochs.
     """
 
@@ -82,7 +83,7 @@ class VAE(keras.Model):
                                       self.config.kl_warmup_steps)
         else:
             weight = self.config.beta
-        return {"loss": reconstruction_loss + weight * kl_loss,
+        return {"loss": self.config.reconstruction_weight * reconstruction_loss + weight * kl_loss,
                 "reconstruction_loss": reconstruction_loss,
                 "kl_loss": kl_loss}
 

@@ -53,6 +53,11 @@ def test_evaluation_loss_is_reconstruction_plus_beta_kl(tiny_config, tiny_images
     # Full beta in evaluation, however far the warm-up has gone.
     assert results["loss"] == pytest.approx(
         results["reconstruction_loss"] + 2.5 * results["kl_loss"], rel=1e-5)
+    kl_only = VAE(tiny_config.replace(reconstruction_weight=0.0), seed=0)
+    kl_only.compile(optimizer="adam")
+    results = kl_only.evaluate(tiny_images, batch_size=64, return_dict=True, verbose=0)
+    assert results["loss"] == pytest.approx(results["kl_loss"], rel=1e-5)
+    assert results["reconstruction_loss"] != 0  # Still measured, only not trained on.
 
 
 def test_kl_warmup_weights_the_first_training_step(tiny_config, tiny_images):

@@ -1,0 +1,176 @@
+#!/usr/bin/env python
+"""The reference lectures' experiments, on real faces, in under an hour on 2 CPU cores.
+
+Four small VAEs (the `seed` preset's network at 64x64, Gaussian likelihood
+with a learned scale, 8 epochs each on the training folder) are trained with
+`cvae.train`, then scored with `cvae evaluate`'s metrics on 64x64 held-out
+images (area-downsampled from 128x128):
+
+  1. autoencoder (beta = 0) vs VAE at latent dimension 10: samples from N(0, I);
+  2. VAE at latent dimension 2 vs 10, beside the shipped default model (its
+     128x128 outputs downsampled to 64x64);
+  3. loss terms: reconstruction + KL (the VAE) vs KL only vs reconstruction
+     only (the autoencoder): latent histograms and samples.
+
+Writes docs/results/experiments/ (samples.png, latent_<name>.png,
+experiments.json) and the README between the "experiments" markers. Runs go
+to runs/experiments/<name>; a finished run is reused, an interrupted one resumes.
+
+    python scripts/experiments.py --data ../shared/faces/utkface/train \
+        --val-data ../shared/faces/utkface/val
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from cvae import data, metrics
+from cvae.evaluation import reconstruction_metrics, split_halves, swd_entry
+from cvae.files import REPOSITORY_ROOT, load_model, replace_between_markers
+from cvae.plotting import image_grid, plot_latent_histograms, save_png
+from cvae.training import BACKUP_DIR, MODEL_FILE, TrainOptions, train
+
+SIZE = 64
+COMMON = {"image_size": SIZE, "likelihood": "gaussian", "decoder_scale": "learned",
+          "kl_warmup_steps": 0}
+EXPERIMENTS = {
+    "vae-10": ("VAE, latent 10 (reconstruction + KL)", {"latent_dim": 10, "beta": 1.0}),
+    "ae-10": ("autoencoder, latent 10 (reconstruction only, β = 0)",
+              {"latent_dim": 10, "beta": 0.0}),
+    "vae-2": ("VAE, latent 2", {"latent_dim": 2, "beta": 1.0}),
+    "kl-only-10": ("KL only, latent 10 (reconstruction weight 0)",
+                   {"latent_dim": 10, "beta": 1.0, "reconstruction_weight": 0.0}),
+}
+SHOWN = 10
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="training images (utkface/train)")
+    parser.add_argument("--val-data", required=True, help="held-out images (utkface/val)")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--runs", default="runs/experiments")
+    parser.add_argument("--out", default=str(REPOSITORY_ROOT / "docs/results/experiments"))
+    parser.add_argument("--default-model",
+                        default=str(REPOSITORY_ROOT / "saved_models/cvae-faces.keras"))
+    parser.add_argument("--readme", default=str(REPOSITORY_ROOT / "README.md"))
+    args = parser.parse_args(argv)
+
+    models = {}
+    for name, (_, overrides) in EXPERIMENTS.items():
+        run = Path(args.runs) / name
+        if (run / MODEL_FILE).is_file() and not (run / BACKUP_DIR).exists():
+            print(f"{name}: reusing the finished run in {run}", flush=True)
+        else:
+            print(f"{name}: training", flush=True)
+            train(TrainOptions(data=args.data, validation_data=args.val_data, out=str(run),
+                               preset="seed", epochs=args.epochs, batch_size=64,
+                               learning_rate=1e-3, seed=0, tensorboard=False, verbose=2,
+                               config_overrides={**COMMON, **overrides}))
+        models[name] = load_model(run / MODEL_FILE)
+
+    full_size, _ = data.read_dataset(args.val_data, 128)
+    originals = metrics.downsample(full_size.astype(np.float32) / 255.0, SIZE)
+    held_out = np.round(originals * 255).astype(np.uint8)
+    reference, other_half = split_halves(originals)
+    results = {"images": len(held_out), "epochs": args.epochs,
+               "real_vs_real_swd": swd_entry(reference, other_half, 0)["swd"]}
+    out = Path(args.out)
+    sample_rows, labels = [], []
+    for name, model in models.items():
+        z_mean, z_log_var = model.encode(held_out)
+        samples = model.generate(len(reference), seed=0)
+        kl = metrics.kl_per_dimension(z_mean, z_log_var)
+        results[name] = {
+            "description": EXPERIMENTS[name][0],
+            "psnr": reconstruction_metrics(originals, model.decode(z_mean))["psnr"],
+            "swd": swd_entry(reference, samples, 0)["swd"],
+            "kl": float(kl.sum()), "active_units": metrics.active_units(z_mean),
+            "epochs_run": len(_history(Path(args.runs) / name)),
+        }
+        sample_rows.append(samples[:SHOWN])
+        labels.append(name)
+        codes = z_mean + np.exp(0.5 * z_log_var) * np.random.default_rng(0).standard_normal(
+            z_mean.shape)
+        dims = [int(d) for d in np.argsort(-kl, kind="stable")]
+        plot_latent_histograms(codes, dims, kl, out / f"latent_{name}.png", columns=10)
+        print(f"{name}: {results[name]}", flush=True)
+
+    default = load_model(args.default_model)
+    default_samples = metrics.downsample(default.generate(len(reference), seed=0), SIZE)
+    results["default"] = {
+        "description": f"the shipped `faces` model, latent {default.config.latent_dim} "
+                       f"(128×128, downsampled)",
+        "psnr": reconstruction_metrics(
+            originals, metrics.downsample(default.reconstruct(full_size), SIZE))["psnr"],
+        "swd": swd_entry(reference, default_samples, 0)["swd"],
+    }
+    sample_rows.append(default_samples[:SHOWN])
+    labels.append("default")
+    save_png(image_grid(sample_rows), out / "samples.png")
+    (out / "experiments.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    section = experiments_section(results, labels)
+    replace_between_markers(args.readme, "experiments", section)
+    print(section)
+    return 0
+
+
+def _history(run):
+    from cvae.files import read_history
+
+    history = run / "history.csv"
+    return read_history(history) if history.is_file() else []
+
+
+def experiments_section(results, order):
+    table = ["| run | what | reconstruction PSNR (dB) | sample SWD ×10³ | KL (nats) | active units |",
+             "|---|---|---|---|---|---|"]
+    for name in order:
+        entry = results[name]
+        table.append(f"| `{name}` | {entry['description']} | {entry['psnr']:.2f} | "
+                     f"{entry['swd']:.1f} | {entry.get('kl', float('nan')):.1f} | "
+                     f"{entry.get('active_units', '-')} |".replace("| nan |", "| - |"))
+    vae, ae, small, kl_only = (results[n] for n in ("vae-10", "ae-10", "vae-2", "kl-only-10"))
+
+    def compare(first, second, metric, lower_is_better):
+        better = (first[metric] < second[metric]) == lower_is_better
+        return "better" if better else "worse"
+
+    findings = [
+        f"1. **AE vs VAE (latent 10).** The VAE's N(0, I) samples are "
+        f"{compare(vae, ae, 'swd', True)} than the autoencoder's (SWD {vae['swd']:.1f} vs "
+        f"{ae['swd']:.1f}): nothing makes an autoencoder's codes fill N(0, I), so prior draws "
+        f"land where its decoder never trained. The autoencoder reconstructs "
+        f"{compare(ae, vae, 'psnr', False)} ({ae['psnr']:.2f} vs {vae['psnr']:.2f} dB).",
+        f"2. **Latent 2 vs 10.** Two dimensions reconstruct {compare(small, vae, 'psnr', False)} "
+        f"({small['psnr']:.2f} vs {vae['psnr']:.2f} dB) and sample "
+        f"{compare(small, vae, 'swd', True)} (SWD {small['swd']:.1f} vs {vae['swd']:.1f}); "
+        f"the shipped model, with 128 dimensions and longer training, reaches "
+        f"{results['default']['psnr']:.2f} dB and SWD {results['default']['swd']:.1f} at this size.",
+        f"3. **Loss terms.** KL alone matches the prior exactly (KL {kl_only['kl']:.1f} nats, "
+        f"{kl_only['active_units']} active units) and so carries nothing about the image: "
+        f"reconstruction PSNR {kl_only['psnr']:.2f} dB; its decoder gets no gradient, so "
+        f"its samples are the untrained network's output. Reconstruction alone (the autoencoder) has codes of KL {ae['kl']:.0f} nats, "
+        f"far from N(0, 1) in the histograms. Both terms together give codes close to N(0, 1) "
+        f"that still describe the face.",
+    ]
+    return "\n".join([
+        f"{results['images']} held-out faces at 64×64; {results['epochs']} epochs per run; "
+        f"real-vs-real SWD floor {results['real_vs_real_swd']:.1f}.",
+        "", *table, "", *findings, "",
+        "![N(0, I) samples, a row per run: vae-10, ae-10, vae-2, kl-only-10, default]"
+        "(docs/results/experiments/samples.png)",
+        "",
+        "Latent histograms (codes z ~ q(z|x) of held-out faces, N(0, 1) in red): "
+        "[VAE](docs/results/experiments/latent_vae-10.png), "
+        "[KL only](docs/results/experiments/latent_kl-only-10.png), "
+        "[reconstruction only](docs/results/experiments/latent_ae-10.png), "
+        "[latent 2](docs/results/experiments/latent_vae-2.png).",
+    ])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
