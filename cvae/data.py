@@ -33,7 +33,15 @@ def list_image_files(folder):
     if not folder.is_dir():
         raise CvaeError(f"not a directory: {folder}")
     paths = []
+    visited = set()
     for root, dirs, files in os.walk(folder, followlinks=True):
+        # Linked folders are followed, but each real folder only once: a link
+        # back to a parent would otherwise recurse without end.
+        real = os.path.realpath(root)
+        if real in visited:
+            dirs[:] = []
+            continue
+        visited.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         paths.extend(Path(root) / name for name in files
                      if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS))
@@ -48,6 +56,9 @@ def load_image(path, image_size, channels=3, crop_box=None):
     `crop_box` (left, top, width, height) or else to its centred square, then
     resized with an antialiasing filter. Raises OSError/ValueError if unreadable.
     """
+    if not os.path.isfile(path):
+        # Opening a named pipe would block for ever; a dangling link cannot be read.
+        raise OSError("not a regular file (a dangling link, a pipe or a device)")
     with Image.open(path) as image:
         image.load()
         image = ImageOps.exif_transpose(image)
