@@ -44,6 +44,7 @@ def main(argv=None):
 def build_parser():
     from cvae import __version__
     from cvae.config import DEFAULT_PRESET, LIKELIHOODS, PRESETS
+    from cvae.distribution import DISTRIBUTIONS
     from cvae.precision import PRECISIONS
 
     parser = argparse.ArgumentParser(
@@ -84,6 +85,10 @@ def build_parser():
                        help="do not flip training images left-right at random")
     train.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
     train.add_argument("--seed", type=int, help="seed for weights, shuffling and sampling")
+    train.add_argument("--distribute", default="none", choices=DISTRIBUTIONS,
+                       help="mirrored: every local GPU (tf.distribute.MirroredStrategy); "
+                            "multiworker: the machines in TF_CONFIG "
+                            "(MultiWorkerMirroredStrategy). --batch-size is the global batch")
     train.add_argument("--initial-model", metavar="PATH",
                        help="fine-tune: start from this .keras model's weights and configuration "
                             "(the preset and overrides do not apply; the KL weight starts at "
@@ -157,6 +162,7 @@ def _train(args):
         validation_data=args.val_data,
         validation_fraction=args.validation_split, crop_box=args.crop_box, flip=args.flip,
         seed=args.seed, tensorboard=args.tensorboard, initial_model=args.initial_model,
+        distribute=args.distribute,
         config_overrides={name: getattr(args, name) for name in override_names
                           if getattr(args, name) is not None})
     train(options)

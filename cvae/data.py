@@ -244,10 +244,12 @@ def random_subset(images, count, seed=0):
     return images[np.sort(np.random.default_rng(seed).choice(len(images), count, replace=False))]
 
 
-def make_dataset(images, batch_size, shuffle=True, flip=False, seed=None):
+def make_dataset(images, batch_size, shuffle=True, flip=False, seed=None, as_float=False):
     """A uint8 image array -> batched, shuffled, prefetched `tf.data.Dataset` of uint8.
 
     The model converts to float itself, so the pipeline moves 4x fewer bytes.
+    as_float yields float32 in [0, 1] instead, for the one consumer that
+    cannot take uint8 (see `cvae.distribution`).
     """
     import tensorflow as tf  # Deferred: only training needs TensorFlow here.
 
@@ -259,4 +261,6 @@ def make_dataset(images, batch_size, shuffle=True, flip=False, seed=None):
     dataset = dataset.batch(batch_size).map(lambda index: tf.gather(images, index))
     if flip:
         dataset = dataset.map(tf.image.random_flip_left_right)
+    if as_float:
+        dataset = dataset.map(lambda batch: tf.cast(batch, tf.float32) / 255.0)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -35,12 +35,14 @@ def save_model(model, path):
 def read_history(path):
     """The rows of a run's history.csv (Keras' CSVLogger) as dicts of floats.
 
-    Empty cells (a metric missing from some epochs) are left out of their row.
+    Cells of a metric missing from an epoch are left out of its row: empty,
+    or "NA", which CSVLogger writes in every val_ column of a run without
+    validation data.
     """
     import csv
 
     with open(path, newline="", encoding="utf-8") as handle:
-        return [{key: float(value) for key, value in row.items() if value}
+        return [{key: float(value) for key, value in row.items() if value and value != "NA"}
                 for row in csv.DictReader(handle)]
 
 

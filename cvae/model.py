@@ -60,9 +60,14 @@ class VAE(keras.Model):
 
     def train_step(self, data):
         images = _to_unit_float(_images_from(data))
+        # Under a distribution strategy each replica sees its share of the
+        # global batch and the optimizer sums the replicas' gradients, so each
+        # replica's mean is divided by their number: the update is then that
+        # of the mean over the global batch, as on one device.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             terms = self._objective(images, training=True)
-            scaled_loss = self.optimizer.scale_loss(terms["loss"])
+            scaled_loss = self.optimizer.scale_loss(terms["loss"] / replicas)
         gradients = tape.gradient(scaled_loss, self.trainable_weights)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
         return self._update_metrics(terms)
@@ -90,7 +95,13 @@ class VAE(keras.Model):
     def _update_metrics(self, terms):
         for tracker in self.metrics:
             tracker.update_state(terms[tracker.name])
-        return {tracker.name: tracker.result() for tracker in self.metrics}
+        results = {tracker.name: tracker.result() for tracker in self.metrics}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras 3 averages each replica's logs across workers along axis 0,
+            # which fails on scalars (tensorflow/tensorflow#72388); shape (1,)
+            # averages to the same scalar.
+            results = {name: ops.reshape(value, (1,)) for name, value in results.items()}
+        return results
 
     def decoder_scale(self, images=None, reconstructions=None):
         """The decoder likelihood's scale (Gaussian sigma or Laplace b)."""

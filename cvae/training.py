@@ -19,6 +19,7 @@ import keras
 
 from cvae import data as data_module
 from cvae.config import DEFAULT_PRESET, get_preset
+from cvae.distribution import distribution_strategy, needs_float_batches
 from cvae.errors import CvaeError
 from cvae.files import atomic_path, read_history, save_model, write_text
 from cvae.model import VAE
@@ -55,6 +56,9 @@ class TrainOptions:
     verbose: object = "auto"
     # Overrides of the preset's VAEConfig fields (image_size, latent_dim, beta, ...).
     config_overrides: dict = dataclasses.field(default_factory=dict)
+    # "none", "mirrored" (all local GPUs) or "multiworker" (TF_CONFIG).
+    # batch_size is the global batch, split across replicas.
+    distribute: str = "none"
     # Fine-tune: start from this saved model's weights and configuration
     # (the preset and overrides then do not apply) with a fresh optimizer.
     initial_model: str = None
@@ -63,6 +67,8 @@ class TrainOptions:
 def train(options):
     """Train a VAE as described by `options`; returns (model, keras History)."""
     out = Path(options.out)
+    # First: a multi-worker strategy must exist before TensorFlow runs any op.
+    strategy = distribution_strategy(options.distribute)
     initial = _load_initial_model(options)
     if initial is not None:
         # The KL warm-up counts optimizer steps; a fresh optimizer would
@@ -82,18 +88,21 @@ def train(options):
     # Written only once the data is known to be good: a typo in --data leaves no run behind.
     write_text(out / "run.json", json.dumps(record, indent=2) + "\n")
     print(f"training on {len(train_images)} images, validating on {len(validation_images)}; "
-          f"precision {precision}", flush=True)
+          f"precision {precision}; {strategy.num_replicas_in_sync} replica(s)", flush=True)
+    as_float = needs_float_batches(options.distribute)
     train_set = data_module.make_dataset(train_images, options.batch_size, shuffle=True,
-                                         flip=options.flip, seed=options.seed)
-    validation_set = (data_module.make_dataset(validation_images, options.batch_size, shuffle=False)
+                                         flip=options.flip, seed=options.seed, as_float=as_float)
+    validation_set = (data_module.make_dataset(validation_images, options.batch_size,
+                                               shuffle=False, as_float=as_float)
                       if len(validation_images) else None)
 
-    model = VAE(config, seed=options.seed, dtype=precision)
-    if initial is not None:
-        model.set_weights(initial.get_weights())
-    learning_rate = _learning_rate(options, steps_per_epoch=len(train_set))
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  jit_compile=options.jit_compile)
+    with strategy.scope():
+        model = VAE(config, seed=options.seed, dtype=precision)
+        if initial is not None:
+            model.set_weights(initial.get_weights())
+        learning_rate = _learning_rate(options, steps_per_epoch=len(train_set))
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                      jit_compile=options.jit_compile)
     if resuming:
         print(f"resuming the unfinished run in {out}", flush=True)
     monitor = "val_loss" if validation_set is not None else "loss"

@@ -96,6 +96,16 @@ def test_a_nan_stops_training_and_keeps_the_last_good_state(tmp_path, monkeypatc
     assert _epochs_logged(run)[-2:] == [1, 2]
 
 
+def test_a_run_without_validation_data_monitors_the_training_loss(tmp_path):
+    folder = write_image_folder(tmp_path / "faces", n=16)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(folder), "--epochs", "2", "--out", str(run),
+                 "--validation-split", "0", "--no-tensorboard", *TINY_RUN]) == 0
+    assert json.loads((run / "model.best.json").read_text())["monitor"] == "loss"
+    assert (run / "loss_curves.png").is_file()
+    assert main(["export", str(run), "-o", str(tmp_path / "m.keras")]) == 0
+
+
 def test_a_new_run_in_an_old_directory_starts_afresh(tmp_path):
     folder = write_image_folder(tmp_path / "faces", n=16)
     run = tmp_path / "run"
