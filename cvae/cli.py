@@ -146,6 +146,17 @@ def build_parser():
 
     cli_codec.add_commands(commands)
     cli_explore.add_commands(commands)
+
+    serve = commands.add_parser(
+        "serve", help="a local web page to compress, decompress and generate faces",
+        description="Start the web demo (needs the extra: pip install -e '.[demo]'). It binds "
+                    "to 127.0.0.1, so only this machine can reach it, unless --host says "
+                    "otherwise.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    serve.add_argument("--model", help="a .keras model (default: the shipped faces model)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=positive_int, default=8000)
+    serve.set_defaults(handler=_serve)
     return parser
 
 
@@ -204,6 +215,14 @@ def _export(args):
     if not args.out.endswith(".keras"):
         raise CvaeError(f"the output must end in .keras, got {args.out}")
     print(f"wrote {export_model(args.run_dir, args.out)}")
+
+
+def _serve(args):
+    from cvae.codec import codec_for
+    from cvae.files import load_model
+    from cvae.serve import serve
+
+    serve(codec_for(load_model(args.model)), args.host, args.port)
 
 
 def _quiet_libraries():

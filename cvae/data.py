@@ -49,14 +49,15 @@ def list_image_files(folder):
 
 
 def load_image(path, image_size, channels=3, crop_box=None):
-    """One image file -> uint8 array (image_size, image_size, channels).
+    """One image file (a path, or a binary file object) -> uint8 array
+    (image_size, image_size, channels).
 
     Any mode (gray, RGBA, palette, CMYK, 16-bit) is converted; transparency is
     composited onto white; EXIF rotation is applied; the image is cropped to
     `crop_box` (left, top, width, height) or else to its centred square, then
     resized with an antialiasing filter. Raises OSError/ValueError if unreadable.
     """
-    if not os.path.isfile(path):
+    if isinstance(path, (str, os.PathLike)) and not os.path.isfile(path):
         # Opening a named pipe would block for ever; a dangling link cannot be read.
         raise OSError("not a regular file (a dangling link, a pipe or a device)")
     with Image.open(path) as image:

@@ -48,17 +48,24 @@ def read_history(path):
 
 def export_model(run_dir, path):
     """Publish a run's best model: weights without optimizer state (a third of
-    the size), plus `<path stem>.json` recording how it was trained."""
+    the size), plus `<path stem>.json` recording how it was trained (with,
+    under "initial", the record of the model a fine-tuning run started from)."""
     import json
 
     run_dir = Path(run_dir)
     model = load_model(run_dir / "model.keras")
-    # Keras' .keras format always stores a compiled model's optimizer; an
-    # uncompiled copy has none.
-    save_model(rebuilt(model, model.dtype_policy.name), path)
     record = {}
     if (run_dir / "run.json").is_file():
         record.update(json.loads((run_dir / "run.json").read_text(encoding="utf-8")))
+    # A fine-tuned model's record includes how its starting model was trained
+    # (read before the write below, which may replace that very model).
+    initial = record.get("options", {}).get("initial_model")
+    if initial and Path(initial).with_suffix(".json").is_file():
+        record["initial"] = json.loads(Path(initial).with_suffix(".json").read_text(
+            encoding="utf-8"))
+    # Keras' .keras format always stores a compiled model's optimizer; an
+    # uncompiled copy has none.
+    save_model(rebuilt(model, model.dtype_policy.name), path)
     if (run_dir / "model.best.json").is_file():
         record["best"] = json.loads((run_dir / "model.best.json").read_text(encoding="utf-8"))
     if (run_dir / "history.csv").is_file():

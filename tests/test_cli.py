@@ -156,6 +156,17 @@ def test_fine_tuning_starts_from_the_initial_model(tmp_path, capsys):
     assert json.loads((tuned / "run.json").read_text())["options"]["initial_model"] == \
         str(first / "model.keras")
 
+    # Published in place of its starting model, the record keeps both trainings.
+    published = tmp_path / "published.keras"
+    assert main(["export", str(first), "-o", str(published)]) == 0
+    assert main(["train", *common, "--out", str(tmp_path / "again"), "--initial-model",
+                 str(published)]) == 0
+    assert main(["export", str(tmp_path / "again"), "-o", str(published)]) == 0
+    record = json.loads(published.with_suffix(".json").read_text())
+    assert record["options"]["initial_model"] == str(published)
+    assert record["initial"]["config"]["kl_warmup_steps"] == 50
+    assert record["initial"]["epochs_run"] == 1 and record["epochs_run"] == 1
+
     assert main(["train", *common, "--out", str(tuned), "--initial-model",
                  str(first / "model.keras"), "--latent-dim", "8"]) == 1
     assert "keeps its initial model's configuration" in capsys.readouterr().err

@@ -1,0 +1,173 @@
+"""`cvae serve`: a one-page local web demo (Starlette, served by uvicorn).
+
+The page (cvae/web/index.html, no asset from the internet) calls a small JSON
+API; every image travels as a base64 PNG and every failure as
+{"error": "..."} with status 400, so a bad upload never takes the server down.
+
+  GET  /                 the page
+  POST /api/compress     form file "image"  -> original, decompressed, bytes, ratio, PSNR, .cvae
+  POST /api/decompress   form file "file"   -> decompressed
+  GET  /api/generate     ?seed=&temperature=&count= -> a grid of new faces
+  POST /api/interpolate  form files "first", "second", field "steps" -> a strip
+"""
+
+import base64
+import io
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from cvae import codec_format, data, metrics
+from cvae.errors import CvaeError
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_FACES = 64
+PAGE = Path(__file__).resolve().parent / "web" / "index.html"
+
+
+def create_app(codec):
+    """The Starlette application around one `cvae.codec.Codec` (and its model)."""
+    try:
+        from starlette.applications import Starlette
+        from starlette.concurrency import run_in_threadpool
+        from starlette.responses import HTMLResponse, JSONResponse
+        from starlette.routing import Route
+    except ImportError:
+        raise CvaeError("the web demo needs its extra: pip install -e '.[demo]'") from None
+
+    model = codec.model
+    config = model.config
+    # One request at a time on the model: Keras models are not made for
+    # concurrent calls, and one CPU-bound request at a time is fastest anyway.
+    lock = threading.Lock()
+
+    def guarded(handler):
+        async def endpoint(request):
+            try:
+                return JSONResponse(await handler(request))
+            except (CvaeError, ValueError, OSError) as error:
+                return JSONResponse({"error": str(error)}, status_code=400)
+        return endpoint
+
+    def locked(function, *args):
+        def call():
+            with lock:
+                return function(*args)
+        return run_in_threadpool(call)
+
+    async def page(request):
+        return HTMLResponse(PAGE.read_text(encoding="utf-8"))
+
+    async def compress(request):
+        form = await request.form()
+        upload = await _read_upload(form, "image")
+        image = _decode_image(upload, config)
+        return await locked(_compress, codec, image)
+
+    async def decompress(request):
+        form = await request.form()
+        content = await _read_upload(form, "file")
+        image = await locked(lambda: codec.decompress_batch([content])[0])
+        return {"decompressed": _png(image), "bytes": len(content)}
+
+    async def generate(request):
+        seed = _number(request.query_params, "seed", int, 0)
+        temperature = _number(request.query_params, "temperature", float, 1.0)
+        count = _number(request.query_params, "count", int, 16)
+        if not 1 <= count <= MAX_FACES:
+            raise CvaeError(f"count must be between 1 and {MAX_FACES}")
+        faces = await locked(model.generate, count, seed, temperature)
+        return {"grid": _png(_grid(faces, 8))}
+
+    async def interpolate(request):
+        from cvae.exploration import interpolation
+
+        form = await request.form()
+        first = _decode_image(await _read_upload(form, "first"), config)
+        second = _decode_image(await _read_upload(form, "second"), config)
+        steps = _number(form, "steps", int, 8)
+        if not 2 <= steps <= 16:
+            raise CvaeError("steps must be between 2 and 16")
+        faces = await locked(interpolation, model, first, second, steps)
+        return {"strip": _png(_grid(faces, steps))}
+
+    return Starlette(routes=[
+        Route("/", page),
+        Route("/api/compress", guarded(compress), methods=["POST"]),
+        Route("/api/decompress", guarded(decompress), methods=["POST"]),
+        Route("/api/generate", guarded(generate), methods=["GET"]),
+        Route("/api/interpolate", guarded(interpolate), methods=["POST"]),
+    ])
+
+
+def _compress(codec, image):
+    content = codec.compress_batch(image[None])[0] if codec.table is not None else \
+        codec.compress_batch(image[None], "int8")[0]
+    decompressed = codec.decompress_batch([content])[0]
+    psnr = float(metrics.psnr(image[None] / 255.0, decompressed[None] / 255.0)[0])
+    raw = int(np.prod(image.shape))
+    return {"original": _png(image), "decompressed": _png(decompressed),
+            "bytes": len(content), "raw_bytes": raw, "ratio": raw / len(content),
+            "psnr": psnr, "mode": codec_format.parse(content)[0].mode,
+            "cvae": base64.b64encode(content).decode("ascii")}
+
+
+async def _read_upload(form, name):
+    upload = form.get(name)
+    if upload is None or not hasattr(upload, "read"):
+        raise CvaeError(f"no file was uploaded as {name!r}")
+    content = await upload.read(MAX_UPLOAD_BYTES + 1)
+    if len(content) > MAX_UPLOAD_BYTES:
+        raise CvaeError(f"{upload.filename}: too large (the limit is "
+                        f"{MAX_UPLOAD_BYTES // (1024 * 1024)} MB)")
+    if not content:
+        raise CvaeError(f"{upload.filename}: empty file")
+    return content
+
+
+def _decode_image(content, config):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return data.load_image(io.BytesIO(content), config.image_size, config.channels)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
+            Image.DecompressionBombError):
+        raise CvaeError("not an image (or a format Pillow cannot read)") from None
+
+
+def _number(values, name, convert, default):
+    text = values.get(name)
+    if text in (None, ""):
+        return default
+    try:
+        return convert(text)
+    except ValueError:
+        raise CvaeError(f"{name} must be a number, got {text!r}") from None
+
+
+def _png(image):
+    from PIL import Image
+
+    from cvae.plotting import to_uint8
+
+    array = to_uint8(image)
+    buffer = io.BytesIO()
+    Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _grid(faces, columns):
+    from cvae.plotting import image_grid
+
+    return image_grid([faces[start:start + columns] for start in range(0, len(faces), columns)])
+
+
+def serve(codec, host="127.0.0.1", port=8000):
+    try:
+        import uvicorn
+    except ImportError:
+        raise CvaeError("the web demo needs its extra: pip install -e '.[demo]'") from None
+    app = create_app(codec)
+    print(f"cvae demo on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

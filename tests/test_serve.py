@@ -1,0 +1,179 @@
+"""The web demo: its JSON API in-process, and the page in a real headless Chromium.
+
+The browser test also makes the README's screenshot:
+    CVAE_DEMO_MODEL=saved_models/cvae-faces.keras CVAE_DEMO_FACE=data/astronaut.png \\
+    CVAE_DEMO_SCREENSHOT=docs/results/demo.png python -m pytest tests/test_serve.py -k browser
+"""
+
+import base64
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cvae import serve
+from cvae.codec import Codec, CodecTable, table_path, weights_sha256
+from cvae.files import save_model
+from cvae.model import VAE
+from tests.conftest import TINY, smooth_images
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+def _png_bytes(size=40, seed=0):
+    buffer = io.BytesIO()
+    Image.fromarray(smooth_images(1, size=size, seed=seed)[0]).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _decoded(data_url):
+    assert data_url.startswith("data:image/png;base64,")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))))
+
+
+@pytest.fixture(scope="module")
+def client():
+    from starlette.testclient import TestClient
+
+    model = VAE(TINY, seed=0)
+    table = CodecTable((0.05, 0.1, 0.05, 0.2), (True, True, False, True), 1.0,
+                       weights_sha256(model))
+    return TestClient(serve.create_app(Codec(model, table)))
+
+
+def test_the_page_is_served_with_no_outside_assets(client):
+    page = client.get("/").text
+    assert "Compress a face" in page and "http://" not in page and "https://" not in page
+
+
+def test_compress_then_decompress_through_the_api(client):
+    result = client.post("/api/compress", files={"image": ("face.png", _png_bytes())}).json()
+    assert _decoded(result["original"]).shape == (16, 16, 3)
+    assert _decoded(result["decompressed"]).shape == (16, 16, 3)
+    content = base64.b64decode(result["cvae"])
+    assert result["bytes"] == len(content) and result["mode"] == "entropy"
+    assert result["ratio"] == pytest.approx(16 * 16 * 3 / len(content))
+    assert np.isfinite(result["psnr"])
+    again = client.post("/api/decompress", files={"file": ("face.cvae", content)}).json()
+    assert again["decompressed"] == result["decompressed"]
+
+
+@pytest.mark.parametrize("route, files, message", [
+    ("/api/compress", {"image": ("notes.txt", b"not an image")}, "not an image"),
+    ("/api/compress", {"image": ("empty.png", b"")}, "empty file"),
+    ("/api/compress", {}, "no file was uploaded"),
+    ("/api/decompress", {"file": ("bad.cvae", b"CVAE\x01" + bytes(30))}, "CRC-32"),
+    ("/api/decompress", {"file": ("face.png", _png_bytes())}, "wrong magic"),
+])
+def test_bad_uploads_are_clear_errors_and_the_server_goes_on(client, route, files, message):
+    response = client.post(route, files=files)
+    assert response.status_code == 400 and message in response.json()["error"]
+    assert client.get("/api/generate", params={"count": 2}).status_code == 200
+
+
+def test_too_large_uploads_are_refused(client, monkeypatch):
+    monkeypatch.setattr(serve, "MAX_UPLOAD_BYTES", 100)
+    response = client.post("/api/compress", files={"image": ("big.png", _png_bytes(64))})
+    assert response.status_code == 400 and "too large" in response.json()["error"]
+
+
+def test_generate_and_interpolate(client):
+    grid = _decoded(client.get("/api/generate", params={"seed": 3, "temperature": 0.5,
+                                                        "count": 4}).json()["grid"])
+    assert grid.shape == (16, 4 * 16 + 3 * 2, 3)
+    assert client.get("/api/generate", params={"count": 999}).status_code == 400
+    assert client.get("/api/generate", params={"seed": "x"}).status_code == 400
+    strip = client.post("/api/interpolate", data={"steps": "5"},
+                        files={"first": ("a.png", _png_bytes(seed=1)),
+                               "second": ("b.png", _png_bytes(seed=2))}).json()["strip"]
+    assert _decoded(strip).shape == (16, 5 * 16 + 4 * 2, 3)
+
+
+def _free_port():
+    with socket.socket() as handle:
+        handle.bind(("127.0.0.1", 0))
+        return handle.getsockname()[1]
+
+
+def _wait_for(port, process, seconds=90):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the server stopped: {process.stdout.read()}")
+        with socket.socket() as handle:
+            if handle.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    pytest.fail("the server did not start in time")
+
+
+@pytest.mark.skipif(not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)),
+                    reason="Debian's chromium and chromium-driver are not installed "
+                           "(apt-get install chromium chromium-driver; .ci/run does)")
+def test_the_page_in_a_real_browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    model_path = os.environ.get("CVAE_DEMO_MODEL")
+    if model_path is None:
+        model = VAE(TINY, seed=0)
+        model_path = tmp_path / "tiny.keras"
+        save_model(model, model_path)
+        CodecTable((0.05, 0.1, 0.05, 0.2), (True, True, False, True), 1.0,
+                   weights_sha256(model)).save(table_path(model_path))
+    face = Path(os.environ.get("CVAE_DEMO_FACE", tmp_path / "face.png"))
+    if not face.exists():
+        face.write_bytes(_png_bytes(64))
+    corrupt = tmp_path / "corrupt.cvae"
+    corrupt.write_bytes(b"CVAE\x01\x02" + bytes(40))
+    screenshot = Path(os.environ.get("CVAE_DEMO_SCREENSHOT", tmp_path / "demo.png"))
+
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "cvae.cli", "serve", "--model",
+                               str(model_path), "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--window-size=1000,1300"):
+        options.add_argument(argument)
+    browser = None
+    try:
+        _wait_for(port, server)
+        browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        wait = WebDriverWait(browser, 60)
+        browser.get(f"http://127.0.0.1:{port}/")
+
+        browser.find_element(By.ID, "compress-input").send_keys(str(face.resolve()))
+        browser.find_element(By.ID, "compress-button").click()
+        wait.until(lambda b: "bytes" in b.find_element(By.ID, "compress-stats").text)
+        stats = browser.find_element(By.ID, "compress-stats").text
+        assert "PSNR" in stats and ":1" in stats
+        decompressed = browser.find_element(By.ID, "decompressed-image").get_attribute("src")
+        assert decompressed.startswith("data:image/png;base64,")
+        assert browser.find_element(By.ID, "download-link").is_displayed()
+
+        browser.find_element(By.ID, "decompress-input").send_keys(str(corrupt))
+        browser.find_element(By.ID, "decompress-button").click()
+        wait.until(lambda b: "CRC" in b.find_element(By.ID, "decompress-error").text)
+
+        browser.find_element(By.ID, "generate-button").click()
+        wait.until(lambda b: b.find_element(By.ID, "generate-image").get_attribute("src"))
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        assert browser.save_screenshot(str(screenshot))
+        assert server.poll() is None  # The bad upload did not take it down.
+    finally:
+        if browser is not None:
+            browser.quit()
+        server.terminate()
+        server.wait(timeout=30)
