@@ -119,7 +119,7 @@ def add_commands(commands):
 
 def _generate(args):
     from cvae import samplers
-    from cvae.plotting import save_png
+    from cvae.plotting import save_png, tiled
 
     if not args.out and not args.separate:
         raise CvaeError("give -o GRID.png, --separate DIR, or both")
@@ -128,7 +128,7 @@ def _generate(args):
     faces = model.decode(samplers.sample_latents(model, args.count, args.seed, args.temperature,
                                                  mixture))
     if args.out:
-        save_png(_grid(faces, args.columns), args.out)
+        save_png(tiled(faces, args.columns), args.out)
         print(f"wrote {args.out}")
     if args.separate:
         for index, face in enumerate(faces):
@@ -279,10 +279,3 @@ def _endpoint(model, text, box):
             raise CvaeError(f"expected seed:N with an integer N, got {text!r}") from None
         return sample_latents(model, 1, seed)[0]
     return _image(model, text, box)
-
-
-def _grid(faces, columns):
-    from cvae.plotting import image_grid
-
-    rows = [faces[start:start + columns] for start in range(0, len(faces), columns)]
-    return image_grid(rows)

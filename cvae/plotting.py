@@ -29,6 +29,11 @@ def image_grid(rows):
     return grid
 
 
+def tiled(images, columns):
+    """A batch of images (N, H, W, C) -> one picture, `columns` to a row."""
+    return image_grid([images[start:start + columns] for start in range(0, len(images), columns)])
+
+
 def save_png(image, path):
     image = to_uint8(image)
     if image.ndim == 3 and image.shape[-1] == 1:

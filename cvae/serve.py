@@ -20,6 +20,7 @@ import numpy as np
 
 from cvae import codec_format, data, metrics
 from cvae.errors import CvaeError
+from cvae.plotting import tiled
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_FACES = 64
@@ -78,7 +79,7 @@ def create_app(codec):
         if not 1 <= count <= MAX_FACES:
             raise CvaeError(f"count must be between 1 and {MAX_FACES}")
         faces = await locked(model.generate, count, seed, temperature)
-        return {"grid": _png(_grid(faces, 8))}
+        return {"grid": _png(tiled(faces, 8))}
 
     async def interpolate(request):
         from cvae.exploration import interpolation
@@ -90,7 +91,7 @@ def create_app(codec):
         if not 2 <= steps <= 16:
             raise CvaeError("steps must be between 2 and 16")
         faces = await locked(interpolation, model, first, second, steps)
-        return {"strip": _png(_grid(faces, steps))}
+        return {"strip": _png(tiled(faces, steps))}
 
     return Starlette(routes=[
         Route("/", page),
@@ -155,12 +156,6 @@ def _png(image):
     buffer = io.BytesIO()
     Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array).save(buffer, "PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _grid(faces, columns):
-    from cvae.plotting import image_grid
-
-    return image_grid([faces[start:start + columns] for start in range(0, len(faces), columns)])
 
 
 def serve(codec, host="127.0.0.1", port=8000):

@@ -10,6 +10,8 @@ and writes:
                                    reconstructions: shipped model | seed preset | PCA
   docs/results/samples.png         N(0, I) samples of the shipped model
   docs/results/samples_compared.png samples: shipped model | seed preset | PCA-Gaussian
+  docs/results/samples_gmm.png     samples of the shipped model from its ex-post mixture
+                                   (when saved_models/cvae-faces.gmm.npz exists)
   README.md and saved_models/README.md, between the "results" markers
 
     python scripts/results.py --data ../shared/faces/utkface/val \
@@ -24,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from cvae import data
-from cvae.evaluation import evaluate, fit_pca
+from cvae.evaluation import evaluate, fit_pca, split_halves, swd_entry
 from cvae.files import REPOSITORY_ROOT, load_model, replace_between_markers
-from cvae.plotting import image_grid, save_png
+from cvae.plotting import image_grid, save_png, tiled
+from cvae.samplers import GaussianMixture, mixture_path
 
 SHOWN = 8
 
@@ -57,6 +60,13 @@ def main(argv=None):
         results[name] = evaluate(model, images, pca=pcas[name], iwae_samples=args.iwae_samples)
         results[name]["training"] = _training_record(
             Path(args.model if name == "faces" else args.seed_model))
+    mixture_file = mixture_path(args.model)
+    if mixture_file.is_file():
+        # The same comparison for the ex-post mixture sampler of `cvae generate --sampler gmm`.
+        reference, _ = split_halves(images.astype(np.float32) / 255.0)
+        mixture = GaussianMixture.load(mixture_file)
+        gmm_samples = models["faces"].decode(mixture.sample(len(reference), seed=0))
+        results["faces"]["samples_gmm"] = swd_entry(reference, gmm_samples, 0)
     out.mkdir(parents=True, exist_ok=True)
     (out / "evaluation.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
@@ -67,8 +77,9 @@ def main(argv=None):
                                          pcas["faces"].reconstruct(original)])]),
              out / "reconstructions.png")
     samples = models["faces"].generate(4 * SHOWN, seed=0)
-    save_png(image_grid([samples[i:i + SHOWN] for i in range(0, len(samples), SHOWN)]),
-             out / "samples.png")
+    save_png(tiled(samples, SHOWN), out / "samples.png")
+    if "samples_gmm" in results["faces"]:
+        save_png(tiled(gmm_samples[:4 * SHOWN], SHOWN), out / "samples_gmm.png")
     save_png(image_grid([samples[:SHOWN], models["seed"].generate(SHOWN, seed=0),
                          pcas["faces"].sample(SHOWN, seed=0)]), out / "samples_compared.png")
 
@@ -84,10 +95,16 @@ def _training_record(model_path):
     if not record_path.is_file():
         return None
     record = json.loads(record_path.read_text(encoding="utf-8"))
-    history = record.get("history", [])
-    return {"preset": record["options"]["preset"], "epochs_run": record.get("epochs_run"),
-            "wall_time_s": history[-1].get("wall_time_s") if history else None,
-            "best_epoch": record.get("best", {}).get("epoch")}
+    # A fine-tuned model's record nests the stage it started from; count all stages.
+    stages = []
+    while record:
+        stages.append(record)
+        record = record.get("initial")
+    epochs = sum(stage.get("epochs_run") or 0 for stage in stages)
+    seconds = sum(stage["history"][-1].get("wall_time_s", 0.0) for stage in stages
+                  if stage.get("history"))
+    return {"epochs_run": epochs, "wall_time_s": seconds or None, "stages": len(stages),
+            "best_epoch": stages[0].get("best", {}).get("epoch")}
 
 
 def results_table(results, args):
@@ -97,7 +114,8 @@ def results_table(results, args):
         record = entry["training"]
         if not record or record["wall_time_s"] is None:
             return "-"
-        return f"{record['epochs_run']} epochs, {record['wall_time_s'] / 60:.0f} min"
+        stages = f" in {record['stages']} stages" if record["stages"] > 1 else ""
+        return f"{record['epochs_run']} epochs, {record['wall_time_s'] / 60:.0f} min{stages}"
 
     def row(label, reconstruction, swd, entry=None):
         cells = [label, f"{reconstruction['psnr']:.2f}", f"{reconstruction['ssim']:.3f}",
@@ -144,6 +162,11 @@ def results_table(results, args):
     ]
     target_lines = [f"- {name}: **{'met' if met else 'not met'}** ({detail})"
                     for name, met, detail in targets]
+    gmm = faces.get("samples_gmm")
+    gmm_line = ([f"Samples of the shipped model from the ex-post Gaussian mixture "
+                 f"(`--sampler gmm`) instead of N(0, I): SWD **{gmm['swd']:.1f}** "
+                 f"(per level {' / '.join(f'{v:.1f}' for v in gmm['swd_levels'])})."]
+                if gmm else [])
     return "\n".join([
         f"On {faces['images']} held-out images (`{args.data}`); PCA fitted on "
         f"{faces['pca']['fitted_on']} images of `{args.train_data}`. "
@@ -156,6 +179,7 @@ def results_table(results, args):
         f"{seed_levels}; PCA-Gaussian {pca_levels}; real-vs-real {floor_levels}.",
         f"IWAE bound of the shipped model: {faces['likelihood']['iwae_nll']:,.0f} nats "
         f"({faces['likelihood']['bits_per_dim']:.3f} bits/dim).",
+        *gmm_line,
         "",
         "Targets of the shipped model (issue 3):",
         *target_lines,
