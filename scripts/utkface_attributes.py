@@ -9,7 +9,8 @@ female). This builds, with `cvae.exploration.attribute`:
 
 then edits faces along each vector at scales -2 .. 2 (0 = the plain
 reconstruction). Dataset faces may not be published, so the committed figure
-edits the public-domain astronaut and faces the model generates; pass
+edits the public-domain astronaut and four faces the model generates (from
+its ex-post mixture when saved beside it); pass
 `--faces DIR` to edit held-out faces into a figure you keep to yourself.
 
 Writes OUT/older.npy, OUT/female.npy (for `cvae edit --vector`) and
@@ -26,8 +27,9 @@ import numpy as np
 
 from cvae import data
 from cvae.exploration import attribute, edited
-from cvae.files import REPOSITORY_ROOT, atomic_path, load_model
+from cvae.files import REPOSITORY_ROOT, atomic_path, default_model_path, load_model
 from cvae.plotting import image_grid, save_png
+from cvae.samplers import GaussianMixture, mixture_path, sample_latents
 
 SCALES = (-2.0, -1.0, 0.0, 1.0, 2.0)
 GROUPS = {
@@ -84,7 +86,10 @@ def main(argv=None):
     else:
         astronaut = data.load_image(REPOSITORY_ROOT / "data/astronaut.png", size,
                                     crop_box=(150, 30, 140, 140))
-        generated = model.generate(4, seed=1)
+        # Faces from the ex-post mixture when it exists: fewer prior holes than N(0, I).
+        mixture_file = mixture_path(args.model or default_model_path())
+        mixture = GaussianMixture.load(mixture_file) if mixture_file.is_file() else None
+        generated = model.decode(sample_latents(model, 4, seed=1, mixture=mixture))
         faces = [astronaut] + list(generated)
     rows = [edited(model, face, vectors[name], SCALES) for face in faces for name in GROUPS]
     save_png(image_grid(rows), out / "edits.png")
