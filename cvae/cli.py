@@ -219,10 +219,14 @@ def _export(args):
 
 def _serve(args):
     from cvae.codec import codec_for
-    from cvae.files import load_model
+    from cvae.files import default_model_path, load_model
+    from cvae.samplers import GaussianMixture, mixture_path
     from cvae.serve import serve
 
-    serve(codec_for(load_model(args.model)), args.host, args.port)
+    model_path = args.model or default_model_path()
+    mixture_file = mixture_path(model_path)
+    mixture = GaussianMixture.load(mixture_file) if mixture_file.is_file() else None
+    serve(codec_for(load_model(model_path)), mixture, args.host, args.port)
 
 
 def _quiet_libraries():

@@ -7,7 +7,8 @@ API; every image travels as a base64 PNG and every failure as
   GET  /                 the page
   POST /api/compress     form file "image"  -> original, decompressed, bytes, ratio, PSNR, .cvae
   POST /api/decompress   form file "file"   -> decompressed
-  GET  /api/generate     ?seed=&temperature=&count= -> a grid of new faces
+  GET  /api/generate     ?seed=&temperature=&count=&sampler= -> a grid of new faces
+  GET  /api/samplers     the samplers this model offers (gmm when its mixture exists)
   POST /api/interpolate  form files "first", "second", field "steps" -> a strip
 """
 
@@ -21,14 +22,16 @@ import numpy as np
 from cvae import codec_format, data, metrics
 from cvae.errors import CvaeError
 from cvae.plotting import tiled
+from cvae.samplers import sample_latents
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_FACES = 64
 PAGE = Path(__file__).resolve().parent / "web" / "index.html"
 
 
-def create_app(codec):
-    """The Starlette application around one `cvae.codec.Codec` (and its model)."""
+def create_app(codec, mixture=None):
+    """The Starlette application around one `cvae.codec.Codec` (and its model);
+    `mixture`, the model's ex-post Gaussian mixture, enables sampler=gmm."""
     try:
         from starlette.applications import Starlette
         from starlette.concurrency import run_in_threadpool
@@ -78,8 +81,17 @@ def create_app(codec):
         count = _number(request.query_params, "count", int, 16)
         if not 1 <= count <= MAX_FACES:
             raise CvaeError(f"count must be between 1 and {MAX_FACES}")
-        faces = await locked(model.generate, count, seed, temperature)
+        sampler = request.query_params.get("sampler", "normal")
+        if sampler not in ("normal", "gmm") or (sampler == "gmm" and mixture is None):
+            raise CvaeError(f"unknown sampler {sampler!r}" if sampler != "gmm" else
+                            "this model has no ex-post mixture (see cvae generate --sampler gmm)")
+        codes = sample_latents(model, count, seed, temperature,
+                               mixture if sampler == "gmm" else None)
+        faces = await locked(model.decode, codes)
         return {"grid": _png(tiled(faces, 8))}
+
+    async def samplers(request):
+        return JSONResponse({"samplers": ["gmm", "normal"] if mixture is not None else ["normal"]})
 
     async def interpolate(request):
         from cvae.exploration import interpolation
@@ -98,6 +110,7 @@ def create_app(codec):
         Route("/api/compress", guarded(compress), methods=["POST"]),
         Route("/api/decompress", guarded(decompress), methods=["POST"]),
         Route("/api/generate", guarded(generate), methods=["GET"]),
+        Route("/api/samplers", samplers, methods=["GET"]),
         Route("/api/interpolate", guarded(interpolate), methods=["POST"]),
     ])
 
@@ -158,11 +171,11 @@ def _png(image):
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def serve(codec, host="127.0.0.1", port=8000):
+def serve(codec, mixture=None, host="127.0.0.1", port=8000):
     try:
         import uvicorn
     except ImportError:
         raise CvaeError("the web demo needs its extra: pip install -e '.[demo]'") from None
-    app = create_app(codec)
+    app = create_app(codec, mixture)
     print(f"cvae demo on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,7 +1,7 @@
 """The web demo: its JSON API in-process, and the page in a real headless Chromium.
 
 The browser test also makes the README's screenshot:
-    CVAE_DEMO_MODEL=saved_models/cvae-faces.keras CVAE_DEMO_FACE=data/astronaut.png \\
+    CVAE_DEMO_MODEL=saved_models/cvae-faces.keras CVAE_DEMO_FACE=data/astronaut_face.png \\
     CVAE_DEMO_SCREENSHOT=docs/results/demo.png python -m pytest tests/test_serve.py -k browser
 """
 
@@ -83,6 +83,12 @@ def test_too_large_uploads_are_refused(client, monkeypatch):
     monkeypatch.setattr(serve, "MAX_UPLOAD_BYTES", 100)
     response = client.post("/api/compress", files={"image": ("big.png", _png_bytes(64))})
     assert response.status_code == 400 and "too large" in response.json()["error"]
+
+
+def test_the_mixture_sampler_is_offered_only_when_there_is_one(client):
+    assert client.get("/api/samplers").json() == {"samplers": ["normal"]}
+    response = client.get("/api/generate", params={"sampler": "gmm"})
+    assert response.status_code == 400 and "no ex-post mixture" in response.json()["error"]
 
 
 def test_generate_and_interpolate(client):
