@@ -164,7 +164,9 @@ def results_table(results, args):
                     for name, met, detail in targets]
     gmm = faces.get("samples_gmm")
     gmm_line = ([f"Samples of the shipped model from the ex-post Gaussian mixture "
-                 f"(`--sampler gmm`) instead of N(0, I): SWD **{gmm['swd']:.1f}** "
+                 f"(`--sampler gmm`) instead of N(0, I): SWD **{gmm['swd']:.1f}**, "
+                 f"{'lower' if gmm['swd'] < faces['samples']['swd'] else 'higher'} than the "
+                 f"N(0, I) samples' {faces['samples']['swd']:.1f} "
                  f"(per level {' / '.join(f'{v:.1f}' for v in gmm['swd_levels'])})."]
                 if gmm else [])
     return "\n".join([

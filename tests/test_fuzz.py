@@ -96,6 +96,7 @@ def _image_bytes(image_format):
 SEEDS = [_image_bytes(f) for f in ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")]
 
 
+@pytest.mark.filterwarnings("ignore:Truncated File Read")  # Pillow, on a cut TIFF.
 @FAST
 @given(st.sampled_from(SEEDS), st.integers(0, 10_000), st.binary(max_size=16),
        st.integers(0, 2))
