@@ -3,8 +3,9 @@
 
   1. training images/s of the `seed` preset through the project (auto
      precision, the cached uint8 pipeline) against the reference slides' code
-     in plain float32 (benchmarks/baseline.py), on the same images; the two
-     are timed in alternating rounds and the ratio is the median of rounds;
+     in plain float32 (benchmarks/baseline.py), on the same images, over whole
+     epochs as training runs them, and for the median step alone; the two
+     are timed in alternating rounds and each ratio is the median of rounds;
   2. training images/s of the default `faces` preset;
   3. the data pipeline alone, against the training step it feeds;
   4. encode + decode latency at batch 1 and throughput at batch 256
@@ -49,7 +50,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", help="a folder of face images (default: synthetic images)")
     parser.add_argument("--images", type=int, default=2048, help="how many images to train on")
-    parser.add_argument("--steps", type=int, default=40, help="timed training steps per round")
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per round and side")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=str(REPOSITORY / "benchmarks/results.json"))
     parser.add_argument("--readme", default=str(REPOSITORY / "README.md"))
@@ -67,20 +68,28 @@ def main(argv=None):
     reference = _baseline_trainer(images, keras)
     rounds = []
     for round_index in range(args.rounds):
-        project_rate = project(args.steps)
-        baseline_rate = reference(args.steps)
-        rounds.append({"project": project_rate, "baseline": baseline_rate,
-                       "ratio": project_rate / baseline_rate})
-        print(f"round {round_index + 1}: seed preset {project_rate:.1f} img/s, "
-              f"slides' float32 code {baseline_rate:.1f} img/s", flush=True)
+        project_rates, baseline_rates = project(args.epochs), reference(args.epochs)
+        rounds.append({"project": project_rates, "baseline": baseline_rates,
+                       "ratio": project_rates["images_per_s"] / baseline_rates["images_per_s"],
+                       "steady_ratio": project_rates["steady_images_per_s"]
+                       / baseline_rates["steady_images_per_s"]})
+        print(f"round {round_index + 1}: seed preset {project_rates}, slides' float32 code "
+              f"{baseline_rates}", flush=True)
+
+    def median(side, key):
+        return float(np.median([r[side][key] if side != "ratio" else r[key] for r in rounds]))
+
     results["seed_training"] = {
         "rounds": rounds,
-        "project_images_per_s": float(np.median([r["project"] for r in rounds])),
-        "baseline_images_per_s": float(np.median([r["baseline"] for r in rounds])),
+        "project_images_per_s": median("project", "images_per_s"),
+        "baseline_images_per_s": median("baseline", "images_per_s"),
         "speedup": float(np.median([r["ratio"] for r in rounds])),
+        "project_steady_images_per_s": median("project", "steady_images_per_s"),
+        "baseline_steady_images_per_s": median("baseline", "steady_images_per_s"),
+        "steady_speedup": float(np.median([r["steady_ratio"] for r in rounds])),
     }
     faces_trainer = _project_trainer("faces", images)
-    results["faces_training_images_per_s"] = faces_trainer(max(10, args.steps // 4))
+    results["faces_training_images_per_s"] = faces_trainer(1)["images_per_s"]
     results["pipeline_images_per_s"] = _pipeline_rate(images)
     print(f"faces preset {results['faces_training_images_per_s']:.1f} img/s; pipeline alone "
           f"{results['pipeline_images_per_s']:.0f} img/s", flush=True)
@@ -113,16 +122,35 @@ def _machine(tf):
 
 
 class _Timer:
-    """Times `steps` training steps after the first (compiling) call."""
+    """Trains on the whole image set, epochs at a time, as `cvae train` runs
+    `fit` (a new iterator each epoch), after one compiling epoch. Reports the
+    rate over whole epochs, and the steady rate of the median step."""
 
-    def __init__(self, model, dataset):
-        self.model, self.dataset = model, dataset.repeat()
-        self.model.fit(self.dataset, steps_per_epoch=3, epochs=1, verbose=0)  # Warm-up.
+    def __init__(self, model, dataset, images):
+        self.model, self.dataset, self.images = model, dataset, images
+        self.model.fit(self.dataset, epochs=1, verbose=0)
 
-    def __call__(self, steps):
+    def __call__(self, epochs):
+        clock = _step_clock()
         started = time.perf_counter()
-        self.model.fit(self.dataset, steps_per_epoch=steps, epochs=1, verbose=0)
-        return steps * BATCH / (time.perf_counter() - started)
+        self.model.fit(self.dataset, epochs=epochs, verbose=0, callbacks=[clock])
+        elapsed = time.perf_counter() - started
+        return {"images_per_s": epochs * self.images / elapsed,
+                "steady_images_per_s": BATCH / float(np.median(np.diff(clock.times)))}
+
+
+def _step_clock():
+    import keras
+
+    class StepClock(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.times = [time.perf_counter()]
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.times.append(time.perf_counter())
+
+    return StepClock()
+
 
 
 def _project_trainer(preset, images):
@@ -130,12 +158,13 @@ def _project_trainer(preset, images):
 
     model = VAE(get_preset(preset), seed=0, dtype=resolve_precision("auto"))
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    return _Timer(model, data.make_dataset(images, BATCH, shuffle=True, flip=True, seed=0))
+    return _Timer(model, data.make_dataset(images, BATCH, shuffle=True, flip=True, seed=0),
+                  len(images))
 
 
 def _baseline_trainer(images, keras):
     keras.config.set_dtype_policy("float32")
-    return _Timer(baseline.build_model(), baseline.make_dataset(images, BATCH))
+    return _Timer(baseline.build_model(), baseline.make_dataset(images, BATCH), len(images))
 
 
 def _pipeline_rate(images, batches=200):
@@ -210,11 +239,15 @@ def benchmark_section(results):
     inference, codec = results["inference"], results["codec_commands"]
     rows = [
         ("`seed` preset training, through cvae (precision "
-         f"{results['precision_auto']}, cached uint8 pipeline)",
+         f"{results['precision_auto']}, cached uint8 pipeline), over whole epochs",
          f"{seed['project_images_per_s']:.0f} images/s"),
-        ("the slides' code, plain float32, float32 images from memory",
+        ("the slides' code, plain float32, float32 images from memory, over whole epochs",
          f"{seed['baseline_images_per_s']:.0f} images/s"),
-        ("**speed-up** (median of per-round ratios)", f"**{seed['speedup']:.2f}×**"),
+        ("**speed-up over whole epochs** (median of per-round ratios)",
+         f"**{seed['speedup']:.2f}×**"),
+        ("speed-up of the median training step alone (bfloat16 against float32)",
+         f"{seed['steady_speedup']:.2f}× ({seed['project_steady_images_per_s']:.0f} against "
+         f"{seed['baseline_steady_images_per_s']:.0f} images/s)"),
         ("`faces` preset (default) training", f"{results['faces_training_images_per_s']:.0f} images/s"),
         ("data pipeline alone", f"{results['pipeline_images_per_s']:,.0f} images/s"),
         ("encode + decode, batch 1 (shipped model)", f"{inference['latency_batch_1_ms']:.0f} ms"),
@@ -234,13 +267,20 @@ def benchmark_section(results):
         f"{results['batch_size']}.",
         "", "| what | measured |", "|---|---|",
         *[f"| {name} | {value} |" for name, value in rows], "",
-        f"Target (issue 6), ≥ 2× the slides' float32 code on this CPU: "
-        f"**{'met' if target else 'not met'}** ({seed['speedup']:.2f}×). The pipeline "
+        f"Target (issue 6), ≥ 2× the slides' float32 code on this CPU, in training images/s: "
+        f"**{'met' if target else 'not met'}** ({seed['speedup']:.2f}× over whole epochs). "
+        f"Two things make up the whole-epoch figure: bfloat16 arithmetic, which alone gives "
+        f"the median step's {seed['steady_speedup']:.2f}×, and the absence of tf.data's "
+        f"end-of-epoch stall (its autotuning thread makes every iterator's teardown wait, "
+        f"10 s when we first saw it, once a run has gone on a while; cvae's pipeline turns "
+        f"autotuning off). The stall costs a fixed time per epoch, so its share, and the "
+        f"whole-epoch speed-up, shrink as the data set grows. The pipeline "
         f"delivers {results['pipeline_images_per_s'] / seed['project_images_per_s']:.0f}× "
         f"the images the fastest training step consumes, so it is never the bottleneck.",
         "",
         "Reproduce: `python benchmarks/benchmark.py --data ../shared/faces/utkface/train` "
-        "(about 5 minutes). The machines are noisy: compare ratios from one run, not "
+        "(about 5 minutes, on an otherwise idle machine). The machines are noisy: compare "
+        "ratios from one run, not "
         "absolute rates across runs.",
     ])
 

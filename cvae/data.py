@@ -264,4 +264,10 @@ def make_dataset(images, batch_size, shuffle=True, flip=False, seed=None, as_flo
         dataset = dataset.map(tf.image.random_flip_left_right)
     if as_float:
         dataset = dataset.map(lambda batch: tf.cast(batch, tf.float32) / 255.0)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    # No autotuning: its background thread sleeps ever longer between rounds
+    # (10 s and more after a while), and destroying an iterator waits for it,
+    # so every epoch of `fit` ended with a stall of up to that long. Batches
+    # are cheap gathers from memory; two in flight keep the model fed.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.prefetch(2).with_options(options)
