@@ -136,9 +136,8 @@ def _calibrate(args):
 
     model_path = args.model or default_model_path()
     model = load_model(model_path)
-    images, _ = data.read_dataset(args.data, model.config.image_size, model.config.channels,
-                                  args.crop_box)
-    images = data.random_subset(images, args.max_images, args.seed)
+    images = data.read_subset(args.data, args.max_images, model.config.image_size,
+                              model.config.channels, args.crop_box, args.seed)
     table = calibrate(model, images, args.max_psnr_loss, args.steps,
                       log=lambda message: print(message, flush=True))
     table.save(table_path(model_path))

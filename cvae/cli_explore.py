@@ -141,9 +141,8 @@ def _mixture(args, model, model_path):
 
     path = samplers.mixture_path(model_path)
     if args.fit_data:
-        images, _ = data.read_dataset(args.fit_data, model.config.image_size,
-                                      model.config.channels)
-        images = data.random_subset(images, args.max_fit_images, args.seed)
+        images = data.read_subset(args.fit_data, args.max_fit_images, model.config.image_size,
+                                  model.config.channels, seed=args.seed)
         print(f"fitting {args.components} components to {len(images)} posterior means", flush=True)
         mixture = samplers.fit_mixture(model, images, args.components, args.seed,
                                        log=lambda message: print(message, flush=True))
@@ -232,9 +231,8 @@ def _latent_stats(args):
     from cvae.plotting import plot_kl_per_dimension, plot_latent_histograms
 
     model, _ = _load(args)
-    images, _ = data.read_dataset(args.data, model.config.image_size, model.config.channels,
-                                  args.crop_box)
-    images = data.random_subset(images, args.max_images, args.seed)
+    images = data.read_subset(args.data, args.max_images, model.config.image_size,
+                              model.config.channels, args.crop_box, args.seed)
     z_mean, z_log_var = model.encode(images)
     stats = latent_statistics(z_mean, z_log_var)
     codes = z_mean + np.exp(0.5 * z_log_var) * np.random.default_rng(args.seed).standard_normal(

@@ -242,7 +242,32 @@ def random_subset(images, count, seed=0):
     """At most `count` of `images`, chosen at random, in their original order."""
     if len(images) <= count:
         return images
-    return images[np.sort(np.random.default_rng(seed).choice(len(images), count, replace=False))]
+    return images[_chosen(len(images), count, seed)]
+
+
+def read_subset(source, count, image_size, channels=3, crop_box=None, seed=0):
+    """At most `count` images of a folder or array file, chosen at random.
+
+    For a folder the files are chosen before any is decoded, so taking 1,000
+    images of a large folder costs 1,000 decodes; when every file is readable
+    the choice is the one `random_subset` makes on the whole folder.
+    """
+    source = Path(source)
+    if not source.is_dir():
+        return random_subset(read_dataset(source, image_size, channels, crop_box)[0], count, seed)
+    paths = list_image_files(source)
+    if not paths:
+        raise CvaeError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {source}")
+    if len(paths) > count:
+        paths = [paths[index] for index in _chosen(len(paths), count, seed)]
+    images, _ = load_images(paths, image_size, channels, crop_box)
+    if len(images) == 0:
+        raise CvaeError(f"no readable images in {source}")
+    return images
+
+
+def _chosen(total, count, seed):
+    return np.sort(np.random.default_rng(seed).choice(total, count, replace=False))
 
 
 def make_dataset(images, batch_size, shuffle=True, flip=False, seed=None, as_float=False):

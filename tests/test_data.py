@@ -114,3 +114,16 @@ def test_dataset_batches_every_image_once_per_epoch():
     assert sorted(np.concatenate(batches)[:, 0, 0, 0]) == list(range(10))
     second_epoch = np.concatenate([b.numpy() for b in dataset])[:, 0, 0, 0]
     assert not np.array_equal(second_epoch, np.concatenate(batches)[:, 0, 0, 0])
+
+
+def test_a_subset_of_a_folder_is_chosen_before_decoding(tmp_path, monkeypatch):
+    folder = write_image_folder(tmp_path / "faces", n=30)
+    whole, _ = data.read_dataset(folder, 16)
+    decoded = []
+    real_load_image = data.load_image
+    monkeypatch.setattr(data, "load_image",
+                        lambda path, *args: decoded.append(path) or real_load_image(path, *args))
+    subset = data.read_subset(folder, 7, 16, seed=3)
+    assert len(decoded) == 7  # Only the chosen files were decoded...
+    np.testing.assert_array_equal(subset, data.random_subset(whole, 7, seed=3))  # ...the same ones.
+    assert len(data.read_subset(folder, 100, 16)) == 30
