@@ -198,7 +198,9 @@ def _evaluate(args):
         images = data.random_subset(images, args.max_images, args.seed)
     train_images = None
     if args.train_data:
-        train_images, _ = data.read_dataset(args.train_data, size, channels, args.crop_box)
+        # The same images the PCA would pick from the whole folder, decoded alone.
+        train_images = data.read_subset(args.train_data, args.pca_images, size, channels,
+                                        args.crop_box, args.seed)
     inception = load_inception(args.inception_weights) if args.inception_weights else None
     results = evaluate(model, images, train_images, iwae_samples=args.iwae_samples,
                        pca_images=args.pca_images, inception=inception, seed=args.seed)
