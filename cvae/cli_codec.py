@@ -105,10 +105,11 @@ def _compression_report(args, codec):
     from cvae.codec_report import comparison_figure, compression_report, format_report
 
     config = codec.config
-    images = numpy.concatenate([data.read_dataset(source, config.image_size, config.channels,
-                                               args.crop_box)[0] for source in args.inputs])
-    if args.max_images:
-        images = data.random_subset(images, args.max_images)
+    count = args.max_images or sys.maxsize
+    images = numpy.concatenate([data.read_subset(source, count, config.image_size,
+                                                 config.channels, args.crop_box)
+                                for source in args.inputs])
+    images = data.random_subset(images, count)
     report = compression_report(codec, images, step=args.step)
     if args.figure:
         comparison_figure(report, images, args.figure)
