@@ -21,7 +21,7 @@ from cvae import data as data_module
 from cvae.config import DEFAULT_PRESET, get_preset
 from cvae.distribution import distribution_strategy, needs_float_batches
 from cvae.errors import CvaeError
-from cvae.files import atomic_path, read_history, save_model, write_text
+from cvae.files import TEMPORARY_PREFIX, atomic_path, read_history, save_model, write_text
 from cvae.model import VAE
 from cvae.plotting import image_grid, plot_history, save_png
 from cvae.precision import resolve_precision
@@ -83,6 +83,7 @@ def train(options):
     resuming = (out / BACKUP_DIR).exists()
     if resuming:
         _check_same_configuration(out, record)
+    remove_stale_temporaries(out)
 
     train_images, validation_images = _read_data(options, config)
     # Written only once the data is known to be good: a typo in --data leaves no run behind.
@@ -136,6 +137,15 @@ def _load_initial_model(options):
     from cvae.files import load_model
 
     return load_model(options.initial_model)
+
+
+def remove_stale_temporaries(out):
+    """Temporary files a killed process left half-written (see files.atomic_path);
+    they were never renamed into place, so nothing refers to them."""
+    for folder in (out, out / BACKUP_DIR):
+        if folder.is_dir():
+            for path in folder.glob(f"{TEMPORARY_PREFIX}*"):
+                path.unlink(missing_ok=True)
 
 
 def _learning_rate(options, steps_per_epoch):

@@ -56,8 +56,12 @@ def test_kill_9_mid_training_then_the_same_command_resumes(tmp_path):
     assert load_model(run / "model.keras").config.latent_dim == 4  # Never half-written.
     done_before = len(_epochs_logged(run))
 
+    # What a kill during a save leaves behind; the rerun clears it away.
+    (run / ".tmp-99999-model.keras").write_bytes(b"half a model")
+    (run / "backup" / ".tmp-99999-latest.weights.h5").write_bytes(b"half the weights")
     result = subprocess.run(command, capture_output=True, text=True, env=environment)
     assert result.returncode == 0, result.stderr
+    assert not list(run.rglob(".tmp-*"))
     epochs = _epochs_logged(run)
     assert epochs[-1] == 5 and not (run / "backup").exists()
     # The rerun went on from the last backup: no epoch before it was redone.
