@@ -32,6 +32,7 @@ from cvae import codec_format, entropy_coding
 from cvae.codec_format import FormatError, Header
 from cvae.errors import CvaeError
 from cvae.files import write_text
+from cvae.plotting import to_uint8
 
 DEFAULT_MODE = "entropy"
 TABLE_SUFFIX = ".codec.json"
@@ -128,7 +129,7 @@ class Codec:
 
     def decode(self, codes):
         """Latent codes (N, latent_dim) -> uint8 images, as decompression writes them."""
-        return _to_uint8(self.model.decode(codes))
+        return to_uint8(self.model.decode(codes))
 
     # --- one file -----------------------------------------------------------
 
@@ -143,9 +144,10 @@ class Codec:
         if header.mode == "entropy" and self.table is None:
             raise CvaeError("entropy-coded file, but this model has no codec table "
                             "(run `cvae calibrate`)")
-        if header.fingerprint != self.fingerprint(header.mode):
+        fingerprint = self.fingerprint(header.mode)
+        if header.fingerprint != fingerprint:
             raise FormatError(f"made by another model (fingerprint {header.fingerprint.hex()}, "
-                              f"this model's is {self.fingerprint(header.mode).hex()})")
+                              f"this model's is {fingerprint.hex()})")
         made = (header.image_size, header.channels, header.latent_dim)
         expected = (config.image_size, config.channels, config.latent_dim)
         if made != expected:
@@ -242,17 +244,16 @@ def calibrate(model, images, max_psnr_loss=0.2, steps=CALIBRATION_STEPS, log=Non
     z_mean, z_log_var = model.encode(images)
     active = metrics.active_dimensions(z_mean)
     posterior_std = np.exp(np.mean(0.5 * z_log_var.astype(np.float64), axis=0))
-    originals = _to_uint8(images)
+    originals = to_uint8(images)
     reference = float(np.mean(metrics.psnr(originals / 255.0,
-                                           _to_uint8(model.decode(z_mean)) / 255.0)))
+                                           to_uint8(model.decode(z_mean)) / 255.0)))
     log(f"{int(active.sum())} of {len(active)} dimensions active; unquantized PSNR "
         f"{reference:.2f} dB on {len(images)} images")
-    sha = weights_sha256(model)
+    table = CodecTable(tuple(posterior_std.tolist()), tuple(bool(a) for a in active),
+                       steps[0], weights_sha256(model))
+    codec = Codec(model, table)
     chosen, measured = None, {}
     for step in sorted(steps):
-        table = CodecTable(tuple(posterior_std.tolist()), tuple(bool(a) for a in active),
-                           step, sha)
-        codec = Codec(model, table)
         files = codec.compress_batch(images, "entropy", step)
         psnr = float(np.mean(metrics.psnr(originals / 255.0,
                                           codec.decompress_batch(files) / 255.0)))
@@ -263,15 +264,9 @@ def calibrate(model, images, max_psnr_loss=0.2, steps=CALIBRATION_STEPS, log=Non
             chosen = step
     if chosen is None:
         raise CvaeError(f"no step in {list(steps)} keeps the PSNR within {max_psnr_loss} dB")
-    return CodecTable(tuple(posterior_std.tolist()), tuple(bool(a) for a in active), chosen, sha,
-                      {"images": len(images), "max_psnr_loss_db": max_psnr_loss,
-                       "unquantized_psnr": reference, "steps": measured})
-
-
-def _to_uint8(images):
-    from cvae.plotting import to_uint8
-
-    return to_uint8(images)
+    return dataclasses.replace(table, step=chosen, calibration={
+        "images": len(images), "max_psnr_loss_db": max_psnr_loss,
+        "unquantized_psnr": reference, "steps": measured})
 
 
 # --- the simple API: cvae.compress(image, model), cvae.decompress(data, model) ---
