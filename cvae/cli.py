@@ -222,13 +222,11 @@ def _export(args):
 def _serve(args):
     from cvae.codec import codec_for
     from cvae.files import default_model_path, load_model
-    from cvae.samplers import GaussianMixture, mixture_path
+    from cvae.samplers import mixture_beside
     from cvae.serve import serve
 
     model_path = args.model or default_model_path()
-    mixture_file = mixture_path(model_path)
-    mixture = GaussianMixture.load(mixture_file) if mixture_file.is_file() else None
-    serve(codec_for(load_model(model_path)), mixture, args.host, args.port)
+    serve(codec_for(load_model(model_path)), mixture_beside(model_path), args.host, args.port)
 
 
 def _quiet_libraries():

@@ -139,20 +139,21 @@ def _generate(args):
 def _mixture(args, model, model_path):
     from cvae import data, samplers
 
-    path = samplers.mixture_path(model_path)
     if args.fit_data:
         images = data.read_subset(args.fit_data, args.max_fit_images, model.config.image_size,
                                   model.config.channels, seed=args.seed)
         print(f"fitting {args.components} components to {len(images)} posterior means", flush=True)
         mixture = samplers.fit_mixture(model, images, args.components, args.seed,
                                        log=lambda message: print(message, flush=True))
+        path = samplers.mixture_path(model_path)
         mixture.save(path)
         print(f"saved the mixture to {path}")
         return mixture
-    if not path.is_file():
-        raise CvaeError(f"no mixture beside the model ({path}); fit one with --fit-data "
-                        f"TRAINING_IMAGES")
-    return samplers.GaussianMixture.load(path)
+    mixture = samplers.mixture_beside(model_path)
+    if mixture is None:
+        raise CvaeError(f"no mixture beside the model ({samplers.mixture_path(model_path)}); "
+                        f"fit one with --fit-data TRAINING_IMAGES")
+    return mixture
 
 
 def _interpolate(args):

@@ -106,6 +106,12 @@ def mixture_path(model_path):
     return Path(model_path).with_suffix(MIXTURE_SUFFIX)
 
 
+def mixture_beside(model_path):
+    """The mixture saved beside a model file, or None when there is none."""
+    path = mixture_path(model_path)
+    return GaussianMixture.load(path) if path.is_file() else None
+
+
 def fit_mixture(model, images, components=10, seed=0, log=None):
     """Fit the ex-post mixture to the posterior means of (training) images."""
     z_mean, _ = model.encode(images)

@@ -29,7 +29,7 @@ from cvae import data
 from cvae.evaluation import evaluate, fit_pca, split_halves, swd_entry
 from cvae.files import REPOSITORY_ROOT, load_model, replace_between_markers
 from cvae.plotting import image_grid, save_png, tiled
-from cvae.samplers import GaussianMixture, mixture_path
+from cvae.samplers import mixture_beside
 
 SHOWN = 8
 
@@ -60,11 +60,10 @@ def main(argv=None):
         results[name] = evaluate(model, images, pca=pcas[name], iwae_samples=args.iwae_samples)
         results[name]["training"] = _training_record(
             Path(args.model if name == "faces" else args.seed_model))
-    mixture_file = mixture_path(args.model)
-    if mixture_file.is_file():
+    mixture = mixture_beside(args.model)
+    if mixture is not None:
         # The same comparison for the ex-post mixture sampler of `cvae generate --sampler gmm`.
         reference, _ = split_halves(images.astype(np.float32) / 255.0)
-        mixture = GaussianMixture.load(mixture_file)
         gmm_samples = models["faces"].decode(mixture.sample(len(reference), seed=0))
         results["faces"]["samples_gmm"] = swd_entry(reference, gmm_samples, 0)
     out.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from cvae import data
 from cvae.exploration import attribute, edited
 from cvae.files import REPOSITORY_ROOT, atomic_path, default_model_path, load_model
 from cvae.plotting import image_grid, save_png
-from cvae.samplers import GaussianMixture, mixture_path, sample_latents
+from cvae.samplers import mixture_beside, sample_latents
 
 SCALES = (-2.0, -1.0, 0.0, 1.0, 2.0)
 GROUPS = {
@@ -87,8 +87,7 @@ def main(argv=None):
         astronaut = data.load_image(REPOSITORY_ROOT / "data/astronaut.png", size,
                                     crop_box=(150, 30, 140, 140))
         # Faces from the ex-post mixture when it exists: fewer prior holes than N(0, I).
-        mixture_file = mixture_path(args.model or default_model_path())
-        mixture = GaussianMixture.load(mixture_file) if mixture_file.is_file() else None
+        mixture = mixture_beside(args.model or default_model_path())
         generated = model.decode(sample_latents(model, 4, seed=1, mixture=mixture))
         faces = [astronaut] + list(generated)
     rows = [edited(model, face, vectors[name], SCALES) for face in faces for name in GROUPS]
