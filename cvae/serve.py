@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cvae import codec_format, data, metrics
+from cvae import data, metrics
 from cvae.errors import CvaeError
 from cvae.plotting import tiled
 from cvae.samplers import sample_latents
@@ -45,6 +45,8 @@ def create_app(codec, mixture=None):
     # One request at a time on the model: Keras models are not made for
     # concurrent calls, and one CPU-bound request at a time is fastest anyway.
     lock = threading.Lock()
+    # The mixture first when there is one: the page offers it as the default.
+    available_samplers = ["gmm", "normal"] if mixture is not None else ["normal"]
 
     def guarded(handler):
         async def endpoint(request):
@@ -82,16 +84,17 @@ def create_app(codec, mixture=None):
         if not 1 <= count <= MAX_FACES:
             raise CvaeError(f"count must be between 1 and {MAX_FACES}")
         sampler = request.query_params.get("sampler", "normal")
-        if sampler not in ("normal", "gmm") or (sampler == "gmm" and mixture is None):
-            raise CvaeError(f"unknown sampler {sampler!r}" if sampler != "gmm" else
-                            "this model has no ex-post mixture (see cvae generate --sampler gmm)")
+        if sampler == "gmm" and mixture is None:
+            raise CvaeError("this model has no ex-post mixture (see cvae generate --sampler gmm)")
+        if sampler not in available_samplers:
+            raise CvaeError(f"unknown sampler {sampler!r}")
         codes = sample_latents(model, count, seed, temperature,
                                mixture if sampler == "gmm" else None)
         faces = await locked(model.decode, codes)
         return {"grid": _png(tiled(faces, 8))}
 
     async def samplers(request):
-        return JSONResponse({"samplers": ["gmm", "normal"] if mixture is not None else ["normal"]})
+        return JSONResponse({"samplers": available_samplers})
 
     async def interpolate(request):
         from cvae.exploration import interpolation
@@ -116,14 +119,15 @@ def create_app(codec, mixture=None):
 
 
 def _compress(codec, image):
-    content = codec.compress_batch(image[None])[0] if codec.table is not None else \
-        codec.compress_batch(image[None], "int8")[0]
+    # The entropy mode needs the model's codec table; without one, int8.
+    mode = "entropy" if codec.table is not None else "int8"
+    content = codec.compress_batch(image[None], mode)[0]
     decompressed = codec.decompress_batch([content])[0]
     psnr = float(metrics.psnr(image[None] / 255.0, decompressed[None] / 255.0)[0])
     raw = int(np.prod(image.shape))
     return {"original": _png(image), "decompressed": _png(decompressed),
             "bytes": len(content), "raw_bytes": raw, "ratio": raw / len(content),
-            "psnr": psnr, "mode": codec_format.parse(content)[0].mode,
+            "psnr": psnr, "mode": mode,
             "cvae": base64.b64encode(content).decode("ascii")}
 
 

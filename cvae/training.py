@@ -21,7 +21,8 @@ from cvae import data as data_module
 from cvae.config import DEFAULT_PRESET, get_preset
 from cvae.distribution import distribution_strategy, needs_float_batches
 from cvae.errors import CvaeError
-from cvae.files import TEMPORARY_PREFIX, atomic_path, read_history, save_model, write_text
+from cvae.files import (TEMPORARY_PREFIX, atomic_path, load_model, read_history, save_model,
+                        write_text)
 from cvae.model import VAE
 from cvae.plotting import image_grid, plot_history, save_png
 from cvae.precision import resolve_precision
@@ -134,8 +135,6 @@ def _load_initial_model(options):
     if options.config_overrides:
         raise CvaeError("a fine-tuned model keeps its initial model's configuration; "
                         f"drop the overrides {sorted(options.config_overrides)}")
-    from cvae.files import load_model
-
     return load_model(options.initial_model)
 
 
