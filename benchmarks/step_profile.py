@@ -1,0 +1,136 @@
+#!/usr/bin/env python
+"""Where bfloat16 gains and where it does not, inside one training step.
+
+Traces a few training steps of the `seed` preset through cvae with the
+TensorFlow profiler, once in float32 and once in mixed_bfloat16, and adds up
+the time the ops of each kind of layer took, forward and backward together.
+Op times are summed over TensorFlow's executor threads, so they add up to more
+than the wall time of a step (two ops can run at once); their ratios are what
+this shows.
+
+Writes the table into README.md between the "step-profile" markers.
+
+    python benchmarks/step_profile.py
+"""
+
+import argparse
+import collections
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPOSITORY))
+
+from cvae import data  # noqa: E402
+from cvae.config import get_preset  # noqa: E402
+from cvae.files import replace_between_markers  # noqa: E402
+from cvae.model import VAE  # noqa: E402
+
+BATCH = 64
+PRECISIONS = ("float32", "mixed_bfloat16")
+# The part of an op's name that says which network and layer it belongs to;
+# Keras numbers repeated names ("conv2d_transpose_1_2"), which is dropped.
+LAYER_IN_OP_NAME = re.compile(r"(encoder|decoder)_\d+/([a-z][a-z0-9]*(?:_[a-z][a-z0-9]*)*)(?:_\d+)*/")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=10, help="training steps traced per precision")
+    parser.add_argument("--readme", default=str(REPOSITORY / "README.md"))
+    args = parser.parse_args(argv)
+
+    images = np.random.default_rng(0).integers(0, 256, (BATCH * (args.steps + 2), 128, 128, 3),
+                                                dtype=np.uint8)
+    op_times = {precision: _traced_op_times(precision, images, args.steps)
+                for precision in PRECISIONS}
+    section = profile_section(op_times, args.steps)
+    replace_between_markers(args.readme, "step-profile", section)
+    print(section)
+    return 0
+
+
+def _traced_op_times(precision, images, steps):
+    """{(group, op type): milliseconds per step} over `steps` traced steps."""
+    import keras
+    import tensorflow as tf
+
+    model = VAE(get_preset("seed"), seed=0, dtype=precision)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    dataset = data.make_dataset(images, BATCH, shuffle=True, flip=True, seed=0)
+    model.fit(dataset, epochs=1, verbose=0)  # Traces and warms up outside the profile.
+    with tempfile.TemporaryDirectory() as trace_folder:
+        tf.profiler.experimental.start(trace_folder)
+        model.fit(dataset.take(steps), epochs=1, verbose=0)
+        tf.profiler.experimental.stop()
+        trace_file = next(Path(trace_folder).rglob("*.xplane.pb"))
+        return _op_times(trace_file.read_bytes(), steps)
+
+
+def _op_times(trace, steps):
+    try:
+        from tsl.profiler.protobuf import xplane_pb2
+    except ImportError:
+        from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    space = xplane_pb2.XSpace()
+    space.ParseFromString(trace)
+    totals = collections.Counter()
+    for plane in space.planes:
+        op_names = {key: metadata.name for key, metadata in plane.event_metadata.items()}
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):
+                continue
+            for event in line.events:
+                name = op_names.get(event.metadata_id, "")
+                if name.startswith("ExecutorState"):  # The executor's own span around ops.
+                    continue
+                totals[(_group(name), name.rsplit(":", 1)[-1])] += event.duration_ps / 1e9 / steps
+    return totals
+
+
+def _group(op_name):
+    layer = LAYER_IN_OP_NAME.search(op_name)
+    if layer:
+        return f"{layer.group(1)} {layer.group(2)}"
+    return "optimizer and metrics" if "gradient_tape" not in op_name else "loss (backward)"
+
+
+def profile_section(op_times, steps):
+    single, half = (op_times[precision] for precision in PRECISIONS)
+
+    def summed(times, key_index, keep=lambda key: True):
+        totals = collections.Counter()
+        for key, milliseconds in times.items():
+            if keep(key):
+                totals[key[key_index]] += milliseconds
+        return totals
+
+    def table(heading, key_index, rows, keep=lambda key: True):
+        float32, bfloat16 = summed(single, key_index, keep), summed(half, key_index, keep)
+        names = [name for name in sorted(float32, key=lambda name: -float32[name])[:rows]
+                 if bfloat16[name]]
+        lines = [f"| {heading} | float32 ms | bfloat16 ms | speed-up |", "|---|---|---|---|"]
+        lines += [f"| {name} | {float32[name]:.1f} | {bfloat16[name]:.1f} | "
+                  f"{float32[name] / bfloat16[name]:.2f}× |" for name in names]
+        total_32, total_16 = sum(float32.values()), sum(bfloat16.values())
+        lines.append(f"| **all** | {total_32:.1f} | {total_16:.1f} | {total_32 / total_16:.2f}× |")
+        return lines
+
+    transposed = "decoder conv2d_transpose"
+    return "\n".join([
+        f"Op time per training step of the `seed` preset (batch {BATCH}, {steps} traced "
+        "steps), summed over TensorFlow's executor threads, forward and backward together, "
+        "by kind of layer:",
+        "", *table("layers", 0, 8), "",
+        "Inside the decoder's three Conv2DTranspose layers, by op:",
+        "", *table("op", 1, 8, keep=lambda key: key[0] == transposed), "",
+        "Reproduce: `python benchmarks/step_profile.py` (under a minute, on an otherwise "
+        "idle machine).",
+    ])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

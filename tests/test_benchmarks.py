@@ -1,0 +1,50 @@
+"""The benchmark scripts measure what they say they measure."""
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from benchmarks import baseline, conv_transpose, step_profile  # noqa: E402
+from cvae.config import get_preset  # noqa: E402
+from cvae.model import VAE  # noqa: E402
+
+
+def test_baseline_is_the_seed_network():
+    project = VAE(get_preset("seed"), seed=0, dtype="float32")
+    reference = baseline.build_model()
+    for ours, theirs in ((project.encoder, reference.encoder), (project.decoder, reference.decoder)):
+        assert ours.count_params() == theirs.count_params()
+
+
+@pytest.mark.parametrize("filters, activation", [(4, "relu"), (3, None)])
+def test_sub_pixel_rewrite_equals_conv2d_transpose(filters, activation):
+    inputs = np.random.default_rng(0).normal(size=(2, 5, 6, 7)).astype("float32")
+    native = keras.layers.Conv2DTranspose(filters, 3, strides=2, padding="same",
+                                          activation=activation, dtype="float32")
+    rewritten = conv_transpose.sub_pixel_layer_class()(filters, activation=activation,
+                                                        dtype="float32")
+    native(inputs), rewritten(inputs)
+    rewritten.kernel.assign(native.kernel)
+    rewritten.bias.assign(np.linspace(-1, 1, filters))
+    native.bias.assign(rewritten.bias)
+    np.testing.assert_allclose(rewritten(inputs), native(inputs), atol=1e-5)
+
+
+def test_op_names_are_grouped_by_layer_kind():
+    name = ("StatefulPartitionedCall/gradient_tape/decoder_1/conv2d_transpose_1_2/"
+            "conv_transpose/Conv2DBackpropFilter:_MklNativeConv2DBackpropFilter")
+    assert step_profile._group(name) == "decoder conv2d_transpose"
+    assert step_profile._group("StatefulPartitionedCall/encoder_1/z_log_var_clamp/Tanh:Tanh") \
+        == "encoder z_log_var_clamp"
+    assert step_profile._group("StatefulPartitionedCall/adam/Sqrt:Sqrt") == "optimizer and metrics"
+
+
+def test_step_profile_traces_both_precisions(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- step-profile:begin -->\n<!-- step-profile:end -->\n", encoding="utf-8")
+    assert step_profile.main(["--steps", "1", "--readme", str(readme)]) == 0
+    section = readme.read_text(encoding="utf-8")
+    for layer in ("decoder conv2d_transpose", "encoder conv2d", "optimizer and metrics"):
+        assert f"| {layer} |" in section
+    assert "Conv2DBackpropInput |" in section
