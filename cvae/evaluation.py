@@ -16,6 +16,7 @@ from cvae import losses, metrics
 from cvae.baselines import PCA
 from cvae.data import random_subset
 from cvae.errors import CvaeError, first_line
+from cvae.samplers import logsumexp
 
 PUBLISHED_SIZE = 64
 _BATCH = 64
@@ -141,7 +142,7 @@ def likelihood_bounds(model, images, samples=16, seed=0):
         log_weights = np.stack(log_weights).astype(np.float64)
         reconstruction_nll.append(-np.mean(log_likelihoods, axis=0))
         kl.append(ops.convert_to_numpy(losses.kl_divergence(z_mean, z_log_var)))
-        iwae_nll.append(-(_logsumexp(log_weights) - math.log(samples)))
+        iwae_nll.append(-(logsumexp(log_weights, axis=0) - math.log(samples)))
     reconstruction_nll = float(np.mean(np.concatenate(reconstruction_nll)))
     kl = float(np.mean(np.concatenate(kl)))
     iwae_nll = float(np.mean(np.concatenate(iwae_nll)))
@@ -153,11 +154,6 @@ def likelihood_bounds(model, images, samples=16, seed=0):
         entry["bits_per_dim"] = metrics.bits_per_dimension(iwae_nll, dimensions)
         entry["bits_per_dim_elbo"] = metrics.bits_per_dimension(reconstruction_nll + kl, dimensions)
     return entry
-
-
-def _logsumexp(values):
-    peak = values.max(axis=0)
-    return peak + np.log(np.sum(np.exp(values - peak), axis=0))
 
 
 def split_halves(images, seed=0):

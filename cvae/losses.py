@@ -15,10 +15,13 @@ _EPSILON = 1e-6
 
 def kl_divergence(z_mean, z_log_var):
     """KL(N(z_mean, exp(z_log_var)) || N(0, I)), closed form, per image."""
-    z_mean = ops.cast(z_mean, "float32")
-    z_log_var = ops.cast(z_log_var, "float32")
-    per_dim = 0.5 * (ops.square(z_mean) + ops.exp(z_log_var) - 1.0 - z_log_var)
-    return ops.sum(per_dim, axis=-1)
+    return ops.sum(kl_per_latent(ops.cast(z_mean, "float32"), ops.cast(z_log_var, "float32")),
+                   axis=-1)
+
+
+def kl_per_latent(z_mean, z_log_var):
+    """The same KL term by term, one per latent dimension, in the inputs' dtype."""
+    return 0.5 * (ops.square(z_mean) + ops.exp(z_log_var) - 1.0 - z_log_var)
 
 
 def reconstruction_loss(images, reconstructions, likelihood, scale=1.0):

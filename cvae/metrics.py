@@ -8,6 +8,9 @@ import math
 
 import numpy as np
 import tensorflow as tf
+from keras import ops
+
+from cvae import losses
 
 # Karras et al. 2018 ("Progressive Growing of GANs", appendix D): 7x7
 # neighbourhoods, 128 per image and level, pyramid down to 16x16, 512
@@ -152,9 +155,8 @@ def active_units(z_mean, threshold=0.01):
 
 def kl_per_dimension(z_mean, z_log_var):
     """Mean over images of the closed-form KL to N(0, 1), per latent dimension."""
-    z_mean = np.asarray(z_mean, np.float64)
-    z_log_var = np.asarray(z_log_var, np.float64)
-    return np.mean(0.5 * (z_mean ** 2 + np.exp(z_log_var) - 1.0 - z_log_var), axis=0)
+    terms = losses.kl_per_latent(np.asarray(z_mean, np.float64), np.asarray(z_log_var, np.float64))
+    return np.mean(ops.convert_to_numpy(terms), axis=0)
 
 
 def frechet_distance(features_a, features_b):

@@ -43,7 +43,7 @@ class GaussianMixture:
         previous = -np.inf
         for iteration in range(iterations):
             log_joint = mixture._log_joint(points)
-            log_likelihood = _logsumexp(log_joint, axis=1)
+            log_likelihood = logsumexp(log_joint, axis=1)
             mean_log_likelihood = float(np.mean(log_likelihood))
             responsibilities = np.exp(log_joint - log_likelihood[:, None])
             mixture = cls._maximize(points, responsibilities)
@@ -77,7 +77,7 @@ class GaussianMixture:
         return np.stack(columns, axis=1)
 
     def log_density(self, points):
-        return _logsumexp(self._log_joint(np.asarray(points, np.float64)), axis=1)
+        return logsumexp(self._log_joint(np.asarray(points, np.float64)), axis=1)
 
     def sample(self, n, seed=None, temperature=1.0):
         """n draws; temperature scales each component's spread around its mean."""
@@ -142,6 +142,7 @@ def _kmeans_plus_plus(points, count, rng):
     return chosen
 
 
-def _logsumexp(values, axis):
+def logsumexp(values, axis):
+    """log(sum(exp(values), axis)) without overflow."""
     peak = np.max(values, axis=axis, keepdims=True)
     return np.squeeze(peak, axis) + np.log(np.sum(np.exp(values - peak), axis=axis))
