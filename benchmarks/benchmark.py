@@ -38,6 +38,8 @@ sys.path.insert(0, str(REPOSITORY))
 from benchmarks import baseline  # noqa: E402
 from cvae import data  # noqa: E402
 from cvae.config import get_preset  # noqa: E402
+from cvae.arguments import positive_int  # noqa: E402
+from cvae.errors import CvaeError, run_script  # noqa: E402
 from cvae.files import load_model, replace_between_markers  # noqa: E402
 from cvae.model import VAE  # noqa: E402
 from cvae.plotting import save_png  # noqa: E402
@@ -49,9 +51,9 @@ BATCH = 64
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", help="a folder of face images (default: synthetic images)")
-    parser.add_argument("--images", type=int, default=2048, help="how many images to train on")
-    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per round and side")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--images", type=positive_int, default=2048, help="how many images to train on")
+    parser.add_argument("--epochs", type=positive_int, default=2, help="timed epochs per round and side")
+    parser.add_argument("--rounds", type=positive_int, default=3)
     parser.add_argument("--out", default=str(REPOSITORY / "benchmarks/results.json"))
     parser.add_argument("--readme", default=str(REPOSITORY / "README.md"))
     args = parser.parse_args(argv)
@@ -110,9 +112,12 @@ def _images(args):
     if args.data:
         paths = data.list_image_files(args.data)[:args.images]
         images, _ = data.load_images(paths, 128)
-        return images
-    rng = np.random.default_rng(0)
-    return rng.integers(0, 256, (args.images, 128, 128, 3), dtype=np.uint8)
+    else:
+        images = np.random.default_rng(0).integers(0, 256, (args.images, 128, 128, 3),
+                                                   dtype=np.uint8)
+    if len(images) < 2 * BATCH:
+        raise CvaeError(f"the benchmark needs at least {2 * BATCH} images, got {len(images)}")
+    return images
 
 
 def _machine(tf):
@@ -286,4 +291,4 @@ def benchmark_section(results):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

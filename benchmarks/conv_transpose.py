@@ -26,6 +26,8 @@ import numpy as np
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
+from cvae.arguments import positive_int  # noqa: E402
+from cvae.errors import run_script  # noqa: E402
 from cvae.files import replace_between_markers  # noqa: E402
 
 BATCH = 64
@@ -38,7 +40,7 @@ KERNEL_INDEX = {(0, 0): 2, (0, 1): 0, (1, 1): 1}
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=15, help="timed passes per layer")
+    parser.add_argument("--repeats", type=positive_int, default=15, help="timed passes per layer")
     parser.add_argument("--readme", default=str(REPOSITORY / "README.md"))
     args = parser.parse_args(argv)
 
@@ -149,4 +151,4 @@ def conv_transpose_section(rows):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -27,6 +27,8 @@ sys.path.insert(0, str(REPOSITORY))
 
 from cvae import data  # noqa: E402
 from cvae.config import get_preset  # noqa: E402
+from cvae.arguments import positive_int  # noqa: E402
+from cvae.errors import run_script  # noqa: E402
 from cvae.files import replace_between_markers  # noqa: E402
 from cvae.model import VAE  # noqa: E402
 
@@ -39,7 +41,7 @@ LAYER_IN_OP_NAME = re.compile(r"(encoder|decoder)_\d+/([a-z][a-z0-9]*(?:_[a-z][a
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=10, help="training steps traced per precision")
+    parser.add_argument("--steps", type=positive_int, default=10, help="training steps traced per precision")
     parser.add_argument("--readme", default=str(REPOSITORY / "README.md"))
     args = parser.parse_args(argv)
 
@@ -133,4 +135,4 @@ def profile_section(op_times, steps):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -11,10 +11,7 @@ import warnings
 from cvae import cli_codec, cli_explore
 from cvae.arguments import (crop_box, decoder_scale, non_negative_float, non_negative_int,
                             positive_float, positive_int)
-from cvae.errors import CvaeError
-
-EXIT_ERROR = 1
-EXIT_INTERRUPTED = 130
+from cvae.errors import CvaeError, run_command
 
 
 def main(argv=None):
@@ -24,21 +21,7 @@ def main(argv=None):
         parser.print_help()
         return 2
     _quiet_libraries()
-    try:
-        args.handler(args)
-        return 0
-    except (CvaeError, ValueError, OSError) as error:
-        print(f"cvae: error: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("cvae: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as error:  # A bug, not bad input: still one line unless asked.
-        if os.environ.get("CVAE_DEBUG"):
-            raise
-        print(f"cvae: internal error: {type(error).__name__}: {error} "
-              f"(set CVAE_DEBUG=1 for the traceback)", file=sys.stderr)
-        return EXIT_ERROR
+    return run_command("cvae", lambda: args.handler(args))
 
 
 def build_parser():
@@ -185,7 +168,6 @@ def _evaluate(args):
     from pathlib import Path
 
     from cvae import data
-    from cvae.errors import CvaeError
     from cvae.evaluation import evaluate, format_report, load_inception
     from cvae.files import load_model
 
@@ -210,10 +192,10 @@ def _evaluate(args):
 def _export(args):
     from pathlib import Path
 
-    from cvae.files import export_model
+    from cvae.files import MODEL_FILE, export_model
 
-    if not Path(args.run_dir, "model.keras").is_file():
-        raise CvaeError(f"{args.run_dir} is not a training run (it has no model.keras)")
+    if not Path(args.run_dir, MODEL_FILE).is_file():
+        raise CvaeError(f"{args.run_dir} is not a training run (it has no {MODEL_FILE})")
     if not args.out.endswith(".keras"):
         raise CvaeError(f"the output must end in .keras, got {args.out}")
     print(f"wrote {export_model(args.run_dir, args.out)}")

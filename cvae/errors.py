@@ -1,4 +1,11 @@
-"""The exception every user-facing failure is turned into."""
+"""The exception every user-facing failure is turned into, and how a command
+reports it: one line on stderr and a non-zero exit code, never a traceback."""
+
+import os
+import sys
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
 
 
 class CvaeError(Exception):
@@ -9,3 +16,28 @@ def first_line(error):
     """The first line of an exception's message (its type name if it has none)."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def run_command(program, run):
+    """Call `run()` and return its exit code (0 for None), turning whatever it
+    raises into one line on stderr prefixed with `program`: how `cvae` and the
+    scripts in scripts/ and benchmarks/ end."""
+    try:
+        return run() or 0
+    except (CvaeError, ValueError, OSError) as error:
+        print(f"{program}: error: {first_line(error)}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"{program}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # A bug, not bad input: still one line unless asked.
+        if os.environ.get("CVAE_DEBUG"):
+            raise
+        print(f"{program}: internal error: {type(error).__name__}: {first_line(error)} "
+              f"(set CVAE_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def run_script(main):
+    """`sys.exit(run_script(main))` at the bottom of a script in scripts/ or benchmarks/."""
+    return run_command(os.path.basename(sys.argv[0]), main)

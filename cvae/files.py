@@ -9,6 +9,9 @@ from cvae.errors import CvaeError, first_line
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_PATH = REPOSITORY_ROOT / "saved_models" / "cvae-faces.keras"
 TEMPORARY_PREFIX = ".tmp-"
+# What a training run directory holds (cvae/training.py writes it).
+MODEL_FILE = "model.keras"
+RUN_RECORD_FILE = "run.json"
 
 
 @contextlib.contextmanager
@@ -54,10 +57,10 @@ def export_model(run_dir, path):
     import json
 
     run_dir = Path(run_dir)
-    model = load_model(run_dir / "model.keras")
+    model = load_model(run_dir / MODEL_FILE)
     record = {}
-    if (run_dir / "run.json").is_file():
-        record.update(json.loads((run_dir / "run.json").read_text(encoding="utf-8")))
+    if (run_dir / RUN_RECORD_FILE).is_file():
+        record.update(json.loads((run_dir / RUN_RECORD_FILE).read_text(encoding="utf-8")))
     # A fine-tuned model's record includes how its starting model was trained
     # (read before the write below, which may replace that very model).
     initial = record.get("options", {}).get("initial_model")

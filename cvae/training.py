@@ -21,13 +21,12 @@ from cvae import data as data_module
 from cvae.config import DEFAULT_PRESET, get_preset
 from cvae.distribution import distribution_strategy, needs_float_batches
 from cvae.errors import CvaeError
-from cvae.files import (TEMPORARY_PREFIX, atomic_path, load_model, read_history, save_model,
-                        write_text)
+from cvae.files import (MODEL_FILE, RUN_RECORD_FILE, TEMPORARY_PREFIX, atomic_path, load_model,
+                        read_history, save_model, write_text)
 from cvae.model import VAE
 from cvae.plotting import image_grid, plot_history, save_png
 from cvae.precision import resolve_precision
 
-MODEL_FILE = "model.keras"
 BACKUP_DIR = "backup"
 GRID_IMAGES = 8
 
@@ -88,7 +87,7 @@ def train(options):
 
     train_images, validation_images = _read_data(options, config)
     # Written only once the data is known to be good: a typo in --data leaves no run behind.
-    write_text(out / "run.json", json.dumps(record, indent=2) + "\n")
+    write_text(out / RUN_RECORD_FILE, json.dumps(record, indent=2) + "\n")
     print(f"training on {len(train_images)} images, validating on {len(validation_images)}; "
           f"precision {precision}; {strategy.num_replicas_in_sync} replica(s)", flush=True)
     as_float = needs_float_batches(options.distribute)
@@ -164,7 +163,7 @@ def _run_record(options, config, precision):
 
 def _check_same_configuration(out, record):
     """Refuse to resume a backup made with another configuration."""
-    run_file = out / "run.json"
+    run_file = out / RUN_RECORD_FILE
     if run_file.exists():
         previous = json.loads(run_file.read_text(encoding="utf-8"))
         if previous.get("config") != json.loads(json.dumps(record["config"])):

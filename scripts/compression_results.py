@@ -26,6 +26,7 @@ import numpy as np
 from cvae import data, metrics
 from cvae.codec import codec_for
 from cvae.codec_report import comparison_figure, compression_report
+from cvae.errors import run_script
 from cvae.files import REPOSITORY_ROOT, load_model, replace_between_markers
 
 OTHER_STEPS = (2.0, 3.0, 5.0, 6.0, 8.0)
@@ -121,4 +122,4 @@ def compression_section(report, args):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -28,10 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from cvae import data, metrics
+from cvae.arguments import positive_int
+from cvae.errors import run_script
 from cvae.evaluation import reconstruction_metrics, split_halves, swd_entry
-from cvae.files import REPOSITORY_ROOT, load_model, replace_between_markers
+from cvae.files import (MODEL_FILE, REPOSITORY_ROOT, RUN_RECORD_FILE, load_model,
+                        replace_between_markers)
 from cvae.plotting import image_grid, plot_latent_histograms, save_png
-from cvae.training import BACKUP_DIR, MODEL_FILE, TrainOptions, train
+from cvae.training import BACKUP_DIR, TrainOptions, train
 
 SIZE = 64
 COMMON = {"image_size": SIZE, "likelihood": "gaussian", "decoder_scale": "learned",
@@ -47,11 +50,19 @@ EXPERIMENTS = {
 SHOWN = 10
 
 
+def _finished(run, epochs):
+    """Whether `run` finished training for `epochs` epochs, so it can be reused."""
+    if not (run / MODEL_FILE).is_file() or (run / BACKUP_DIR).exists():
+        return False
+    record = json.loads((run / RUN_RECORD_FILE).read_text(encoding="utf-8"))
+    return record["options"]["epochs"] == epochs
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="training images (utkface/train)")
     parser.add_argument("--val-data", required=True, help="held-out images (utkface/val)")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=positive_int, default=8)
     parser.add_argument("--runs", default="runs/experiments")
     parser.add_argument("--out", default=str(REPOSITORY_ROOT / "docs/results/experiments"))
     parser.add_argument("--default-model",
@@ -59,10 +70,12 @@ def main(argv=None):
     parser.add_argument("--readme", default=str(REPOSITORY_ROOT / "README.md"))
     args = parser.parse_args(argv)
 
+    data.list_image_files(args.data)  # A missing folder fails now, not after the first runs.
+    full_size, _ = data.read_dataset(args.val_data, 128)
     models = {}
     for name, (_, overrides) in EXPERIMENTS.items():
         run = Path(args.runs) / name
-        if (run / MODEL_FILE).is_file() and not (run / BACKUP_DIR).exists():
+        if _finished(run, args.epochs):
             print(f"{name}: reusing the finished run in {run}", flush=True)
         else:
             print(f"{name}: training", flush=True)
@@ -72,7 +85,6 @@ def main(argv=None):
                                config_overrides={**COMMON, **overrides}))
         models[name] = load_model(run / MODEL_FILE)
 
-    full_size, _ = data.read_dataset(args.val_data, 128)
     originals = metrics.downsample(full_size.astype(np.float32) / 255.0, SIZE)
     held_out = np.round(originals * 255).astype(np.uint8)
     reference, other_half = split_halves(originals)
@@ -187,4 +199,4 @@ def experiments_section(results, order):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from cvae import data
+from cvae.arguments import positive_int
+from cvae.errors import run_script
 from cvae.evaluation import evaluate, fit_pca, split_halves, swd_entry
 from cvae.files import REPOSITORY_ROOT, load_model, replace_between_markers
 from cvae.plotting import image_grid, save_png, tiled
@@ -42,7 +44,7 @@ def main(argv=None):
     parser.add_argument("--seed-model",
                         default=str(REPOSITORY_ROOT / "saved_models/baselines/seed-preset.keras"))
     parser.add_argument("--out", default=str(REPOSITORY_ROOT / "docs/results"))
-    parser.add_argument("--iwae-samples", type=int, default=16)
+    parser.add_argument("--iwae-samples", type=positive_int, default=16)
     # Dataset images may not be published, so the figure reconstructs a public-domain face.
     parser.add_argument("--showcase", default=str(REPOSITORY_ROOT / "data/astronaut.png"))
     parser.add_argument("--showcase-crop", default=(150, 30, 140, 140),
@@ -193,4 +195,4 @@ def results_table(results, args):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

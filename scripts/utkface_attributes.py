@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from cvae import data
+from cvae.arguments import positive_int
+from cvae.errors import run_script
 from cvae.exploration import attribute, edited
 from cvae.files import REPOSITORY_ROOT, atomic_path, default_model_path, load_model
 from cvae.plotting import image_grid, save_png
@@ -53,7 +55,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="UTKFace training folder")
     parser.add_argument("--model", default=None, help="default: the shipped model")
-    parser.add_argument("--per-group", type=int, default=2000,
+    parser.add_argument("--per-group", type=positive_int, default=2000,
                         help="at most this many faces on each side of a vector")
     parser.add_argument("--faces", help="a folder of faces to edit (default: the astronaut "
                                         "and four generated faces)")
@@ -98,4 +100,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

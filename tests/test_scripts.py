@@ -1,0 +1,80 @@
+"""Every command, the scripts in scripts/ and benchmarks/ included, ends bad
+input with one line on stderr and a non-zero exit code."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cvae.errors import CvaeError, run_command
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def _raising(error):
+    def run():
+        raise error
+    return run
+
+
+@pytest.mark.parametrize("error, code, expected", [
+    (CvaeError("no such file or directory: x"), 1, "prog: error: no such file or directory: x"),
+    (ValueError("first line\nsecond line"), 1, "prog: error: first line"),
+    (OSError("disk full"), 1, "prog: error: disk full"),
+    (KeyboardInterrupt(), 130, "prog: interrupted"),
+    (ZeroDivisionError("division by zero"), 1,
+     "prog: internal error: ZeroDivisionError: division by zero (set CVAE_DEBUG=1 for the traceback)"),
+])
+def test_run_command_turns_errors_into_one_line(error, code, expected, capsys, monkeypatch):
+    monkeypatch.delenv("CVAE_DEBUG", raising=False)
+    assert run_command("prog", _raising(error)) == code
+    assert capsys.readouterr().err == expected + "\n"
+
+
+def test_run_command_passes_on_the_exit_code_and_debug_raises(monkeypatch):
+    assert run_command("prog", lambda: None) == 0
+    assert run_command("prog", lambda: 3) == 3
+    monkeypatch.setenv("CVAE_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        run_command("prog", _raising(ZeroDivisionError()))
+
+
+def _script(relative_path):
+    spec = importlib.util.spec_from_file_location(Path(relative_path).stem, REPOSITORY / relative_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("script, arguments", [
+    ("scripts/results.py", ["--data", "{missing}", "--train-data", "{missing}"]),
+    ("scripts/compression_results.py", ["--data", "{missing}"]),
+    ("scripts/experiments.py", ["--data", "{missing}", "--val-data", "{missing}", "--runs", "{runs}"]),
+    ("scripts/utkface_attributes.py", ["--data", "{missing}"]),
+    ("benchmarks/benchmark.py", ["--data", "{missing}"]),
+])
+def test_scripts_reject_a_missing_data_folder_in_one_line(script, arguments, tmp_path, capsys):
+    missing = tmp_path / "no-such-folder"
+    argv = [argument.format(missing=missing, runs=tmp_path / "runs") for argument in arguments]
+    main = _script(script).main
+    assert run_command(Path(script).name, lambda: main(argv)) == 1
+    assert capsys.readouterr().err == f"{Path(script).name}: error: no such file or directory: {missing}\n"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_benchmark_needs_two_batches_of_images(capsys):
+    main = _script("benchmarks/benchmark.py").main
+    assert run_command("benchmark.py", lambda: main(["--images", "10"])) == 1
+    assert "needs at least 128 images, got 10" in capsys.readouterr().err
+
+
+def test_a_script_run_as_a_program_prints_no_traceback(tmp_path):
+    result = subprocess.run([sys.executable, str(REPOSITORY / "scripts/compression_results.py"),
+                             "--data", str(tmp_path / "missing")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"compression_results.py: error: no such file or directory: {tmp_path / 'missing'}")
