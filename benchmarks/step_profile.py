@@ -63,10 +63,11 @@ def _traced_op_times(precision, images, steps):
     model = VAE(get_preset("seed"), seed=0, dtype=precision)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     dataset = data.make_dataset(images, BATCH, shuffle=True, flip=True, seed=0)
-    model.fit(dataset, epochs=1, verbose=0)  # Traces and warms up outside the profile.
+    # The dataset shuffles itself; this epoch traces and warms up outside the profile.
+    model.fit(dataset, epochs=1, verbose=0, shuffle=False)
     with tempfile.TemporaryDirectory() as trace_folder:
         tf.profiler.experimental.start(trace_folder)
-        model.fit(dataset.take(steps), epochs=1, verbose=0)
+        model.fit(dataset.take(steps), epochs=1, verbose=0, shuffle=False)
         tf.profiler.experimental.stop()
         trace_file = next(Path(trace_folder).rglob("*.xplane.pb"))
         return _op_times(trace_file.read_bytes(), steps)
