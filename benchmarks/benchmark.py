@@ -267,6 +267,7 @@ def benchmark_section(results):
         ("peak memory of the benchmark (both trainers, data)", f"{results['peak_memory_mb']:.0f} MB"),
     ]
     target = seed["speedup"] >= 2.0
+    round_ratios = ", ".join(f"{round_['ratio']:.2f}×" for round_ in seed["rounds"])
     return "\n".join([
         f"Measured on {results['machine']}; {results['images']} training images, batch "
         f"{results['batch_size']}.",
@@ -274,12 +275,13 @@ def benchmark_section(results):
         *[f"| {name} | {value} |" for name, value in rows], "",
         f"Target (issue 6), ≥ 2× the slides' float32 code on this CPU, in training images/s: "
         f"**{'met' if target else 'not met'}** ({seed['speedup']:.2f}× over whole epochs). "
-        f"Two things make up the whole-epoch figure: bfloat16 arithmetic, which alone gives "
-        f"the median step's {seed['steady_speedup']:.2f}×, and the absence of tf.data's "
-        f"end-of-epoch stall (its autotuning thread makes every iterator's teardown wait, "
-        f"10 s when we first saw it, once a run has gone on a while; cvae's pipeline turns "
-        f"autotuning off). The stall costs a fixed time per epoch, so its share, and the "
-        f"whole-epoch speed-up, shrink as the data set grows. The pipeline "
+        f"Per-round whole-epoch ratios: {round_ratios}. bfloat16 arithmetic alone "
+        f"gives the median step's {seed['steady_speedup']:.2f}×. The whole-epoch ratio can come "
+        f"out higher because the slides' pipeline keeps tf.data's autotuning, whose thread can "
+        f"make the iterator's teardown at each epoch's end wait (10 s when we first saw it, once "
+        f"a run had gone on a while); cvae's pipeline turns autotuning off. That stall comes and "
+        f"goes, and as it costs a fixed time per epoch its share shrinks as the data set grows, "
+        f"so the median step is the steadier figure. The pipeline "
         f"delivers {results['pipeline_images_per_s'] / seed['project_images_per_s']:.0f}× "
         f"the images the fastest training step consumes, so it is never the bottleneck.",
         "",
