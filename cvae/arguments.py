@@ -59,3 +59,20 @@ def checked(convert, text, valid, expected):
     if value is None or not valid(value):
         raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default after its help, except where the help
+    already says it or there is nothing to show (None, or an on/off flag)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default is None or isinstance(action.default, bool) or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+def add_crop_box(parser):
+    parser.add_argument("--crop-box", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT",
+                        help="crop every image to this box before resizing "
+                             "(default: the centred square)")

@@ -9,8 +9,8 @@ import sys
 import warnings
 
 from cvae import cli_codec, cli_explore
-from cvae.arguments import (crop_box, decoder_scale, non_negative_float, non_negative_int,
-                            positive_float, positive_int)
+from cvae.arguments import (HelpFormatter, add_crop_box, decoder_scale, non_negative_float,
+                            non_negative_int, positive_float, positive_int)
 from cvae.errors import CvaeError, run_command
 
 
@@ -40,16 +40,17 @@ def build_parser():
         description="Train a VAE on a folder of images (searched recursively; JPEG, PNG, BMP, "
                     "WebP, GIF) or a .npy/.npz array. Rerunning the same command after an "
                     "interruption resumes from the last finished epoch.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     train.add_argument("--data", required=True, help="folder of training images, or .npy/.npz")
     train.add_argument("--val-data", help="folder of validation images "
                        "(default: a fixed hash-based share of --data)")
     train.add_argument("--validation-split", type=float, default=0.05,
                        help="share of --data held out for validation when --val-data is absent")
-    train.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
-    train.add_argument("--epochs", type=positive_int, default=10)
-    train.add_argument("--batch-size", type=positive_int, default=64)
-    train.add_argument("--learning-rate", type=positive_float, default=1e-3)
+    train.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
+                       help="the network and objective to start from (README \"Presets\")")
+    train.add_argument("--epochs", type=positive_int, default=10, help="passes over the training set")
+    train.add_argument("--batch-size", type=positive_int, default=64, help="images per training step")
+    train.add_argument("--learning-rate", type=positive_float, default=1e-3, help="Adam's step size")
     train.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
                        help="cosine: decay the learning rate to zero over all epochs")
     train.add_argument("--time-limit", type=positive_float, metavar="MINUTES",
@@ -61,12 +62,11 @@ def build_parser():
                             "AVX-512 BF16 or AMX, else float32")
     train.add_argument("--xla", default="auto", choices=("auto", "on", "off"),
                        help="XLA compilation of the train step; auto: on for GPUs, off on CPUs")
-    train.add_argument("--crop-box", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT",
-                       help="crop every image to this box before resizing "
-                            "(default: the centred square)")
+    add_crop_box(train)
     train.add_argument("--no-flip", dest="flip", action="store_false",
                        help="do not flip training images left-right at random")
-    train.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
+    train.add_argument("--no-tensorboard", dest="tensorboard", action="store_false",
+                       help="do not write TensorBoard logs to OUT/tensorboard")
     train.add_argument("--seed", type=int, help="seed for weights, shuffling and sampling")
     train.add_argument("--distribute", default="none", choices=DISTRIBUTIONS,
                        help="mirrored: every local GPU (tf.distribute.MirroredStrategy); "
@@ -77,10 +77,11 @@ def build_parser():
                             "(the preset and overrides do not apply; the KL weight starts at "
                             "full beta) with a fresh optimizer")
     overrides = train.add_argument_group("overrides of the preset's configuration")
-    overrides.add_argument("--image-size", type=positive_int)
-    overrides.add_argument("--channels", type=int, choices=(1, 3))
-    overrides.add_argument("--latent-dim", type=positive_int)
-    overrides.add_argument("--likelihood", choices=LIKELIHOODS)
+    overrides.add_argument("--image-size", type=positive_int, help="side of the square images, in pixels")
+    overrides.add_argument("--channels", type=int, choices=(1, 3), help="1: grey, 3: RGB")
+    overrides.add_argument("--latent-dim", type=positive_int, help="dimensions of the latent code z")
+    overrides.add_argument("--likelihood", choices=LIKELIHOODS,
+                           help="the decoder's distribution p(x|z) (README \"Losses\")")
     overrides.add_argument("--decoder-scale", type=decoder_scale,
                            help="a positive number, 'learned' or 'calibrated'")
     overrides.add_argument("--beta", type=non_negative_float, help="weight of the KL term")
@@ -95,7 +96,7 @@ def build_parser():
         description="Reconstruction (MSE, PSNR, SSIM, also at 64x64), -ELBO, IWAE bound and "
                     "bits per dimension, active units and KL per dimension, and sample SWD, "
                     "beside a PCA baseline with as many dimensions and the real-vs-real floor.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     evaluate.add_argument("--data", required=True, help="folder (or .npy/.npz) of held-out images")
     evaluate.add_argument("--model", help="a .keras model (default: saved_models/cvae-faces.keras, "
                                           "or $CVAE_MODEL)")
@@ -111,7 +112,7 @@ def build_parser():
     evaluate.add_argument("--inception-weights", metavar="PATH",
                           help="local InceptionV3 weights (no top) to also report FID; "
                                "nothing is ever downloaded")
-    evaluate.add_argument("--crop-box", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT")
+    add_crop_box(evaluate)
     evaluate.add_argument("--precision", choices=PRECISIONS,
                           help="run the model in this precision (default: as saved)")
     evaluate.add_argument("--seed", type=int, default=0,
@@ -135,10 +136,11 @@ def build_parser():
         description="Start the web demo (needs the extra: pip install -e '.[demo]'). It binds "
                     "to 127.0.0.1, so only this machine can reach it, unless --host says "
                     "otherwise.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     serve.add_argument("--model", help="a .keras model (default: the shipped faces model)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=positive_int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (0.0.0.0: every network interface)")
+    serve.add_argument("--port", type=positive_int, default=8000, help="port to listen on")
     serve.set_defaults(handler=_serve)
     return parser
 

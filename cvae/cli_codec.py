@@ -1,9 +1,9 @@
 """`cvae compress`, `cvae decompress` and `cvae calibrate`."""
 
-import argparse
 import sys
 
-from cvae.arguments import crop_box, positive_float, positive_floats, positive_int
+from cvae.arguments import (HelpFormatter, add_crop_box, positive_float, positive_floats,
+                            positive_int)
 from cvae.errors import CvaeError
 
 
@@ -17,8 +17,9 @@ def add_commands(commands):
                     "Images are cropped to their centred square and resized to the model's "
                     "size. With --report, write nothing and print bytes, PSNR and SSIM for "
                     "each mode beside JPEG and WebP instead.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    compress.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+        formatter_class=HelpFormatter)
+    compress.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR",
+                          help="image files, or folders of them (read one level deep)")
     compress.add_argument("-o", "--out", metavar="OUT_DIR", help="folder for the .cvae files")
     compress.add_argument("--model", help="a .keras model (default: the shipped faces model)")
     compress.add_argument("--mode", default=DEFAULT_MODE, choices=MODES,
@@ -28,7 +29,7 @@ def add_commands(commands):
                           help="entropy mode: quantization step in posterior standard "
                                "deviations (default: the calibrated one; larger = smaller files)")
     compress.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    compress.add_argument("--crop-box", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT")
+    add_crop_box(compress)
     compress.add_argument("--report", action="store_true",
                           help="measure instead of writing files (inputs: folders of images)")
     compress.add_argument("--figure", metavar="PNG", help="with --report: also write "
@@ -42,8 +43,10 @@ def add_commands(commands):
         "decompress", help="decode .cvae files back to PNG images",
         description="Decode each .cvae file (or each file in a folder) to OUT_DIR/STEM.png "
                     "with the model that made it; a file from another model is refused.")
-    decompress.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR")
-    decompress.add_argument("-o", "--out", required=True, metavar="OUT_DIR")
+    decompress.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR",
+                            help=".cvae files, or folders of them")
+    decompress.add_argument("-o", "--out", required=True, metavar="OUT_DIR",
+                            help="folder for the decoded PNG files")
     decompress.add_argument("--model", help="a .keras model (default: the shipped faces model)")
     decompress.add_argument("--force", action="store_true", help="overwrite existing outputs")
     decompress.set_defaults(handler=_decompress)
@@ -54,7 +57,7 @@ def add_commands(commands):
                     "training images, pick the coarsest quantization step that keeps PSNR "
                     f"within --max-psnr-loss dB, and write MODEL{TABLE_SUFFIX} beside the "
                     "model. Files compressed with an older table will no longer decode.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     calibrate.add_argument("--data", required=True, help="training images (folder or .npy/.npz)")
     calibrate.add_argument("--model", help="a .keras model (default: the shipped faces model)")
     calibrate.add_argument("--max-images", type=positive_int, default=1000,
@@ -64,8 +67,8 @@ def add_commands(commands):
     calibrate.add_argument("--steps", type=positive_floats,
                            default=",".join(f"{s:g}" for s in CALIBRATION_STEPS),
                            help="candidate steps, in posterior standard deviations")
-    calibrate.add_argument("--crop-box", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT")
-    calibrate.add_argument("--seed", type=int, default=0)
+    add_crop_box(calibrate)
+    calibrate.add_argument("--seed", type=int, default=0, help="seed of the random choice of images")
     calibrate.set_defaults(handler=_calibrate)
 
 

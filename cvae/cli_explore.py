@@ -4,13 +4,13 @@ Each writes a PNG (or, for `attribute`, a .npy vector) and calls the library:
 `cvae.samplers` and `cvae.exploration`.
 """
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 
-from cvae.arguments import crop_box, floats, non_negative_float, non_negative_ints, positive_int
+from cvae.arguments import (HelpFormatter, add_crop_box, floats, non_negative_float,
+                            non_negative_ints, positive_int)
 from cvae.errors import CvaeError
 
 _MODEL_HELP = "a .keras model (default: the shipped faces model, or $CVAE_MODEL)"
@@ -22,7 +22,7 @@ def add_commands(commands):
 
     def command(name, help, description):
         parser = commands.add_parser(name, help=help, description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
         parser.add_argument("--model", help=_MODEL_HELP)
         return parser
 
@@ -31,15 +31,16 @@ def add_commands(commands):
         "Decode N latent codes drawn from N(0, T² I) (--sampler normal) or from a Gaussian "
         "mixture fitted to the training set's posterior means (--sampler gmm; Ghosh et al. "
         f"2020). The mixture is saved beside the model as MODEL{MIXTURE_SUFFIX} and reused.")
-    generate.add_argument("-n", "--count", type=positive_int, default=16)
-    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("-n", "--count", type=positive_int, default=16, help="faces to generate")
+    generate.add_argument("--seed", type=int, default=0, help="seed of the latent draws")
     generate.add_argument("--temperature", type=non_negative_float, default=1.0,
                           help="scale of the prior (or of each mixture component's spread)")
     generate.add_argument("-o", "--out", help="the grid PNG to write")
     generate.add_argument("--separate", metavar="DIR",
                           help="also (or instead) write each face as DIR/sample_NNN.png")
-    generate.add_argument("--columns", type=positive_int, default=8)
-    generate.add_argument("--sampler", choices=SAMPLERS, default="normal")
+    generate.add_argument("--columns", type=positive_int, default=8, help="faces per row of the grid")
+    generate.add_argument("--sampler", choices=SAMPLERS, default="normal",
+                          help="normal: the prior N(0, I); gmm: the mixture fitted to the codes")
     generate.add_argument("--fit-data", metavar="DIR",
                           help="gmm: training images to fit the mixture on (refits and saves it)")
     generate.add_argument("--components", type=positive_int, default=10,
@@ -53,12 +54,15 @@ def add_commands(commands):
         "Decode STEPS codes from A's to B's. A and B are image files, or seed:N for a draw "
         "from N(0, I) with seed N. slerp follows the great circle (it keeps codes at the "
         "typical radius of N(0, I)); lerp the straight line.")
-    interpolate.add_argument("start", metavar="A")
-    interpolate.add_argument("end", metavar="B")
-    interpolate.add_argument("--steps", type=int, default=8)
-    interpolate.add_argument("--mode", choices=INTERPOLATIONS, default="slerp")
+    interpolate.add_argument("start", metavar="A", help="an image file, or seed:N")
+    interpolate.add_argument("end", metavar="B", help="an image file, or seed:N")
+    interpolate.add_argument("--steps", type=int, default=8,
+                             help="faces from A to B, both included")
+    interpolate.add_argument("--mode", choices=INTERPOLATIONS, default="slerp",
+                             help="lerp: a straight line; slerp: a great circle, which keeps "
+                                  "the codes' norm typical of N(0, I)")
     interpolate.add_argument("-o", "--out", required=True, help="the strip PNG to write")
-    interpolate.add_argument("--crop-box", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT")
+    add_crop_box(interpolate)
     interpolate.set_defaults(handler=_interpolate)
 
     traverse = command(
@@ -66,15 +70,17 @@ def add_commands(commands):
         "Encode IMAGE, then for each chosen dimension decode its code with that dimension "
         "set to STEPS values across --range, the others fixed: a row per dimension. By "
         "default the --count dimensions this image's code uses most (largest KL).")
-    traverse.add_argument("image", metavar="IMAGE")
+    traverse.add_argument("image", metavar="IMAGE", help="the face whose code is varied")
     traverse.add_argument("--dims", type=non_negative_ints, help="comma-separated dimensions")
     traverse.add_argument("--count", type=positive_int, default=8,
                           help="how many dimensions when --dims is not given")
     traverse.add_argument("--range", type=float, nargs=2, default=(-3.0, 3.0),
-                          metavar=("LOW", "HIGH"))
-    traverse.add_argument("--steps", type=int, default=7)
+                          metavar=("LOW", "HIGH"),
+                          help="the values each dimension takes, in prior standard deviations")
+    traverse.add_argument("--steps", type=int, default=7,
+                          help="values from LOW to HIGH, both included")
     traverse.add_argument("-o", "--out", required=True, help="the grid PNG to write")
-    traverse.add_argument("--crop-box", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT")
+    add_crop_box(traverse)
     traverse.set_defaults(handler=_traverse)
 
     attribute = command(
@@ -86,19 +92,19 @@ def add_commands(commands):
     attribute.add_argument("-o", "--out", required=True, help="the .npy file to write")
     attribute.add_argument("--max-images", type=positive_int,
                            help="use at most this many images of each set (chosen at random)")
-    attribute.add_argument("--crop-box", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT")
+    add_crop_box(attribute)
     attribute.set_defaults(handler=_attribute)
 
     edit = command(
         "edit", "add an attribute vector to a face",
         "Decode IMAGE's code plus s times the vector for each scale s (0 gives the plain "
         "reconstruction), as one strip.")
-    edit.add_argument("image", metavar="IMAGE")
+    edit.add_argument("image", metavar="IMAGE", help="the face to edit")
     edit.add_argument("--vector", required=True, help="a .npy vector from `cvae attribute`")
     edit.add_argument("--scale", type=floats, default=(-2.0, -1.0, 0.0, 1.0, 2.0),
                       help="comma-separated scales; write --scale=-2,0,2 when the first is negative")
     edit.add_argument("-o", "--out", required=True, help="the strip PNG to write")
-    edit.add_argument("--crop-box", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT")
+    add_crop_box(edit)
     edit.set_defaults(handler=_edit)
 
     stats = command(
@@ -108,12 +114,14 @@ def add_commands(commands):
         "kl_per_dimension.png, and stats.json (KL, mean and spread per dimension, active "
         "units).")
     stats.add_argument("--data", required=True, help="folder (or .npy/.npz) of images")
-    stats.add_argument("-o", "--out", required=True, metavar="OUT_DIR")
+    stats.add_argument("-o", "--out", required=True, metavar="OUT_DIR",
+                       help="folder for the figures and stats.json")
     stats.add_argument("--shown", type=positive_int, default=32,
                        help="histograms of this many dimensions (those with the largest KL)")
-    stats.add_argument("--max-images", type=positive_int, default=5000)
-    stats.add_argument("--seed", type=int, default=0)
-    stats.add_argument("--crop-box", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT")
+    stats.add_argument("--max-images", type=positive_int, default=5000,
+                       help="use at most this many images, chosen at random")
+    stats.add_argument("--seed", type=int, default=0, help="seed of the random choice of images")
+    add_crop_box(stats)
     stats.set_defaults(handler=_latent_stats)
 
 

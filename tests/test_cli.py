@@ -219,3 +219,24 @@ def test_help_explains_the_commands():
     assert "--time-limit" in result.stdout
     result = _run_cli("evaluate", "--help")
     assert "--train-data" in result.stdout and "SWD" in result.stdout
+
+
+def test_every_argument_of_every_command_is_explained():
+    import argparse
+
+    from cvae.cli import build_parser
+
+    commands = next(action for action in build_parser()._actions
+                    if isinstance(action, argparse._SubParsersAction)).choices
+    unexplained = [f"{name} {action.option_strings or action.dest}"
+                   for name, command in commands.items() for action in command._actions
+                   if not action.help]
+    assert unexplained == []
+
+
+def test_help_shows_defaults_but_not_none(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    assert "images per training step (default: 64)" in " ".join(text.split())
+    assert "(default: None)" not in text and "(default: True)" not in text
