@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPOSITORY))
 from benchmarks import baseline  # noqa: E402
 from cvae import data  # noqa: E402
 from cvae.config import get_preset  # noqa: E402
-from cvae.arguments import positive_int  # noqa: E402
+from cvae.arguments import HelpFormatter, positive_int  # noqa: E402
 from cvae.errors import CvaeError, run_script  # noqa: E402
 from cvae.files import load_model, replace_between_markers  # noqa: E402
 from cvae.model import VAE  # noqa: E402
@@ -49,13 +49,17 @@ BATCH = 64
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--data", help="a folder of face images (default: synthetic images)")
     parser.add_argument("--images", type=positive_int, default=2048, help="how many images to train on")
     parser.add_argument("--epochs", type=positive_int, default=2, help="timed epochs per round and side")
-    parser.add_argument("--rounds", type=positive_int, default=3)
-    parser.add_argument("--out", default=str(REPOSITORY / "benchmarks/results.json"))
-    parser.add_argument("--readme", default=str(REPOSITORY / "README.md"))
+    parser.add_argument("--rounds", type=positive_int, default=3,
+                        help="alternating rounds of the two trainers")
+    parser.add_argument("--out", default=str(REPOSITORY / "benchmarks/results.json"),
+                        help="the JSON file of all measurements")
+    parser.add_argument("--readme", default=str(REPOSITORY / "README.md"),
+                        help="the document whose \"benchmarks\" section is rewritten")
     args = parser.parse_args(argv)
 
     images = _images(args)

@@ -26,7 +26,7 @@ import numpy as np
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
-from cvae.arguments import positive_int  # noqa: E402
+from cvae.arguments import HelpFormatter, positive_int  # noqa: E402
 from cvae.errors import run_script  # noqa: E402
 from cvae.files import replace_between_markers  # noqa: E402
 
@@ -39,9 +39,11 @@ KERNEL_INDEX = {(0, 0): 2, (0, 1): 0, (1, 1): 1}
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--repeats", type=positive_int, default=15, help="timed passes per layer")
-    parser.add_argument("--readme", default=str(REPOSITORY / "README.md"))
+    parser.add_argument("--readme", default=str(REPOSITORY / "README.md"),
+                        help="the document whose \"conv-transpose\" section is rewritten")
     args = parser.parse_args(argv)
 
     rows = []

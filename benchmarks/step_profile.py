@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPOSITORY))
 
 from cvae import data  # noqa: E402
 from cvae.config import get_preset  # noqa: E402
-from cvae.arguments import positive_int  # noqa: E402
+from cvae.arguments import HelpFormatter, positive_int  # noqa: E402
 from cvae.errors import run_script  # noqa: E402
 from cvae.files import replace_between_markers  # noqa: E402
 from cvae.model import VAE  # noqa: E402
@@ -40,9 +40,11 @@ LAYER_IN_OP_NAME = re.compile(r"(encoder|decoder)_\d+/([a-z][a-z0-9]*(?:_[a-z][a
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--steps", type=positive_int, default=10, help="training steps traced per precision")
-    parser.add_argument("--readme", default=str(REPOSITORY / "README.md"))
+    parser.add_argument("--readme", default=str(REPOSITORY / "README.md"),
+                        help="the document whose \"step-profile\" section is rewritten")
     args = parser.parse_args(argv)
 
     images = np.random.default_rng(0).integers(0, 256, (BATCH * (args.steps + 2), 128, 128, 3),

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from cvae import data, metrics
-from cvae.arguments import positive_int
+from cvae.arguments import HelpFormatter, positive_int
 from cvae.errors import run_script
 from cvae.evaluation import reconstruction_metrics, split_halves, swd_entry
 from cvae.files import (MODEL_FILE, REPOSITORY_ROOT, RUN_RECORD_FILE, load_model,
@@ -59,15 +59,20 @@ def _finished(run, epochs):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--data", required=True, help="training images (utkface/train)")
     parser.add_argument("--val-data", required=True, help="held-out images (utkface/val)")
-    parser.add_argument("--epochs", type=positive_int, default=8)
-    parser.add_argument("--runs", default="runs/experiments")
-    parser.add_argument("--out", default=str(REPOSITORY_ROOT / "docs/results/experiments"))
+    parser.add_argument("--epochs", type=positive_int, default=8, help="epochs per run")
+    parser.add_argument("--runs", default="runs/experiments",
+                        help="folder of the training runs (finished ones are reused)")
+    parser.add_argument("--out", default=str(REPOSITORY_ROOT / "docs/results/experiments"),
+                        help="folder for experiments.json and the figures")
     parser.add_argument("--default-model",
-                        default=str(REPOSITORY_ROOT / "saved_models/cvae-faces.keras"))
-    parser.add_argument("--readme", default=str(REPOSITORY_ROOT / "README.md"))
+                        default=str(REPOSITORY_ROOT / "saved_models/cvae-faces.keras"),
+                        help="the model of the table's last row")
+    parser.add_argument("--readme", default=str(REPOSITORY_ROOT / "README.md"),
+                        help="the document whose \"experiments\" section is rewritten")
     args = parser.parse_args(argv)
 
     data.list_image_files(args.data)  # A missing folder fails now, not after the first runs.

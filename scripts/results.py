@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from cvae import data
-from cvae.arguments import positive_int
+from cvae.arguments import HelpFormatter, crop_box, positive_int
 from cvae.errors import run_script
 from cvae.evaluation import evaluate, fit_pca, split_halves, swd_entry
 from cvae.files import REPOSITORY_ROOT, load_model, replace_between_markers
@@ -37,18 +37,24 @@ SHOWN = 8
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--data", required=True, help="held-out images (utkface/val)")
     parser.add_argument("--train-data", required=True, help="training images, for PCA")
-    parser.add_argument("--model", default=str(REPOSITORY_ROOT / "saved_models/cvae-faces.keras"))
+    parser.add_argument("--model", default=str(REPOSITORY_ROOT / "saved_models/cvae-faces.keras"),
+                        help="the model to evaluate")
     parser.add_argument("--seed-model",
-                        default=str(REPOSITORY_ROOT / "saved_models/baselines/seed-preset.keras"))
-    parser.add_argument("--out", default=str(REPOSITORY_ROOT / "docs/results"))
-    parser.add_argument("--iwae-samples", type=positive_int, default=16)
+                        default=str(REPOSITORY_ROOT / "saved_models/baselines/seed-preset.keras"),
+                        help="the seed preset's model, for comparison")
+    parser.add_argument("--out", default=str(REPOSITORY_ROOT / "docs/results"),
+                        help="folder for evaluation.json and the figures")
+    parser.add_argument("--iwae-samples", type=positive_int, default=16,
+                        help="importance samples per image for the IWAE bound")
     # Dataset images may not be published, so the figure reconstructs a public-domain face.
-    parser.add_argument("--showcase", default=str(REPOSITORY_ROOT / "data/astronaut.png"))
-    parser.add_argument("--showcase-crop", default=(150, 30, 140, 140),
-                        type=lambda text: tuple(int(v) for v in text.split(",")))
+    parser.add_argument("--showcase", default=str(REPOSITORY_ROOT / "data/astronaut.png"),
+                        help="the public-domain face the README figure shows")
+    parser.add_argument("--showcase-crop", default=(150, 30, 140, 140), type=crop_box,
+                        metavar="LEFT,TOP,WIDTH,HEIGHT", help="where the face is in --showcase")
     args = parser.parse_args(argv)
 
     out = Path(args.out)

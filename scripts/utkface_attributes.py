@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from cvae import data
-from cvae.arguments import positive_int
+from cvae.arguments import HelpFormatter, positive_int
 from cvae.errors import run_script
 from cvae.exploration import attribute, edited
 from cvae.files import REPOSITORY_ROOT, atomic_path, default_model_path, load_model
@@ -52,14 +52,16 @@ def utkface_labels(path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--data", required=True, help="UTKFace training folder")
-    parser.add_argument("--model", default=None, help="default: the shipped model")
+    parser.add_argument("--model", help="a .keras model (default: the shipped model)")
     parser.add_argument("--per-group", type=positive_int, default=2000,
                         help="at most this many faces on each side of a vector")
     parser.add_argument("--faces", help="a folder of faces to edit (default: the astronaut "
                                         "and four generated faces)")
-    parser.add_argument("--out", default=str(REPOSITORY_ROOT / "docs/results/attributes"))
+    parser.add_argument("--out", default=str(REPOSITORY_ROOT / "docs/results/attributes"),
+                        help="folder for the vectors and the figure")
     args = parser.parse_args(argv)
 
     model = load_model(args.model)
