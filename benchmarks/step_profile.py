@@ -4,9 +4,8 @@
 Traces a few training steps of the `seed` preset through cvae with the
 TensorFlow profiler, once in float32 and once in mixed_bfloat16, and adds up
 the time the ops of each kind of layer took, forward and backward together.
-Op times are summed over TensorFlow's executor threads, so they add up to more
-than the wall time of a step (two ops can run at once); their ratios are what
-this shows.
+Ops run one at a time, each on every core, so that what one costs does not
+depend on what else ran beside it; their times add up to about a step's.
 
 Writes the table into README.md between the "step-profile" markers.
 
@@ -36,17 +35,24 @@ BATCH = 64
 PRECISIONS = ("float32", "mixed_bfloat16")
 # The part of an op's name that says which network and layer it belongs to;
 # Keras numbers repeated names ("conv2d_transpose_1_2"), which is dropped.
-LAYER_IN_OP_NAME = re.compile(r"(encoder|decoder)_\d+/([a-z][a-z0-9]*(?:_[a-z][a-z0-9]*)*)(?:_\d+)*/")
+LAYER_IN_OP_NAME = re.compile(
+    r"(encoder|decoder)_\d+/([a-z][a-z0-9]*(?:_[a-z][a-z0-9]*)*)(?:_\d+)*/")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=HelpFormatter)
-    parser.add_argument("--steps", type=positive_int, default=10, help="training steps traced per precision")
+    parser.add_argument("--steps", type=positive_int, default=10,
+                        help="training steps traced per precision")
     parser.add_argument("--readme", default=str(REPOSITORY / "README.md"),
                         help="the document whose \"step-profile\" section is rewritten")
     args = parser.parse_args(argv)
 
+    import tensorflow as tf
+
+    # One op at a time, each on every core: ops that overlap slow each other
+    # by varying amounts, which would blur what each one costs.
+    tf.config.threading.set_inter_op_parallelism_threads(1)
     images = np.random.default_rng(0).integers(0, 256, (BATCH * (args.steps + 2), 128, 128, 3),
                                                 dtype=np.uint8)
     op_times = {precision: _traced_op_times(precision, images, args.steps)
@@ -100,7 +106,7 @@ def _group(op_name):
     layer = LAYER_IN_OP_NAME.search(op_name)
     if layer:
         return f"{layer.group(1)} {layer.group(2)}"
-    return "optimizer and metrics" if "gradient_tape" not in op_name else "loss (backward)"
+    return "loss gradient" if "gradient_tape" in op_name else "loss, metrics and optimizer"
 
 
 def profile_section(op_times, steps):
@@ -127,8 +133,7 @@ def profile_section(op_times, steps):
     transposed = "decoder conv2d_transpose"
     return "\n".join([
         f"Op time per training step of the `seed` preset (batch {BATCH}, {steps} traced "
-        "steps), summed over TensorFlow's executor threads, forward and backward together, "
-        "by kind of layer:",
+        "steps, one op at a time), forward and backward together, by kind of layer:",
         "", *table("layers", 0, 8), "",
         "Inside the decoder's three Conv2DTranspose layers, by op:",
         "", *table("op", 1, 8, keep=lambda key: key[0] == transposed), "",

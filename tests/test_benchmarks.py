@@ -37,7 +37,8 @@ def test_op_names_are_grouped_by_layer_kind():
     assert step_profile._group(name) == "decoder conv2d_transpose"
     assert step_profile._group("StatefulPartitionedCall/encoder_1/z_log_var_clamp/Tanh:Tanh") \
         == "encoder z_log_var_clamp"
-    assert step_profile._group("StatefulPartitionedCall/adam/Sqrt:Sqrt") == "optimizer and metrics"
+    assert step_profile._group("StatefulPartitionedCall/adam/Sqrt:Sqrt") \
+        == "loss, metrics and optimizer"
 
 
 def test_step_profile_traces_both_precisions(tmp_path):
@@ -45,6 +46,6 @@ def test_step_profile_traces_both_precisions(tmp_path):
     readme.write_text("<!-- step-profile:begin -->\n<!-- step-profile:end -->\n", encoding="utf-8")
     assert step_profile.main(["--steps", "1", "--readme", str(readme)]) == 0
     section = readme.read_text(encoding="utf-8")
-    for layer in ("decoder conv2d_transpose", "encoder conv2d", "optimizer and metrics"):
+    for layer in ("decoder conv2d_transpose", "encoder conv2d", "loss, metrics and optimizer"):
         assert f"| {layer} |" in section
     assert "Conv2DBackpropInput |" in section
