@@ -66,7 +66,7 @@ def build_parser():
     train.add_argument("--no-flip", dest="flip", action="store_false",
                        help="do not flip training images left-right at random")
     train.add_argument("--no-tensorboard", dest="tensorboard", action="store_false",
-                       help="do not write TensorBoard logs to OUT/tensorboard")
+                       help="do not write TensorBoard logs to OUT/logs")
     train.add_argument("--seed", type=int, help="seed for weights, shuffling and sampling")
     train.add_argument("--distribute", default="none", choices=DISTRIBUTIONS,
                        help="mirrored: every local GPU (tf.distribute.MirroredStrategy); "
