@@ -1,15 +1,16 @@
 #!/usr/bin/env python
 """Where bfloat16 gains and where it does not, inside one training step.
 
-Traces a few training steps of the `seed` preset through cvae with the
+Traces a few training steps of a preset (`seed` by default) through cvae with the
 TensorFlow profiler, once in float32 and once in mixed_bfloat16, and adds up
 the time the ops of each kind of layer took, forward and backward together.
 Ops run one at a time, each on every core, so that what one costs does not
 depend on what else ran beside it; their times add up to about a step's.
 
-Writes the table into README.md between the "step-profile" markers.
+Writes the tables into README.md between the "step-profile-PRESET" markers.
 
     python benchmarks/step_profile.py
+    python benchmarks/step_profile.py --preset faces --steps 4
 """
 
 import argparse
@@ -25,7 +26,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
 from cvae import data  # noqa: E402
-from cvae.config import get_preset  # noqa: E402
+from cvae.config import PRESETS, get_preset  # noqa: E402
 from cvae.arguments import HelpFormatter, positive_int  # noqa: E402
 from cvae.errors import run_script  # noqa: E402
 from cvae.files import replace_between_markers  # noqa: E402
@@ -44,8 +45,10 @@ def main(argv=None):
                                      formatter_class=HelpFormatter)
     parser.add_argument("--steps", type=positive_int, default=10,
                         help="training steps traced per precision")
+    parser.add_argument("--preset", default="seed", choices=sorted(PRESETS),
+                        help="the network to profile")
     parser.add_argument("--readme", default=str(REPOSITORY / "README.md"),
-                        help="the document whose \"step-profile\" section is rewritten")
+                        help="the document whose \"step-profile-PRESET\" section is rewritten")
     args = parser.parse_args(argv)
 
     import tensorflow as tf
@@ -55,20 +58,20 @@ def main(argv=None):
     tf.config.threading.set_inter_op_parallelism_threads(1)
     images = np.random.default_rng(0).integers(0, 256, (BATCH * (args.steps + 2), 128, 128, 3),
                                                 dtype=np.uint8)
-    op_times = {precision: _traced_op_times(precision, images, args.steps)
+    op_times = {precision: _traced_op_times(args.preset, precision, images, args.steps)
                 for precision in PRECISIONS}
-    section = profile_section(op_times, args.steps)
-    replace_between_markers(args.readme, "step-profile", section)
+    section = profile_section(op_times, args.preset, args.steps)
+    replace_between_markers(args.readme, f"step-profile-{args.preset}", section)
     print(section)
     return 0
 
 
-def _traced_op_times(precision, images, steps):
+def _traced_op_times(preset, precision, images, steps):
     """{(group, op type): milliseconds per step} over `steps` traced steps."""
     import keras
     import tensorflow as tf
 
-    model = VAE(get_preset("seed"), seed=0, dtype=precision)
+    model = VAE(get_preset(preset), seed=0, dtype=precision)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     dataset = data.make_dataset(images, BATCH, shuffle=True, flip=True, seed=0)
     # The dataset shuffles itself; this epoch traces and warms up outside the profile.
@@ -109,7 +112,7 @@ def _group(op_name):
     return "loss gradient" if "gradient_tape" in op_name else "loss, metrics and optimizer"
 
 
-def profile_section(op_times, steps):
+def profile_section(op_times, preset, steps):
     single, half = (op_times[precision] for precision in PRECISIONS)
 
     def summed(times, key_index, keep=lambda key: True):
@@ -132,13 +135,13 @@ def profile_section(op_times, steps):
 
     transposed = "decoder conv2d_transpose"
     return "\n".join([
-        f"Op time per training step of the `seed` preset (batch {BATCH}, {steps} traced "
+        f"Op time per training step of the `{preset}` preset (batch {BATCH}, {steps} traced "
         "steps, one op at a time), forward and backward together, by kind of layer:",
         "", *table("layers", 0, 8), "",
-        "Inside the decoder's three Conv2DTranspose layers, by op:",
+        "Inside the decoder's Conv2DTranspose layers, by op:",
         "", *table("op", 1, 8, keep=lambda key: key[0] == transposed), "",
-        "Reproduce: `python benchmarks/step_profile.py` (under a minute, on an otherwise "
-        "idle machine).",
+        f"Reproduce: `python benchmarks/step_profile.py --preset {preset} --steps {steps}` "
+        "(a minute or two, on an otherwise idle machine).",
     ])
 
 

@@ -49,7 +49,8 @@ def test_op_names_are_grouped_by_layer_kind():
 
 def test_step_profile_traces_both_precisions(tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text("<!-- step-profile:begin -->\n<!-- step-profile:end -->\n", encoding="utf-8")
+    readme.write_text("<!-- step-profile-seed:begin -->\n<!-- step-profile-seed:end -->\n",
+                      encoding="utf-8")
     # Its own process: it sets TensorFlow's threading, which only a fresh process can.
     subprocess.run([sys.executable, str(REPOSITORY / "benchmarks/step_profile.py"), "--steps", "1",
                     "--readme", str(readme)], check=True, capture_output=True, timeout=300)
