@@ -52,10 +52,11 @@ SHOWN = 10
 
 def _finished(run, epochs):
     """Whether `run` finished training for `epochs` epochs, so it can be reused."""
-    if not (run / MODEL_FILE).is_file() or (run / BACKUP_DIR).exists():
+    if not (run / MODEL_FILE).is_file() or not (run / RUN_RECORD_FILE).is_file() \
+            or (run / BACKUP_DIR).exists():
         return False
     record = json.loads((run / RUN_RECORD_FILE).read_text(encoding="utf-8"))
-    return record["options"]["epochs"] == epochs
+    return record.get("options", {}).get("epochs") == epochs
 
 
 def main(argv=None):

@@ -78,3 +78,15 @@ def test_a_script_run_as_a_program_prints_no_traceback(tmp_path):
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         f"compression_results.py: error: no such file or directory: {tmp_path / 'missing'}")
+
+
+def test_experiments_reuse_only_runs_finished_with_the_asked_for_epochs(tmp_path):
+    finished = _script("scripts/experiments.py")._finished
+    run = tmp_path / "vae-10"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"")
+    assert not finished(run, 8)  # No run.json.
+    (run / "run.json").write_text('{"options": {"epochs": 8}}', encoding="utf-8")
+    assert finished(run, 8) and not finished(run, 16)
+    (run / "backup").mkdir()  # Interrupted: resume rather than reuse.
+    assert not finished(run, 8)
