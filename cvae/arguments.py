@@ -76,3 +76,13 @@ def add_crop_box(parser):
     parser.add_argument("--crop-box", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT",
                         help="crop every image to this box before resizing "
                              "(default: the centred square)")
+
+
+def add_showcase_arguments(parser):
+    """--showcase and --showcase-crop, for the scripts that draw a README figure."""
+    from cvae.files import SHOWCASE_CROP_BOX, SHOWCASE_IMAGE
+
+    parser.add_argument("--showcase", default=str(SHOWCASE_IMAGE),
+                        help="the public-domain face the README figure shows")
+    parser.add_argument("--showcase-crop", default=SHOWCASE_CROP_BOX, type=crop_box,
+                        metavar="LEFT,TOP,WIDTH,HEIGHT", help="where the face is in --showcase")

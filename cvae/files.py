@@ -8,6 +8,10 @@ from cvae.errors import CvaeError, first_line
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_PATH = REPOSITORY_ROOT / "saved_models" / "cvae-faces.keras"
+# The public-domain face the README's figures show (dataset faces may not be
+# published), and the box around the face in it.
+SHOWCASE_IMAGE = REPOSITORY_ROOT / "data" / "astronaut.png"
+SHOWCASE_CROP_BOX = (150, 30, 140, 140)
 TEMPORARY_PREFIX = ".tmp-"
 # What a training run directory holds (cvae/training.py writes it).
 MODEL_FILE = "model.keras"

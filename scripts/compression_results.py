@@ -26,9 +26,10 @@ import numpy as np
 from cvae import data, metrics
 from cvae.codec import codec_for
 from cvae.codec_report import comparison_figure, compression_report
-from cvae.arguments import HelpFormatter, crop_box
+from cvae.arguments import HelpFormatter, add_showcase_arguments
 from cvae.errors import run_script
-from cvae.files import REPOSITORY_ROOT, load_model, replace_between_markers
+from cvae.files import (DEFAULT_MODEL_PATH, REPOSITORY_ROOT, load_model,
+                        replace_between_markers)
 
 OTHER_STEPS = (2.0, 3.0, 5.0, 6.0, 8.0)
 
@@ -37,14 +38,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=HelpFormatter)
     parser.add_argument("--data", required=True, help="held-out images (utkface/val)")
-    parser.add_argument("--model", default=str(REPOSITORY_ROOT / "saved_models/cvae-faces.keras"),
+    parser.add_argument("--model", default=str(DEFAULT_MODEL_PATH),
                         help="the model whose codec is measured")
     parser.add_argument("--out", default=str(REPOSITORY_ROOT / "docs/results"),
                         help="folder for compression.json and the figure")
-    parser.add_argument("--showcase", default=str(REPOSITORY_ROOT / "data/astronaut.png"),
-                        help="the public-domain face the README figure shows")
-    parser.add_argument("--showcase-crop", default=(150, 30, 140, 140), type=crop_box,
-                        metavar="LEFT,TOP,WIDTH,HEIGHT", help="where the face is in --showcase")
+    add_showcase_arguments(parser)
     args = parser.parse_args(argv)
 
     model = load_model(args.model)

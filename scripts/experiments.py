@@ -31,8 +31,8 @@ from cvae import data, metrics
 from cvae.arguments import HelpFormatter, positive_int
 from cvae.errors import run_script
 from cvae.evaluation import reconstruction_metrics, split_halves, swd_entry
-from cvae.files import (MODEL_FILE, REPOSITORY_ROOT, RUN_RECORD_FILE, load_model,
-                        replace_between_markers)
+from cvae.files import (DEFAULT_MODEL_PATH, MODEL_FILE, REPOSITORY_ROOT, RUN_RECORD_FILE,
+                        load_model, replace_between_markers)
 from cvae.plotting import image_grid, plot_latent_histograms, save_png
 from cvae.training import BACKUP_DIR, TrainOptions, train
 
@@ -70,7 +70,7 @@ def main(argv=None):
     parser.add_argument("--out", default=str(REPOSITORY_ROOT / "docs/results/experiments"),
                         help="folder for experiments.json and the figures")
     parser.add_argument("--default-model",
-                        default=str(REPOSITORY_ROOT / "saved_models/cvae-faces.keras"),
+                        default=str(DEFAULT_MODEL_PATH),
                         help="the model of the table's last row")
     parser.add_argument("--readme", default=str(REPOSITORY_ROOT / "README.md"),
                         help="the document whose \"experiments\" section is rewritten")

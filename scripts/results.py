@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from cvae import data
-from cvae.arguments import HelpFormatter, crop_box, positive_int
+from cvae.arguments import HelpFormatter, add_showcase_arguments, positive_int
 from cvae.errors import run_script
 from cvae.evaluation import evaluate, fit_pca, split_halves, swd_entry
-from cvae.files import REPOSITORY_ROOT, load_model, replace_between_markers
+from cvae.files import DEFAULT_MODEL_PATH, REPOSITORY_ROOT, load_model, replace_between_markers
 from cvae.plotting import image_grid, save_png, tiled
 from cvae.samplers import mixture_beside
 
@@ -41,7 +41,7 @@ def main(argv=None):
                                      formatter_class=HelpFormatter)
     parser.add_argument("--data", required=True, help="held-out images (utkface/val)")
     parser.add_argument("--train-data", required=True, help="training images, for PCA")
-    parser.add_argument("--model", default=str(REPOSITORY_ROOT / "saved_models/cvae-faces.keras"),
+    parser.add_argument("--model", default=str(DEFAULT_MODEL_PATH),
                         help="the model to evaluate")
     parser.add_argument("--seed-model",
                         default=str(REPOSITORY_ROOT / "saved_models/baselines/seed-preset.keras"),
@@ -50,11 +50,7 @@ def main(argv=None):
                         help="folder for evaluation.json and the figures")
     parser.add_argument("--iwae-samples", type=positive_int, default=16,
                         help="importance samples per image for the IWAE bound")
-    # Dataset images may not be published, so the figure reconstructs a public-domain face.
-    parser.add_argument("--showcase", default=str(REPOSITORY_ROOT / "data/astronaut.png"),
-                        help="the public-domain face the README figure shows")
-    parser.add_argument("--showcase-crop", default=(150, 30, 140, 140), type=crop_box,
-                        metavar="LEFT,TOP,WIDTH,HEIGHT", help="where the face is in --showcase")
+    add_showcase_arguments(parser)
     args = parser.parse_args(argv)
 
     out = Path(args.out)

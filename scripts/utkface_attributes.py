@@ -29,7 +29,8 @@ from cvae import data
 from cvae.arguments import HelpFormatter, positive_int
 from cvae.errors import run_script
 from cvae.exploration import attribute, edited
-from cvae.files import REPOSITORY_ROOT, atomic_path, default_model_path, load_model
+from cvae.files import (REPOSITORY_ROOT, SHOWCASE_CROP_BOX, SHOWCASE_IMAGE, atomic_path,
+                        default_model_path, load_model)
 from cvae.plotting import image_grid, save_png
 from cvae.samplers import mixture_beside, sample_latents
 
@@ -88,8 +89,7 @@ def main(argv=None):
         faces, _ = data.read_dataset(args.faces, size)
         faces = faces[:6]
     else:
-        astronaut = data.load_image(REPOSITORY_ROOT / "data/astronaut.png", size,
-                                    crop_box=(150, 30, 140, 140))
+        astronaut = data.load_image(SHOWCASE_IMAGE, size, crop_box=SHOWCASE_CROP_BOX)
         # Faces from the ex-post mixture when it exists: fewer prior holes than N(0, I).
         mixture = mixture_beside(args.model or default_model_path())
         generated = model.decode(sample_latents(model, 4, seed=1, mixture=mixture))
