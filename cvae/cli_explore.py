@@ -28,9 +28,11 @@ def add_commands(commands):
 
     generate = command(
         "generate", "decode random latent codes into new faces",
-        "Decode N latent codes drawn from N(0, T² I) (--sampler normal) or from a Gaussian "
-        "mixture fitted to the training set's posterior means (--sampler gmm; Ghosh et al. "
-        f"2020). The mixture is saved beside the model as MODEL{MIXTURE_SUFFIX} and reused.")
+        "Decode N faces. By default the noise u ~ N(0, T² I) goes through the model's "
+        "second-stage VAE to a latent code (--sampler second-stage; Dai & Wipf 2019), or, "
+        "for a model without one, is the code itself (--sampler prior). --sampler gmm draws "
+        "from a Gaussian mixture fitted to the training set's posterior means (Ghosh et al. "
+        f"2020), saved beside the model as MODEL{MIXTURE_SUFFIX} and reused.")
     generate.add_argument("-n", "--count", type=positive_int, default=16, help="faces to generate")
     generate.add_argument("--seed", type=int, default=0, help="seed of the latent draws")
     generate.add_argument("--temperature", type=non_negative_float, default=1.0,
@@ -39,8 +41,11 @@ def add_commands(commands):
     generate.add_argument("--separate", metavar="DIR",
                           help="also (or instead) write each face as DIR/sample_NNN.png")
     generate.add_argument("--columns", type=positive_int, default=8, help="faces per row of the grid")
-    generate.add_argument("--sampler", choices=SAMPLERS, default="normal",
-                          help="normal: the prior N(0, I); gmm: the mixture fitted to the codes")
+    generate.add_argument("--sampler", choices=SAMPLERS + ("normal",),
+                          help="second-stage: N(0, I) through the second-stage VAE (the "
+                               "default when the model has one); prior: N(0, I) decoded "
+                               "directly (the default otherwise; 'normal' is its old name); "
+                               "gmm: the mixture fitted to the codes")
     generate.add_argument("--fit-data", metavar="DIR",
                           help="gmm: training images to fit the mixture on (refits and saves it)")
     generate.add_argument("--components", type=positive_int, default=10,
@@ -134,7 +139,7 @@ def _generate(args):
     model, model_path = _load(args)
     mixture = _mixture(args, model, model_path) if args.sampler == "gmm" else None
     faces = model.decode(samplers.sample_latents(model, args.count, args.seed, args.temperature,
-                                                 mixture))
+                                                 mixture, sampler=args.sampler))
     if args.out:
         save_png(tiled(faces, args.columns), args.out)
         print(f"wrote {args.out}")

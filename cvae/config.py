@@ -9,6 +9,7 @@ from typing import Tuple, Union
 
 LIKELIHOODS = ("gaussian", "l1", "bernoulli")
 NORMALIZATIONS = ("none", "batch", "group")
+BLOCKS = ("plain", "residual")
 DECODER_SCALES = ("learned", "calibrated")
 
 
@@ -24,6 +25,13 @@ class VAEConfig:
     latent_dim: int = 32
     normalization: str = "none"
     activation: str = "relu"
+    # "plain": each extra conv is conv -> norm -> activation; "residual": each
+    # pair of extra convs is a residual block x + conv(act(conv(act(x)))).
+    block: str = "plain"
+    # 0: the decoder's last Conv2DTranspose outputs the image. N > 0: it
+    # outputs N feature maps at full resolution, refined by one more block
+    # before a 3x3 Conv2D makes the image (capacity where the detail is).
+    output_filters: int = 0
     # Objective: reconstruction_weight * reconstruction NLL + beta * KL.
     likelihood: str = "l1"
     # Scale of the decoder's Gaussian (sigma) or Laplace (b) likelihood:
@@ -34,10 +42,21 @@ class VAEConfig:
     kl_warmup_steps: int = 0
     # 1 for a VAE; 0 trains the KL alone (the lectures' "KL only" experiment).
     reconstruction_weight: float = 1.0
+    # Weight of a Laplacian-pyramid term added to the reconstruction loss:
+    # a Laplace likelihood per band-pass level, each with its batch's
+    # maximum-likelihood scale, so fine detail weighs as much as coarse
+    # shape however small its errors become (see losses.pyramid_loss).
+    pyramid_weight: float = 0.0
+    # Hidden layer widths of the second-stage VAE over the latent codes
+    # (Dai & Wipf 2019). Empty: the model has none. Set only by
+    # cvae.second_stage.fit_second_stage, which trains it.
+    second_stage_units: Tuple[int, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "filters", tuple(int(f) for f in self.filters))
         object.__setattr__(self, "dense_units", tuple(int(u) for u in self.dense_units))
+        object.__setattr__(self, "second_stage_units",
+                           tuple(int(u) for u in self.second_stage_units))
         _require(self.image_size >= 2 ** len(self.filters),
                  f"image_size {self.image_size} is too small for {len(self.filters)} stride-2 stages")
         _require(self.channels in (1, 3), f"channels must be 1 or 3, got {self.channels}")
@@ -56,6 +75,11 @@ class VAEConfig:
         _require(self.reconstruction_weight >= 0,
                  f"reconstruction_weight must be >= 0, got {self.reconstruction_weight}")
         _require(self.kl_warmup_steps >= 0, "kl_warmup_steps must be >= 0")
+        _require(self.block in BLOCKS, f"block must be one of {BLOCKS}, got {self.block!r}")
+        _require(self.output_filters >= 0, "output_filters must be >= 0")
+        _require(self.pyramid_weight >= 0, "pyramid_weight must be >= 0")
+        _require(all(u > 0 for u in self.second_stage_units),
+                 "second_stage_units must be positive")
 
     @property
     def image_shape(self):

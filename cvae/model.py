@@ -10,6 +10,7 @@ from keras import ops
 from cvae import losses
 from cvae.config import VAEConfig
 from cvae.networks import build_decoder, build_encoder
+from cvae.second_stage import build_second_stage_decoder
 
 _INFERENCE_BATCH = 256
 # A learned decoder scale starts near the spread of untrained reconstructions'
@@ -43,6 +44,12 @@ class VAE(keras.Model):
             self.log_decoder_scale = self.add_weight(
                 shape=(), name="log_decoder_scale", dtype="float32",
                 initializer=keras.initializers.Constant(_INITIAL_LOG_SCALE))
+        # Trained after the first stage (cvae.second_stage), never by fit.
+        self.second_stage_decoder = None
+        if config.second_stage_units:
+            self.second_stage_decoder = build_second_stage_decoder(
+                config.latent_dim, config.second_stage_units)
+            self.second_stage_decoder.trainable = False
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_loss_tracker = keras.metrics.Mean(name="kl_loss")
@@ -82,6 +89,9 @@ class VAE(keras.Model):
         reconstruction_loss = ops.mean(losses.reconstruction_loss(
             images, reconstructions, self.config.likelihood,
             self.decoder_scale(images, reconstructions)))
+        if self.config.pyramid_weight:
+            reconstruction_loss += self.config.pyramid_weight * ops.mean(
+                losses.pyramid_loss(images, reconstructions))
         kl_loss = ops.mean(losses.kl_divergence(z_mean, z_log_var))
         if training:
             weight = losses.kl_weight(self.optimizer.iterations, self.config.beta,
@@ -136,11 +146,20 @@ class VAE(keras.Model):
         z_mean, _ = self.encode(images)
         return self.decode(z_mean)
 
-    def generate(self, n, seed=None, temperature=1.0):
-        """Decode n draws from N(0, temperature**2 I) (see `cvae.samplers` for others)."""
+    def generate(self, n, seed=None, temperature=1.0, sampler=None):
+        """Decode n codes drawn from N(0, temperature**2 I) by the default
+        sampler: through the second stage when the model has one, else
+        directly (see `cvae.samplers` for the choices)."""
         from cvae.samplers import sample_latents
 
-        return self.decode(sample_latents(self, n, seed, temperature))
+        return self.decode(sample_latents(self, n, seed, temperature, sampler=sampler))
+
+    def set_first_stage_weights(self, other):
+        """Copy encoder, decoder and decoder scale from a model of the same first stage."""
+        self.encoder.set_weights(other.encoder.get_weights())
+        self.decoder.set_weights(other.decoder.get_weights())
+        if self.config.decoder_scale == "learned":
+            self.log_decoder_scale.assign(other.log_decoder_scale)
 
     def _check_images(self, images):
         images = np.asarray(images)

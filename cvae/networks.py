@@ -16,8 +16,7 @@ def build_encoder(config, dtype=None, seed=None):
     x = images
     for filters in config.filters:
         x = _conv_block(x, layers.Conv2D, filters, 2, config, dtype)
-        for _ in range(config.encoder_extra_convs):
-            x = _conv_block(x, layers.Conv2D, filters, 1, config, dtype)
+        x = _refine(x, filters, config.encoder_extra_convs, config, dtype)
     x = layers.Flatten(dtype=dtype)(x)
     for units in config.dense_units:
         x = layers.Dense(units, activation=config.activation, dtype=dtype)(x)
@@ -37,9 +36,14 @@ def build_decoder(config, dtype=None):
     x = layers.Reshape((side, side, widest), dtype=dtype)(x)
     for filters in reversed(config.filters[:-1]):
         x = _conv_block(x, layers.Conv2DTranspose, filters, 2, config, dtype)
-        for _ in range(config.decoder_extra_convs):
-            x = _conv_block(x, layers.Conv2D, filters, 1, config, dtype)
-    x = layers.Conv2DTranspose(config.channels, 3, strides=2, padding="same", dtype=dtype)(x)
+        x = _refine(x, filters, config.decoder_extra_convs, config, dtype)
+    if config.output_filters:
+        x = _conv_block(x, layers.Conv2DTranspose, config.output_filters, 2, config, dtype)
+        x = _refine(x, config.output_filters, 2 if config.block == "residual" else 1,
+                    config, dtype)
+        x = layers.Conv2D(config.channels, 3, padding="same", dtype=dtype)(x)
+    else:
+        x = layers.Conv2DTranspose(config.channels, 3, strides=2, padding="same", dtype=dtype)(x)
     # Upsampling doubles the bottleneck side, which can overshoot sizes that are
     # not a multiple of 2**stages (28 -> 4 -> 32): crop back symmetrically.
     excess = side * 2 ** len(config.filters) - config.image_size
@@ -49,16 +53,33 @@ def build_decoder(config, dtype=None):
     return keras.Model(latent, images, name="decoder")
 
 
-def _conv_block(x, conv_class, filters, strides, config, dtype):
+def _refine(x, filters, convs, config, dtype):
+    """`convs` more 3x3 convolutions at the same resolution: plain blocks, or
+    residual blocks of two convolutions each (an odd one left over is plain)."""
+    if config.block == "residual":
+        for _ in range(convs // 2):
+            skip = x
+            x = _conv_block(x, layers.Conv2D, filters, 1, config, dtype)
+            x = _conv_block(x, layers.Conv2D, filters, 1, config, dtype, activate=False)
+            x = layers.Add(dtype=dtype)([skip, x])
+            x = layers.Activation(config.activation, dtype=dtype)(x)
+        convs %= 2
+    for _ in range(convs):
+        x = _conv_block(x, layers.Conv2D, filters, 1, config, dtype)
+    return x
+
+
+def _conv_block(x, conv_class, filters, strides, config, dtype, activate=True):
+    activation = config.activation if activate else None
     if config.normalization == "none":
         return conv_class(filters, 3, strides=strides, padding="same",
-                          activation=config.activation, dtype=dtype)(x)
+                          activation=activation, dtype=dtype)(x)
     x = conv_class(filters, 3, strides=strides, padding="same", use_bias=False, dtype=dtype)(x)
     if config.normalization == "batch":
         x = layers.BatchNormalization(dtype=dtype)(x)
     else:
         x = layers.GroupNormalization(groups=_groups(filters), dtype=dtype)(x)
-    return layers.Activation(config.activation, dtype=dtype)(x)
+    return layers.Activation(activation, dtype=dtype)(x) if activate else x
 
 
 def _groups(filters, preferred=8):

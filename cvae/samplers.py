@@ -1,9 +1,14 @@
-"""Where latent codes to decode come from: the N(0, I) prior, or a Gaussian
-mixture fitted to the training set's posterior means ("ex-post density
-estimation", Ghosh et al. 2020, "From Variational to Deterministic
-Autoencoders"), which puts samples where the decoder was trained.
+"""Where latent codes to decode come from:
 
-The mixture is fitted once and saved beside the model as `<model>.gmm.npz`.
+- "second-stage": u ~ N(0, I) mapped to z by the second-stage VAE stored in
+  the model (`cvae.second_stage`); the default when the model has one;
+- "prior": z ~ N(0, I) decoded directly; the default otherwise;
+- "gmm": a Gaussian mixture fitted to the training set's posterior means
+  ("ex-post density estimation", Ghosh et al. 2020, "From Variational to
+  Deterministic Autoencoders"), saved beside the model as `<model>.gmm.npz`.
+
+The noise is N(0, temperature² I) for the first two; the temperature
+scales each mixture component's spread for the third.
 """
 
 from pathlib import Path
@@ -13,7 +18,9 @@ import numpy as np
 from cvae.errors import CvaeError
 from cvae.files import atomic_path
 
-SAMPLERS = ("normal", "gmm")
+SAMPLERS = ("second-stage", "prior", "gmm")
+# The name earlier versions used for "prior".
+_ALIASES = {"normal": "prior"}
 MIXTURE_SUFFIX = ".gmm.npz"
 # Added to every covariance's diagonal: keeps components invertible when
 # some dimensions barely vary (inactive units).
@@ -118,15 +125,41 @@ def fit_mixture(model, images, components=10, seed=0, log=None):
     return GaussianMixture.fit(z_mean, components, seed=seed, log=log)
 
 
-def sample_latents(model, n, seed=None, temperature=1.0, mixture=None):
-    """n latent codes from N(0, temperature² I), or from `mixture` when given."""
+def default_sampler(model):
+    return "second-stage" if model.second_stage_decoder is not None else "prior"
+
+
+def resolve_sampler(model, sampler=None, mixture=None):
+    """The sampler to use: the one asked for (checked), else the model's default."""
+    if sampler is None:
+        return "gmm" if mixture is not None else default_sampler(model)
+    sampler = _ALIASES.get(sampler, sampler)
+    if sampler not in SAMPLERS:
+        raise CvaeError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if sampler == "second-stage" and model.second_stage_decoder is None:
+        raise CvaeError("this model has no second stage; use --sampler prior or gmm "
+                        "(or add one with cvae second-stage)")
+    if sampler == "gmm" and mixture is None:
+        raise CvaeError("the gmm sampler needs a mixture fitted to this model")
+    return sampler
+
+
+def sample_latents(model, n, seed=None, temperature=1.0, mixture=None, sampler=None):
+    """n latent codes from `sampler` (see the module's docstring); by default
+    the mixture when one is given, else the model's default sampler."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if mixture is None:
-        return temperature * np.random.default_rng(seed).standard_normal(
+    if not np.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+    sampler = resolve_sampler(model, sampler, mixture)
+    if sampler != "gmm":
+        noise = temperature * np.random.default_rng(seed).standard_normal(
             (n, model.config.latent_dim))
+        if sampler == "prior":
+            return noise
+        return np.concatenate([
+            np.asarray(model.second_stage_decoder(noise[start:start + 256], training=False))
+            for start in range(0, n, 256)])
     if mixture.means.shape[1] != model.config.latent_dim:
         raise CvaeError(f"the mixture has {mixture.means.shape[1]} dimensions, "
                         f"the model {model.config.latent_dim}")

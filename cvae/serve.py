@@ -22,7 +22,7 @@ import numpy as np
 from cvae import data, metrics
 from cvae.errors import CvaeError
 from cvae.plotting import tiled
-from cvae.samplers import sample_latents
+from cvae.samplers import SAMPLERS, default_sampler, sample_latents
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_FACES = 64
@@ -45,8 +45,11 @@ def create_app(codec, mixture=None):
     # One request at a time on the model: Keras models are not made for
     # concurrent calls, and one CPU-bound request at a time is fastest anyway.
     lock = threading.Lock()
-    # The mixture first when there is one: the page offers it as the default.
-    available_samplers = ["gmm", "normal"] if mixture is not None else ["normal"]
+    # The model's default first, as everywhere else: the page offers it first.
+    available_samplers = [default_sampler(model)] + [
+        name for name in SAMPLERS if name != default_sampler(model)
+        and (name != "second-stage" or model.second_stage_decoder is not None)
+        and (name != "gmm" or mixture is not None)]
 
     def guarded(handler):
         async def endpoint(request):
@@ -83,13 +86,14 @@ def create_app(codec, mixture=None):
         count = _number(request.query_params, "count", int, 16)
         if not 1 <= count <= MAX_FACES:
             raise CvaeError(f"count must be between 1 and {MAX_FACES}")
-        sampler = request.query_params.get("sampler", "normal")
+        sampler = request.query_params.get("sampler") or available_samplers[0]
         if sampler == "gmm" and mixture is None:
             raise CvaeError("this model has no ex-post mixture (see cvae generate --sampler gmm)")
         if sampler not in available_samplers:
-            raise CvaeError(f"unknown sampler {sampler!r}")
+            raise CvaeError(f"unknown sampler {sampler!r}; this model offers "
+                            f"{', '.join(available_samplers)}")
         codes = sample_latents(model, count, seed, temperature,
-                               mixture if sampler == "gmm" else None)
+                               mixture if sampler == "gmm" else None, sampler=sampler)
         faces = await locked(model.decode, codes)
         return {"grid": _png(tiled(faces, 8))}
 

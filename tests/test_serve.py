@@ -86,7 +86,7 @@ def test_too_large_uploads_are_refused(client, monkeypatch):
 
 
 def test_the_mixture_sampler_is_offered_only_when_there_is_one(client):
-    assert client.get("/api/samplers").json() == {"samplers": ["normal"]}
+    assert client.get("/api/samplers").json() == {"samplers": ["prior"]}
     response = client.get("/api/generate", params={"sampler": "gmm"})
     assert response.status_code == 400 and "no ex-post mixture" in response.json()["error"]
 

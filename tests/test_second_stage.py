@@ -1,0 +1,63 @@
+"""The second-stage VAE: trained on a first stage's codes, stored inside the
+model, and the default sampler of a model that has one."""
+
+import numpy as np
+import pytest
+
+from cvae.errors import CvaeError
+from cvae.files import load_model, save_model
+from cvae.model import VAE
+from cvae.samplers import default_sampler, resolve_sampler, sample_latents
+from cvae.second_stage import fit_second_stage
+
+
+@pytest.fixture(scope="module")
+def first_stage():
+    from tests.conftest import TINY, smooth_images
+
+    import keras
+    keras.utils.set_random_seed(0)
+    model = VAE(TINY, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    images = smooth_images(64)
+    model.fit(images, epochs=2, batch_size=16, verbose=0)
+    return model, images
+
+
+def test_second_stage_is_stored_in_the_model_and_sampled_by_default(first_stage, tmp_path):
+    model, images = first_stage
+    assert default_sampler(model) == "prior"
+    combined = fit_second_stage(model, images, units=(16, 16), epochs=3, batch_size=16)
+    assert combined.config.second_stage_units == (16, 16)
+    assert default_sampler(combined) == "second-stage"
+    # The first stage is unchanged.
+    np.testing.assert_allclose(combined.reconstruct(images[:4]), model.reconstruct(images[:4]),
+                               atol=1e-6)
+    # Second-stage codes differ from the raw prior's draws with the same seed.
+    through = sample_latents(combined, 5, seed=3)
+    raw = sample_latents(combined, 5, seed=3, sampler="prior")
+    assert through.shape == raw.shape == (5, 4)
+    assert not np.allclose(through, raw)
+    path = tmp_path / "with_second_stage.keras"
+    save_model(combined, path)
+    loaded = load_model(path)
+    np.testing.assert_allclose(loaded.generate(4, seed=1), combined.generate(4, seed=1), atol=1e-6)
+    np.testing.assert_allclose(sample_latents(loaded, 5, seed=3), through, atol=1e-6)
+
+
+def test_sampler_names_are_checked(first_stage):
+    model, _ = first_stage
+    with pytest.raises(CvaeError, match="no second stage"):
+        resolve_sampler(model, "second-stage")
+    with pytest.raises(CvaeError, match="unknown sampler"):
+        resolve_sampler(model, "uniform")
+    with pytest.raises(CvaeError, match="needs a mixture"):
+        resolve_sampler(model, "gmm")
+    assert resolve_sampler(model, "normal") == "prior"
+
+
+@pytest.mark.parametrize("temperature", [float("nan"), float("inf"), -1.0])
+def test_temperature_must_be_finite_and_non_negative(first_stage, temperature):
+    model, _ = first_stage
+    with pytest.raises(ValueError, match="temperature"):
+        sample_latents(model, 2, seed=0, temperature=temperature)
