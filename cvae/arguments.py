@@ -72,10 +72,35 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def add_crop_box(parser):
+def add_framing(parser, align="auto"):
+    """--crop-box, --align and --face-index: how a photo becomes a face crop
+    (read back with `framing`). Commands that read a person's photos align by
+    default; those that read training sets (already framed) do not."""
     parser.add_argument("--crop-box", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT",
-                        help="crop every image to this box before resizing "
-                             "(default: the centred square)")
+                        help="crop every image to this box before resizing (wins over --align)")
+    parser.add_argument("--align", choices=("auto", "on", "off"), default=align,
+                        help="frame the face like the training data: auto falls back to the "
+                             "centred square (with a warning) when no face is found, on makes "
+                             "that an error for the file, off always takes the centred square")
+    parser.add_argument("--face-index", type=non_negative_int, default=0,
+                        help="which face to align when a photo holds several: 0 for the "
+                             "largest, 1 for the next, ...")
+
+
+def warn_if_not_aligned(path, photo_framing, placement):
+    """--align auto's one warning line for a photo in which no face was found."""
+    import sys
+
+    if photo_framing.aligning and not placement.aligned:
+        print(f"cvae: warning: {path}: no face found; using the centred square",
+              file=sys.stderr, flush=True)
+
+
+def framing(args):
+    """The `cvae.data.Framing` that add_framing's options ask for."""
+    from cvae.data import Framing
+
+    return Framing(crop_box=args.crop_box, align=args.align, face_index=args.face_index)
 
 
 def add_showcase_arguments(parser):

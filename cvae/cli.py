@@ -9,7 +9,7 @@ import sys
 import warnings
 
 from cvae import cli_codec, cli_explore
-from cvae.arguments import (HelpFormatter, add_crop_box, decoder_scale, non_negative_float,
+from cvae.arguments import (HelpFormatter, add_framing, decoder_scale, non_negative_float,
                             non_negative_int, positive_float, positive_int)
 from cvae.errors import CvaeError, run_command
 
@@ -62,7 +62,7 @@ def build_parser():
                             "AVX-512 BF16 or AMX, else float32")
     train.add_argument("--xla", default="auto", choices=("auto", "on", "off"),
                        help="XLA compilation of the train step; auto: on for GPUs, off on CPUs")
-    add_crop_box(train)
+    add_framing(train, align="off")
     train.add_argument("--no-flip", dest="flip", action="store_false",
                        help="do not flip training images left-right at random")
     train.add_argument("--no-tensorboard", dest="tensorboard", action="store_false",
@@ -112,7 +112,7 @@ def build_parser():
     evaluate.add_argument("--inception-weights", metavar="PATH",
                           help="local InceptionV3 weights (no top) to also report FID; "
                                "nothing is ever downloaded")
-    add_crop_box(evaluate)
+    add_framing(evaluate, align="off")
     evaluate.add_argument("--precision", choices=PRECISIONS,
                           help="run the model in this precision (default: as saved)")
     evaluate.add_argument("--seed", type=int, default=0,
@@ -156,7 +156,8 @@ def _train(args):
         learning_rate_schedule=args.lr_schedule, time_limit_minutes=args.time_limit,
         precision=args.precision, jit_compile={"on": True, "off": False}.get(args.xla, "auto"),
         validation_data=args.val_data,
-        validation_fraction=args.validation_split, crop_box=args.crop_box, flip=args.flip,
+        validation_fraction=args.validation_split, crop_box=args.crop_box, align=args.align,
+        face_index=args.face_index, flip=args.flip,
         seed=args.seed, tensorboard=args.tensorboard, initial_model=args.initial_model,
         distribute=args.distribute,
         config_overrides={name: getattr(args, name) for name in override_names
@@ -170,6 +171,7 @@ def _evaluate(args):
     from pathlib import Path
 
     from cvae import data
+    from cvae.arguments import framing
     from cvae.evaluation import evaluate, format_report, load_inception
     from cvae.files import load_model
 
@@ -177,14 +179,14 @@ def _evaluate(args):
         raise CvaeError(f"no such Inception weights file: {args.inception_weights}")
     model = load_model(args.model, precision=None if args.precision == "auto" else args.precision)
     size, channels = model.config.image_size, model.config.channels
-    images, _ = data.read_dataset(args.data, size, channels, args.crop_box)
+    images, _ = data.read_dataset(args.data, size, channels, framing(args))
     if args.max_images:
         images = data.random_subset(images, args.max_images, args.seed)
     train_images = None
     if args.train_data:
         # The same images the PCA would pick from the whole folder, decoded alone.
         train_images = data.read_subset(args.train_data, args.pca_images, size, channels,
-                                        args.crop_box, args.seed)
+                                        framing(args), args.seed)
     inception = load_inception(args.inception_weights) if args.inception_weights else None
     results = evaluate(model, images, train_images, iwae_samples=args.iwae_samples,
                        pca_images=args.pca_images, inception=inception, seed=args.seed)

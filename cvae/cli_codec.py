@@ -2,8 +2,8 @@
 
 import sys
 
-from cvae.arguments import (HelpFormatter, add_crop_box, positive_float, positive_floats,
-                            positive_int)
+from cvae.arguments import (HelpFormatter, add_framing, framing, positive_float,
+                            positive_floats, positive_int, warn_if_not_aligned)
 from cvae.errors import CvaeError
 
 
@@ -14,8 +14,8 @@ def add_commands(commands):
     compress = commands.add_parser(
         "compress", help="compress face images to tiny .cvae files",
         description="Compress each image (or each file in a folder) to OUT_DIR/STEM.cvae. "
-                    "Images are cropped to their centred square and resized to the model's "
-                    "size. With --report, write nothing and print bytes, PSNR and SSIM for "
+                    "The face in each photo is found and framed like the training data "
+                    "(--align), and the crop resized to the model's size. With --report, write nothing and print bytes, PSNR and SSIM for "
                     "each mode beside JPEG and WebP instead.",
         formatter_class=HelpFormatter)
     compress.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR",
@@ -29,14 +29,16 @@ def add_commands(commands):
                           help="entropy mode: quantization step in posterior standard "
                                "deviations (default: the calibrated one; larger = smaller files)")
     compress.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    add_crop_box(compress)
+    add_framing(compress)
     compress.add_argument("--report", action="store_true",
                           help="measure instead of writing files (inputs: folders of images)")
     compress.add_argument("--figure", metavar="PNG", help="with --report: also write "
                           "original | cvae | JPEG | WebP side by side")
     compress.add_argument("--max-images", type=positive_int,
                           help="with --report: use at most this many images (chosen at random)")
-    compress.add_argument("--json", action="store_true", help="with --report: print JSON")
+    compress.add_argument("--json", action="store_true",
+                          help="print JSON: each file's output, bytes and crop (box and angle "
+                               "in the photo's pixels), or with --report the report")
     compress.set_defaults(handler=_compress)
 
     decompress = commands.add_parser(
@@ -49,6 +51,12 @@ def add_commands(commands):
                             help="folder for the decoded PNG files")
     decompress.add_argument("--model", help="a .keras model (default: the shipped faces model)")
     decompress.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    decompress.add_argument("--paste-into", metavar="ORIGINAL",
+                            help="put the decoded face back into the original photo (one input "
+                                 "file): the face is found in ORIGINAL again with the same "
+                                 "--align, --face-index and --crop-box as compress used, and "
+                                 "the output is the whole photo")
+    add_framing(decompress)
     decompress.set_defaults(handler=_decompress)
 
     calibrate = commands.add_parser(
@@ -67,7 +75,7 @@ def add_commands(commands):
     calibrate.add_argument("--steps", type=positive_floats,
                            default=",".join(f"{s:g}" for s in CALIBRATION_STEPS),
                            help="candidate steps, in posterior standard deviations")
-    add_crop_box(calibrate)
+    add_framing(calibrate, align="off")
     calibrate.add_argument("--seed", type=int, default=0, help="seed of the random choice of images")
     calibrate.set_defaults(handler=_calibrate)
 
@@ -79,8 +87,8 @@ def _compress(args):
 
     if not args.report and not args.out:
         raise CvaeError("give an output folder with -o OUT_DIR (or use --report)")
-    if not args.report and (args.figure or args.max_images or args.json):
-        raise CvaeError("--figure, --max-images and --json go with --report")
+    if not args.report and (args.figure or args.max_images):
+        raise CvaeError("--figure and --max-images go with --report")
     model_path = args.model or default_model_path()
     codec = codec_for(load_model(model_path))
     if args.mode == "entropy" and codec.table is None and not args.report:
@@ -90,12 +98,22 @@ def _compress(args):
     if args.report:
         return _compression_report(args, codec)
     failures = _FailureLog()
-    written = compress_files(codec, args.inputs, args.out, args.mode, args.step, args.force,
-                             args.crop_box, on_error=failures)
-    if written:
-        mean_bytes = sum(size for _, _, size in written) / len(written)
+    photo_framing = framing(args)
+    written = compress_files(
+        codec, args.inputs, args.out, args.mode, args.step, args.force, photo_framing,
+        on_error=failures,
+        on_fallback=lambda path, placement: warn_if_not_aligned(path, photo_framing, placement))
+    if args.json:
+        import json
+
+        print(json.dumps([{"input": str(source), "output": str(target), "bytes": size,
+                           "crop": placement.to_dict()}
+                          for source, target, size, placement in written], indent=2))
+    elif written:
+        mean_bytes = sum(size for _, _, size, _ in written) / len(written)
+        aligned = sum(placement.aligned for *_, placement in written)
         print(f"compressed {len(written)} image(s) to {args.out} ({args.mode}, "
-              f"{mean_bytes:.1f} bytes on average)")
+              f"{mean_bytes:.1f} bytes on average; {aligned} face(s) aligned)")
     failures.exit_if_any(len(written))
 
 
@@ -110,7 +128,7 @@ def _compression_report(args, codec):
     config = codec.config
     count = args.max_images or sys.maxsize
     images = numpy.concatenate([data.read_subset(source, count, config.image_size,
-                                                 config.channels, args.crop_box)
+                                                 config.channels, framing(args))
                                 for source in args.inputs])
     images = data.random_subset(images, count)
     report = compression_report(codec, images, step=args.step)
@@ -126,8 +144,10 @@ def _decompress(args):
     from cvae.files import load_model
 
     codec = codec_for(load_model(args.model))
+    paste = _paste_target(args, codec.config) if args.paste_into else None
     failures = _FailureLog()
-    written = decompress_files(codec, args.inputs, args.out, args.force, on_error=failures)
+    written = decompress_files(codec, args.inputs, args.out, args.force, on_error=failures,
+                               paste=paste)
     if written:
         print(f"decompressed {len(written)} file(s) to {args.out}")
     failures.exit_if_any(len(written))
@@ -141,11 +161,36 @@ def _calibrate(args):
     model_path = args.model or default_model_path()
     model = load_model(model_path)
     images = data.read_subset(args.data, args.max_images, model.config.image_size,
-                              model.config.channels, args.crop_box, args.seed)
+                              model.config.channels, framing(args), args.seed)
     table = calibrate(model, images, args.max_psnr_loss, args.steps,
                       log=lambda message: print(message, flush=True))
     table.save(table_path(model_path))
     print(f"default step {table.step:g}; wrote {table_path(model_path)}")
+
+
+def _paste_target(args, config):
+    """(photo, placement) for --paste-into: the face found again as compress found it."""
+    from pathlib import Path
+
+    import numpy
+
+    from cvae import data
+
+    if len(args.inputs) != 1 or not Path(args.inputs[0]).is_file():
+        raise CvaeError("--paste-into takes exactly one .cvae file")
+    original = Path(args.paste_into)
+    if not original.is_file():
+        raise CvaeError(f"no such image file: {original}")
+    try:
+        _, placement = data.load_face(original, config.image_size, config.channels,
+                                      framing(args))
+        photo = numpy.asarray(data.open_photo(original, config.channels))
+    except data.NoFaceError as error:
+        raise CvaeError(f"{original}: {error}") from None
+    except (OSError, ValueError) as error:
+        raise CvaeError(f"{original}: not a readable image ({type(error).__name__})") from None
+    warn_if_not_aligned(original, framing(args), placement)
+    return photo, placement
 
 
 class _FailureLog:

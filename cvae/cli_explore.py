@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cvae.arguments import (HelpFormatter, add_crop_box, floats, non_negative_float,
-                            non_negative_ints, positive_int)
+from cvae.arguments import (HelpFormatter, add_framing, floats, framing, non_negative_float,
+                            non_negative_ints, positive_int, warn_if_not_aligned)
 from cvae.errors import CvaeError
 
 _MODEL_HELP = "a .keras model (default: the shipped faces model, or $CVAE_MODEL)"
@@ -67,7 +67,7 @@ def add_commands(commands):
                              help="lerp: a straight line; slerp: a great circle, which keeps "
                                   "the codes' norm typical of N(0, I)")
     interpolate.add_argument("-o", "--out", required=True, help="the strip PNG to write")
-    add_crop_box(interpolate)
+    add_framing(interpolate)
     interpolate.set_defaults(handler=_interpolate)
 
     traverse = command(
@@ -85,7 +85,7 @@ def add_commands(commands):
     traverse.add_argument("--steps", type=int, default=7,
                           help="values from LOW to HIGH, both included")
     traverse.add_argument("-o", "--out", required=True, help="the grid PNG to write")
-    add_crop_box(traverse)
+    add_framing(traverse)
     traverse.set_defaults(handler=_traverse)
 
     attribute = command(
@@ -97,7 +97,7 @@ def add_commands(commands):
     attribute.add_argument("-o", "--out", required=True, help="the .npy file to write")
     attribute.add_argument("--max-images", type=positive_int,
                            help="use at most this many images of each set (chosen at random)")
-    add_crop_box(attribute)
+    add_framing(attribute, align="off")
     attribute.set_defaults(handler=_attribute)
 
     edit = command(
@@ -109,7 +109,7 @@ def add_commands(commands):
     edit.add_argument("--scale", type=floats, default=(-2.0, -1.0, 0.0, 1.0, 2.0),
                       help="comma-separated scales; write --scale=-2,0,2 when the first is negative")
     edit.add_argument("-o", "--out", required=True, help="the strip PNG to write")
-    add_crop_box(edit)
+    add_framing(edit)
     edit.set_defaults(handler=_edit)
 
     stats = command(
@@ -126,7 +126,7 @@ def add_commands(commands):
     stats.add_argument("--max-images", type=positive_int, default=5000,
                        help="use at most this many images, chosen at random")
     stats.add_argument("--seed", type=int, default=0, help="seed of the random choice of images")
-    add_crop_box(stats)
+    add_framing(stats, align="off")
     stats.set_defaults(handler=_latent_stats)
 
 
@@ -176,7 +176,7 @@ def _interpolate(args):
     if args.steps < 2:
         raise CvaeError(f"--steps must be at least 2, got {args.steps}")
     model, _ = _load(args)
-    start, end = (_endpoint(model, text, args.crop_box) for text in (args.start, args.end))
+    start, end = (_endpoint(model, text, framing(args)) for text in (args.start, args.end))
     save_png(image_grid([interpolation(model, start, end, args.steps, args.mode)]), args.out)
     print(f"wrote {args.out}")
 
@@ -194,7 +194,7 @@ def _traverse(args):
     low, high = args.range
     if not low < high:
         raise CvaeError(f"--range: LOW must be below HIGH, got {low} {high}")
-    image = _image(model, args.image, args.crop_box)
+    image = _image(model, args.image, framing(args))
     faces, dimensions = traversal(model, image[None], args.dims, np.linspace(low, high, args.steps),
                                   min(args.count, latent_dim))
     save_png(image_grid(list(faces)), args.out)
@@ -212,7 +212,7 @@ def _attribute(args):
     sets = []
     for folder in (args.positive, args.negative):
         images, _ = data.read_dataset(folder, model.config.image_size, model.config.channels,
-                                      args.crop_box)
+                                      framing(args))
         sets.append(data.random_subset(images, args.max_images) if args.max_images else images)
     vector = attribute(model, *sets)
     with atomic_path(args.out) as temporary:
@@ -233,7 +233,7 @@ def _edit(args):
     if vector.shape != (model.config.latent_dim,):
         raise CvaeError(f"{args.vector} holds shape {vector.shape}; this model needs "
                         f"({model.config.latent_dim},)")
-    image = _image(model, args.image, args.crop_box)
+    image = _image(model, args.image, framing(args))
     save_png(image_grid([edited(model, image, vector, args.scale)]), args.out)
     print(f"wrote {args.out}")
 
@@ -246,7 +246,7 @@ def _latent_stats(args):
 
     model, _ = _load(args)
     images = data.read_subset(args.data, args.max_images, model.config.image_size,
-                              model.config.channels, args.crop_box, args.seed)
+                              model.config.channels, framing(args), args.seed)
     z_mean, z_log_var = model.encode(images)
     stats = latent_statistics(z_mean, z_log_var)
     codes = z_mean + np.exp(0.5 * z_log_var) * np.random.default_rng(args.seed).standard_normal(
@@ -269,18 +269,24 @@ def _load(args):
     return load_model(path), path
 
 
-def _image(model, path, box):
+def _image(model, path, photo_framing):
     from cvae import data
 
     if not Path(path).is_file():
         raise CvaeError(f"no such image file: {path}")
     try:
-        return data.load_image(path, model.config.image_size, model.config.channels, box)
+        image, placement = data.load_face(path, model.config.image_size, model.config.channels,
+                                          photo_framing)
+    except data.NoFaceError as error:
+        raise CvaeError(f"{path}: {error}") from None
     except (OSError, ValueError) as error:
         raise CvaeError(f"{path}: not a readable image ({type(error).__name__})") from None
+    warn_if_not_aligned(path, photo_framing, placement)
+    return image
 
 
-def _endpoint(model, text, box):
+
+def _endpoint(model, text, photo_framing):
     """An image file's code, or seed:N for a draw from N(0, I)."""
     from cvae.samplers import sample_latents
 
@@ -290,4 +296,4 @@ def _endpoint(model, text, box):
         except ValueError:
             raise CvaeError(f"expected seed:N with an integer N, got {text!r}") from None
         return sample_latents(model, 1, seed)[0]
-    return _image(model, text, box)
+    return _image(model, text, photo_framing)

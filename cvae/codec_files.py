@@ -53,9 +53,11 @@ class _Outputs:
         return target
 
 
-def compress_files(codec, inputs, out_dir, mode, step=None, force=False, crop_box=None,
-                   on_error=None):
-    """Compress images to `out_dir/<stem>.cvae`; returns the list of (source, target, bytes)."""
+def compress_files(codec, inputs, out_dir, mode, step=None, force=False, framing=None,
+                   on_error=None, on_fallback=None):
+    """Compress images to `out_dir/<stem>.cvae`; returns the list of (source, target,
+    bytes, placement). `on_fallback(path, placement)` hears of each photo that
+    --align auto could not align."""
     config = codec.config
     outputs = _Outputs(out_dir, COMPRESSED_SUFFIX, force)
     ready = []
@@ -64,24 +66,29 @@ def compress_files(codec, inputs, out_dir, mode, step=None, force=False, crop_bo
             target = outputs.claim(path)
             if path.stat().st_size == 0:
                 raise CvaeError("empty file")
-            image = data.load_image(path, config.image_size, config.channels, crop_box)
+            image, placement = data.load_face(path, config.image_size, config.channels, framing)
         except (CvaeError, OSError, ValueError) as error:
             on_error(path, _image_error(error))
             continue
-        ready.append((path, target, image))
+        if on_fallback is not None:
+            on_fallback(path, placement)
+        ready.append((path, target, image, placement))
     written = []
     for start in range(0, len(ready), _BATCH):
         chunk = ready[start:start + _BATCH]
-        files = codec.compress_batch(np.stack([image for _, _, image in chunk]), mode, step)
-        for (path, target, _), content in zip(chunk, files):
+        files = codec.compress_batch(np.stack([image for _, _, image, _ in chunk]), mode, step)
+        for (path, target, _, placement), content in zip(chunk, files):
             with atomic_path(target) as temporary:
                 temporary.write_bytes(content)
-            written.append((path, target, len(content)))
+            written.append((path, target, len(content), placement))
     return written
 
 
-def decompress_files(codec, inputs, out_dir, force=False, on_error=None):
-    """Decompress `.cvae` files to `out_dir/<stem>.png`; returns the list of (source, target)."""
+def decompress_files(codec, inputs, out_dir, force=False, on_error=None, paste=None):
+    """Decompress `.cvae` files to `out_dir/<stem>.png`; returns the list of (source, target).
+
+    paste: (photo uint8 array, Placement): the decoded face is put back into
+    this photo at the placement (see `cvae.align.paste_into`) instead."""
     outputs = _Outputs(out_dir, ".png", force)
     ready = []
     for path in expand_inputs(inputs, on_error):
@@ -97,6 +104,10 @@ def decompress_files(codec, inputs, out_dir, force=False, on_error=None):
         chunk = ready[start:start + _BATCH]
         images = codec.decode(np.stack([code for _, _, code in chunk]))
         for (path, target, _), image in zip(chunk, images):
+            if paste is not None:
+                from cvae.align import paste_into
+
+                image = paste_into(paste[0], image, paste[1])
             save_png(image, target)
             written.append((path, target))
     return written
@@ -107,4 +118,6 @@ def _image_error(error):
 
     if isinstance(error, UnidentifiedImageError):
         return "not an image (or a format Pillow cannot read)"
+    if isinstance(error, data.NoFaceError):
+        return str(error)
     return first_line(error)

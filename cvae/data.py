@@ -6,6 +6,9 @@ are skipped and reported in one warning.
 """
 
 import concurrent.futures
+import dataclasses
+import hashlib
+import json
 import os
 import warnings
 import zlib
@@ -23,6 +26,44 @@ _NAMED_IN_WARNING = 5
 
 class SkippedFilesWarning(UserWarning):
     """Some input files could not be read and were left out."""
+
+
+class NoFaceWarning(UserWarning):
+    """--align auto found no face in some files and used their centred square."""
+
+
+class NoFaceError(ValueError):
+    """--align on found no face in a file."""
+
+
+ALIGN_MODES = ("auto", "on", "off")
+
+
+@dataclasses.dataclass(frozen=True)
+class Framing:
+    """How a photo becomes a face crop: a fixed `crop_box` (left, top, width,
+    height) wins; else `align` "on" or "auto" frames the `face_index`-th
+    largest face like the training data (`cvae.align`), "auto" falling back
+    to the centred square when there is none; "off" takes the centred square."""
+
+    crop_box: tuple = None
+    align: str = "off"
+    face_index: int = 0
+
+    def __post_init__(self):
+        if self.align not in ALIGN_MODES:
+            raise ValueError(f"align must be one of {ALIGN_MODES}, got {self.align!r}")
+
+    @property
+    def aligning(self):
+        return self.crop_box is None and self.align != "off"
+
+
+def as_framing(value):
+    """A Framing from None, a crop box tuple or a Framing."""
+    if isinstance(value, Framing):
+        return value
+    return Framing(crop_box=tuple(value) if value is not None else None)
 
 
 def list_image_files(folder):
@@ -48,23 +89,51 @@ def list_image_files(folder):
     return sorted(paths)
 
 
-def load_image(path, image_size, channels=3, crop_box=None):
+def load_image(path, image_size, channels=3, framing=None):
     """One image file (a path, or a binary file object) -> uint8 array
-    (image_size, image_size, channels).
+    (image_size, image_size, channels); see `load_face`."""
+    return load_face(path, image_size, channels, framing)[0]
+
+
+def load_face(path, image_size, channels=3, framing=None, placement=None):
+    """One image file -> (uint8 array (image_size, image_size, channels), Placement).
 
     Any mode (gray, RGBA, palette, CMYK, 16-bit) is converted; transparency is
-    composited onto white; EXIF rotation is applied; the image is cropped to
-    `crop_box` (left, top, width, height) or else to its centred square, then
-    resized with an antialiasing filter. Raises OSError/ValueError if unreadable.
+    composited onto white; EXIF rotation is applied. The crop is then taken
+    as `framing` says (a crop box, the aligned face, or the centred square;
+    `placement`, when given, is used instead of detecting the face again) and
+    resized with an antialiasing filter. The Placement says where it came
+    from. Raises OSError/ValueError if unreadable, NoFaceError if
+    framing.align is "on" and no face is found.
     """
+    from cvae.align import Placement, find_face, warp
+
+    framing = as_framing(framing)
+    image = open_photo(path, channels)
+    if framing.aligning:
+        if placement is None:
+            rgb = np.asarray(image.convert("RGB"))
+            placement = find_face(rgb, framing.face_index)
+        if placement is not None and placement.aligned:
+            crop = warp(np.asarray(image), placement, image_size)
+            return crop.reshape(image_size, image_size, -1), placement
+        if framing.align == "on":
+            raise NoFaceError("no face found (--align on)")
+    left, top, right, bottom = _crop_rectangle(image.size, framing.crop_box)
+    return (_crop_and_resize(image, image_size, framing.crop_box),
+            Placement.from_box(left, top, right - left, bottom - top))
+
+
+def open_photo(path, channels=3):
+    """An image file (path or binary file object) as a Pillow image in RGB
+    (channels 3) or L (channels 1): EXIF rotation applied, transparency on white."""
     if isinstance(path, (str, os.PathLike)) and not os.path.isfile(path):
         # Opening a named pipe would block for ever; a dangling link cannot be read.
         raise OSError("not a regular file (a dangling link, a pipe or a device)")
     with Image.open(path) as image:
         image.load()
         image = ImageOps.exif_transpose(image)
-        image = _to_mode(image, "RGB" if channels == 3 else "L")
-    return _crop_and_resize(image, image_size, crop_box)
+        return _to_mode(image, "RGB" if channels == 3 else "L")
 
 
 def _crop_and_resize(image, image_size, crop_box=None):
@@ -100,14 +169,20 @@ def _crop_rectangle(size, crop_box):
     return (left, top, left + box_width, top + box_height)
 
 
-def load_images(paths, image_size, channels=3, crop_box=None, workers=None, progress=False,
+def load_images(paths, image_size, channels=3, framing=None, workers=None, progress=False,
                 warn=True):
     """Decode many files in parallel -> (uint8 array (N, H, W, C), skipped).
 
     `skipped` lists (path, reason) for files that could not be used; one
     SkippedFilesWarning counts them (unless warn=False: the caller reports them).
+    When aligning, each file's face placement is cached (see `PlacementCache`),
+    so a folder is searched for faces once, and one NoFaceWarning counts the
+    files that fell back to their centred square.
     """
     paths = list(paths)
+    framing = as_framing(framing)
+    cache = PlacementCache(framing) if framing.aligning else None
+    fallbacks = []
     workers = workers or min(8, (os.cpu_count() or 1) * 2)
     progress_bar = _progress_bar(len(paths)) if progress else None
     # Filled in place: stacking a list of arrays would briefly need twice the memory.
@@ -116,7 +191,13 @@ def load_images(paths, image_size, channels=3, crop_box=None, workers=None, prog
 
     def read(path):
         try:
-            return load_image(path, image_size, channels, crop_box), None
+            known = cache.get(path) if cache is not None else None
+            array, placement = load_face(path, image_size, channels, framing, known)
+            if cache is not None:
+                cache.put(path, placement)
+                if not placement.aligned:
+                    fallbacks.append(path)
+            return array, None
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
             # Pillow raises these for corrupt, truncated, empty or odd files.
             return None, str(error) or type(error).__name__
@@ -130,9 +211,68 @@ def load_images(paths, image_size, channels=3, crop_box=None, workers=None, prog
                 count += 1
             if progress_bar is not None and (index % 256 == 0 or index + 1 == len(paths)):
                 progress_bar.update(index + 1)
+    if cache is not None:
+        cache.save()
+    if fallbacks:
+        names = ", ".join(str(path) for path in fallbacks[:_NAMED_IN_WARNING])
+        more = (f" and {len(fallbacks) - _NAMED_IN_WARNING} more"
+                if len(fallbacks) > _NAMED_IN_WARNING else "")
+        warnings.warn(f"no face found in {len(fallbacks)} file(s), which use their centred "
+                      f"square instead: {names}{more}", NoFaceWarning, stacklevel=2)
     if skipped and warn:
         warn_skipped(skipped)
     return images[:count], skipped
+
+
+class PlacementCache:
+    """Face placements found in image files, kept across runs in one JSON file
+    (under $CVAE_CACHE, default ~/.cache/cvae), keyed by the file's real path,
+    size and modification time and the face index, so an edited file is
+    searched again. A file with no face is remembered too."""
+
+    def __init__(self, framing):
+        self.face_index = framing.face_index
+        root = Path(os.environ.get("CVAE_CACHE") or Path.home() / ".cache" / "cvae")
+        self.path = root / "face_placements.json"
+        try:
+            self.entries = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self.entries = {}
+        self.changed = False
+
+    def _key(self, path):
+        if not isinstance(path, (str, os.PathLike)):
+            return None
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None
+        text = f"{os.path.realpath(path)}|{stat.st_size}|{stat.st_mtime_ns}|{self.face_index}"
+        return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+    def get(self, path):
+        from cvae.align import Placement
+
+        entry = self.entries.get(self._key(path))
+        return None if entry is None else Placement(**entry)
+
+    def put(self, path, placement):
+        key = self._key(path)
+        if key is not None and key not in self.entries:
+            self.entries[key] = dataclasses.asdict(placement)
+            self.changed = True
+
+    def save(self):
+        if not self.changed:
+            return
+        from cvae.files import write_text
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_text(self.path, json.dumps(self.entries))
+        except OSError as error:
+            warnings.warn(f"could not save the face placements to {self.path}: {error}",
+                          stacklevel=3)
 
 
 def warn_skipped(skipped):
@@ -202,7 +342,7 @@ def in_validation(key, validation_fraction):
     return zlib.crc32(str(key).encode("utf-8")) / 2 ** 32 < validation_fraction
 
 
-def read_dataset(source, image_size, channels=3, crop_box=None, validation_fraction=0.0,
+def read_dataset(source, image_size, channels=3, framing=None, validation_fraction=0.0,
                  progress=False):
     """A folder or array file -> (train uint8 array, validation uint8 array).
 
@@ -227,10 +367,10 @@ def read_dataset(source, image_size, channels=3, crop_box=None, validation_fract
         if progress:
             print(f"reading {len(paths)} images from {source}", flush=True)
         train, skipped = load_images([p for p, v in zip(paths, to_validation) if not v],
-                                     image_size, channels, crop_box, progress=progress, warn=False)
+                                     image_size, channels, framing, progress=progress, warn=False)
         validation, skipped_validation = load_images(
             [p for p, v in zip(paths, to_validation) if v],
-            image_size, channels, crop_box, progress=progress, warn=False)
+            image_size, channels, framing, progress=progress, warn=False)
         if skipped or skipped_validation:
             warn_skipped(skipped + skipped_validation)
     if len(train) == 0:
@@ -245,7 +385,7 @@ def random_subset(images, count, seed=0):
     return images[_chosen(len(images), count, seed)]
 
 
-def read_subset(source, count, image_size, channels=3, crop_box=None, seed=0):
+def read_subset(source, count, image_size, channels=3, framing=None, seed=0):
     """At most `count` images of a folder or array file, chosen at random.
 
     For a folder the files are chosen before any is decoded, so taking 1,000
@@ -254,13 +394,13 @@ def read_subset(source, count, image_size, channels=3, crop_box=None, seed=0):
     """
     source = Path(source)
     if not source.is_dir():
-        return random_subset(read_dataset(source, image_size, channels, crop_box)[0], count, seed)
+        return random_subset(read_dataset(source, image_size, channels, framing)[0], count, seed)
     paths = list_image_files(source)
     if not paths:
         raise CvaeError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {source}")
     if len(paths) > count:
         paths = [paths[index] for index in _chosen(len(paths), count, seed)]
-    images, _ = load_images(paths, image_size, channels, crop_box)
+    images, _ = load_images(paths, image_size, channels, framing)
     if len(images) == 0:
         raise CvaeError(f"no readable images in {source}")
     return images

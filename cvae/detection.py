@@ -1,11 +1,12 @@
 """OpenCV's stock Haar cascades: the face and eye detectors behind the
-aligner (`cvae.align`) and the face-detection rate of samples (`cvae.metrics`).
+aligner (`cvae.align`) and the face-detection rate of samples.
 
 The cascades ship inside `opencv-python-headless` 4.x (`cv2.data`), so
-nothing is downloaded. Each process loads each cascade once.
+nothing is downloaded. A cascade object must not be used by two threads at
+once (it crashes), so each thread loads its own, once.
 """
 
-import functools
+import threading
 
 import numpy as np
 
@@ -15,15 +16,20 @@ FACE_CASCADE = "haarcascade_frontalface_default.xml"
 EYE_CASCADE = "haarcascade_eye.xml"
 
 
-@functools.lru_cache(maxsize=None)
+_per_thread = threading.local()
+
+
 def cascade(name):
     import cv2
 
-    classifier = cv2.CascadeClassifier(cv2.data.haarcascades + name)
-    if classifier.empty():
-        raise CvaeError(f"OpenCV could not load its cascade {name} "
-                        f"(opencv-python-headless 4.x ships it; 5.x does not)")
-    return classifier
+    loaded = _per_thread.__dict__.setdefault("cascades", {})
+    if name not in loaded:
+        classifier = cv2.CascadeClassifier(cv2.data.haarcascades + name)
+        if classifier.empty():
+            raise CvaeError(f"OpenCV could not load its cascade {name} "
+                            f"(opencv-python-headless 4.x ships it; 5.x does not)")
+        loaded[name] = classifier
+    return loaded[name]
 
 
 def gray(image):
@@ -36,18 +42,30 @@ def gray(image):
     return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
 
 
-def detect_faces(gray_image, min_size=30):
-    """Face boxes (x, y, width, height), largest first."""
-    boxes = cascade(FACE_CASCADE).detectMultiScale(
-        gray_image, scaleFactor=1.1, minNeighbors=5, minSize=(min_size, min_size))
-    boxes = [tuple(int(v) for v in box) for box in np.reshape(boxes, (-1, 4))]
-    return sorted(boxes, key=lambda box: -box[2] * box[3])
+def detect_faces(gray_image, min_size=30, scale_factor=1.1, max_size=None):
+    """Face boxes (x, y, width, height), largest first.
+
+    A box counts when the cascade found it in at least a third as many
+    neighbouring windows as the best-supported box: a real face gets dozens,
+    the false positives on clothes and backgrounds a handful.
+    """
+    boxes, support = cascade(FACE_CASCADE).detectMultiScale2(
+        gray_image, scaleFactor=scale_factor, minNeighbors=3, minSize=(min_size, min_size),
+        maxSize=(max_size or 0, max_size or 0))
+    if len(boxes) == 0:
+        return []
+    support = np.reshape(support, -1)
+    threshold = max(3, support.max() / 3.0)
+    kept = [tuple(int(v) for v in box) for box, count in zip(np.reshape(boxes, (-1, 4)), support)
+            if count >= threshold]
+    return sorted(kept, key=lambda box: -box[2] * box[3])
 
 
-def detect_eyes(gray_image, min_size=5):
+def detect_eyes(gray_image, min_size=5, max_size=None):
     """Eye boxes (x, y, width, height) in a face's gray crop, largest first."""
     boxes = cascade(EYE_CASCADE).detectMultiScale(
-        gray_image, scaleFactor=1.1, minNeighbors=3, minSize=(min_size, min_size))
+        gray_image, scaleFactor=1.1, minNeighbors=3, minSize=(min_size, min_size),
+        maxSize=(max_size or 0, max_size or 0))
     boxes = [tuple(int(v) for v in box) for box in np.reshape(boxes, (-1, 4))]
     return sorted(boxes, key=lambda box: -box[2] * box[3])
 

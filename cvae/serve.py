@@ -152,7 +152,10 @@ def _decode_image(content, config):
     from PIL import Image, UnidentifiedImageError
 
     try:
-        return data.load_image(io.BytesIO(content), config.image_size, config.channels)
+        # Uploads are a person's own photos: the face is found and framed like
+        # the training data, or the centred square is used when none is found.
+        return data.load_image(io.BytesIO(content), config.image_size, config.channels,
+                               data.Framing(align="auto"))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
             Image.DecompressionBombError):
         raise CvaeError("not an image (or a format Pillow cannot read)") from None

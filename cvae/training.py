@@ -50,6 +50,9 @@ class TrainOptions:
     validation_data: str = None
     validation_fraction: float = 0.05
     crop_box: tuple = None
+    # "off" (training sets are usually framed already), "auto" or "on": see cvae.data.Framing.
+    align: str = "off"
+    face_index: int = 0
     flip: bool = True
     seed: int = None
     tensorboard: bool = True
@@ -173,13 +176,14 @@ def _check_same_configuration(out, record):
 
 def _read_data(options, config):
     size, channels = config.image_size, config.channels
+    framing = data_module.Framing(options.crop_box, options.align, options.face_index)
     if options.validation_data:
-        train_images, _ = data_module.read_dataset(options.data, size, channels, options.crop_box,
+        train_images, _ = data_module.read_dataset(options.data, size, channels, framing,
                                                    progress=True)
         validation_images, _ = data_module.read_dataset(options.validation_data, size, channels,
-                                                        options.crop_box, progress=True)
+                                                        framing, progress=True)
         return train_images, validation_images
-    return data_module.read_dataset(options.data, size, channels, options.crop_box,
+    return data_module.read_dataset(options.data, size, channels, framing,
                                     validation_fraction=options.validation_fraction, progress=True)
 
 

@@ -60,7 +60,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     (out / "compression.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     face = data.load_image(args.showcase, config.image_size, config.channels,
-                           crop_box=args.showcase_crop)[None]
+                           framing=args.showcase_crop)[None]
     comparison_figure(compression_report(codec, face), face, out / "compression.png")
 
     section = compression_section(report, args)

@@ -115,7 +115,7 @@ def prepare_data(utkface, celeba, celeba_crop, cache):
     print(f"decoding the study's images into {cache}", flush=True)
     utk_train, _ = data.read_dataset(utkface / "train", 128, progress=True)
     utk_val, _ = data.read_dataset(utkface / "val", 128, progress=True)
-    celeba_train, celeba_val = data.read_dataset(celeba, 128, crop_box=celeba_crop,
+    celeba_train, celeba_val = data.read_dataset(celeba, 128, framing=celeba_crop,
                                                  validation_fraction=CELEBA_HELD_OUT,
                                                  progress=True)
     arrays = {"train": np.concatenate([utk_train, celeba_train]), "utk_val": utk_val,

@@ -73,7 +73,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     (out / "evaluation.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
-    face = data.load_image(args.showcase, size, crop_box=args.showcase_crop)[None]
+    face = data.load_image(args.showcase, size, framing=args.showcase_crop)[None]
     original = face.astype(np.float32) / 255
     save_png(image_grid([np.concatenate([original, models["faces"].reconstruct(face),
                                          models["seed"].reconstruct(face),

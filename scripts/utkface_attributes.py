@@ -89,7 +89,7 @@ def main(argv=None):
         faces, _ = data.read_dataset(args.faces, size)
         faces = faces[:6]
     else:
-        astronaut = data.load_image(SHOWCASE_IMAGE, size, crop_box=SHOWCASE_CROP_BOX)
+        astronaut = data.load_image(SHOWCASE_IMAGE, size, framing=SHOWCASE_CROP_BOX)
         # Faces from the ex-post mixture when it exists: fewer prior holes than N(0, I).
         mixture = mixture_beside(args.model or default_model_path())
         generated = model.decode(sample_latents(model, 4, seed=1, mixture=mixture))

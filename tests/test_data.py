@@ -73,13 +73,13 @@ def test_crop_box(tmp_path):
     picture = np.zeros((30, 40, 3), np.uint8)
     picture[10:20, 5:15] = 200
     Image.fromarray(picture).save(tmp_path / "a.png")
-    cropped = data.load_image(tmp_path / "a.png", 10, crop_box=(5, 10, 10, 10))
+    cropped = data.load_image(tmp_path / "a.png", 10, framing=(5, 10, 10, 10))
     assert cropped.min() == 200
     with pytest.raises(ValueError, match="does not fit"):
-        data.load_image(tmp_path / "a.png", 10, crop_box=(35, 0, 10, 10))
+        data.load_image(tmp_path / "a.png", 10, framing=(35, 0, 10, 10))
     # In a folder, such an image is skipped and the warning says why.
     with pytest.warns(data.SkippedFilesWarning, match=r"a.png \(crop box .* does not fit"):
-        images, skipped = data.load_images([tmp_path / "a.png"], 10, crop_box=(35, 0, 10, 10))
+        images, skipped = data.load_images([tmp_path / "a.png"], 10, framing=(35, 0, 10, 10))
     assert len(images) == 0 and len(skipped) == 1
 
 
@@ -120,9 +120,9 @@ def test_a_subset_of_a_folder_is_chosen_before_decoding(tmp_path, monkeypatch):
     folder = write_image_folder(tmp_path / "faces", n=30)
     whole, _ = data.read_dataset(folder, 16)
     decoded = []
-    real_load_image = data.load_image
-    monkeypatch.setattr(data, "load_image",
-                        lambda path, *args: decoded.append(path) or real_load_image(path, *args))
+    real_load_face = data.load_face
+    monkeypatch.setattr(data, "load_face",
+                        lambda path, *args: decoded.append(path) or real_load_face(path, *args))
     subset = data.read_subset(folder, 7, 16, seed=3)
     assert len(decoded) == 7  # Only the chosen files were decoded...
     np.testing.assert_array_equal(subset, data.random_subset(whole, 7, seed=3))  # ...the same ones.
