@@ -11,7 +11,7 @@ import warnings
 from cvae import cli_codec, cli_explore
 from cvae.arguments import (HelpFormatter, add_framing, decoder_scale, non_negative_float,
                             non_negative_int, positive_float, positive_int)
-from cvae.errors import CvaeError, run_command
+from cvae.errors import CvaeError, Interrupted, run_command
 
 
 def main(argv=None):
@@ -57,6 +57,10 @@ def build_parser():
                        help="stop cleanly after this much training time (counted across "
                             "resumes); the last epoch is cut short but validated and saved")
     train.add_argument("--out", default=None, help="run directory (default: runs/PRESET)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="start again in an --out that holds a finished run (its files are "
+                            "deleted); without it a finished run is trained on only with more "
+                            "--epochs, and never replaced")
     train.add_argument("--precision", default="auto", choices=PRECISIONS,
                        help="auto: mixed_float16 on a GPU, mixed_bfloat16 on CPUs with "
                             "AVX-512 BF16 or AMX, else float32")
@@ -126,6 +130,8 @@ def build_parser():
                     "options and per-epoch history.")
     export.add_argument("run_dir", metavar="RUN_DIR", help="a training run directory")
     export.add_argument("-o", "--out", required=True, help="the .keras file to write")
+    export.add_argument("--force", action="store_true",
+                        help="replace an existing output (and its .json record)")
     export.set_defaults(handler=_export)
 
     cli_codec.add_commands(commands)
@@ -159,10 +165,14 @@ def _train(args):
         validation_fraction=args.validation_split, crop_box=args.crop_box, align=args.align,
         face_index=args.face_index, flip=args.flip,
         seed=args.seed, tensorboard=args.tensorboard, initial_model=args.initial_model,
-        distribute=args.distribute,
+        distribute=args.distribute, overwrite=args.overwrite,
         config_overrides={name: getattr(args, name) for name in override_names
                           if getattr(args, name) is not None})
-    train(options)
+    try:
+        train(options)
+    except KeyboardInterrupt:
+        raise Interrupted("rerun the same command to resume from the last finished epoch") \
+            from None
     print(f"saved the best model to {os.path.join(options.out, 'model.keras')}")
 
 
@@ -202,6 +212,10 @@ def _export(args):
         raise CvaeError(f"{args.run_dir} is not a training run (it has no {MODEL_FILE})")
     if not args.out.endswith(".keras"):
         raise CvaeError(f"the output must end in .keras, got {args.out}")
+    if not args.force:
+        for path in (Path(args.out), Path(args.out).with_suffix(".json")):
+            if path.exists():
+                raise CvaeError(f"{path} exists (use --force to overwrite)")
     print(f"wrote {export_model(args.run_dir, args.out)}")
 
 

@@ -12,6 +12,10 @@ class CvaeError(Exception):
     """A problem with the user's input; the CLI prints it as one line."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what the user can do about it (e.g. how to resume)."""
+
+
 def first_line(error):
     """The first line of an exception's message (its type name if it has none)."""
     text = str(error).strip()
@@ -27,8 +31,9 @@ def run_command(program, run):
     except (CvaeError, ValueError, OSError) as error:
         print(f"{program}: error: {first_line(error)}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print(f"{program}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        advice = f"; {interrupt}" if isinstance(interrupt, Interrupted) else ""
+        print(f"{program}: interrupted{advice}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:  # A bug, not bad input: still one line unless asked.
         if os.environ.get("CVAE_DEBUG"):

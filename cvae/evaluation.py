@@ -15,6 +15,7 @@ from keras import ops
 from cvae import losses, metrics
 from cvae.baselines import PCA
 from cvae.data import random_subset
+from cvae.detection import face_rate
 from cvae.errors import CvaeError, first_line
 from cvae.samplers import logsumexp
 
@@ -54,18 +55,25 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
         "active_units": metrics.active_units(z_mean),
         "kl_per_dimension": [round(float(value), 4) for value in kl_per_dimension],
     }
-    log(f"sample SWD against {half} held-out images")
+    log(f"sample SWD and face-detection rate against {half} held-out images")
     samples = model.generate(half, seed=seed)
-    results["samples"] = swd_entry(reference, samples, seed)
-    results["real_vs_real"] = swd_entry(reference, other_half, seed)
+    results["samples"] = {**swd_entry(reference, samples, seed), "face_rate": face_rate(samples)}
+    if model.second_stage_decoder is not None:
+        prior_samples = model.generate(half, seed=seed, sampler="prior")
+        results["prior_samples"] = {**swd_entry(reference, prior_samples, seed),
+                                    "face_rate": face_rate(prior_samples)}
+    results["real_vs_real"] = {**swd_entry(reference, other_half, seed),
+                               "face_rate": face_rate(other_half)}
     if pca is None and train_images is not None:
         pca = fit_pca(train_images, model.config.latent_dim, pca_images, seed, log)
     if pca is not None:
+        pca_samples = pca.sample(half, seed=seed)
         results["pca"] = {
             "components": pca.components,
             "fitted_on": pca.fitted_on,
             "reconstruction": reconstruction_metrics(originals, pca.reconstruct(originals)),
-            "samples": swd_entry(reference, pca.sample(half, seed=seed), seed),
+            "samples": {**swd_entry(reference, pca_samples, seed),
+                        "face_rate": face_rate(pca_samples)},
         }
     else:
         results["pca"] = None
@@ -215,11 +223,15 @@ def format_report(results):
             rows.append((label,) + both(key, fmt))
     rows.append(("sample SWD x1e3", f"{results['samples']['swd']:.1f}",
                  f"{pca['samples']['swd']:.1f}" if pca else "-"))
+    rows.append(("samples with a face", f"{100 * results['samples']['face_rate']:.0f}%",
+                 f"{100 * pca['samples']['face_rate']:.0f}%" if pca else "-"))
     lines = [f"{results['images']} held-out images, "
              f"latent dimension {results['latent_dim']}", ""]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows]
-    lines += ["", f"real-vs-real SWD x1e3 (floor): {results['real_vs_real']['swd']:.1f}",
+    lines += ["", f"real-vs-real SWD x1e3 (floor): {results['real_vs_real']['swd']:.1f}; "
+                  f"the detector finds a face in {100 * results['real_vs_real']['face_rate']:.0f}% "
+                  f"of real held-out faces",
               f"-ELBO: {likelihood['negative_elbo']:.1f} nats/image "
               f"(reconstruction {likelihood['reconstruction_nll']:.1f} + KL {likelihood['kl']:.1f})",
               f"IWAE bound (K={likelihood['iwae_samples']}): {likelihood['iwae_nll']:.1f} nats/image"]
@@ -234,6 +246,10 @@ def format_report(results):
         fid = results["fid"]
         lines.append(f"FID: model {fid['model']:.1f}, real-vs-real {fid['real_vs_real']:.1f}"
                      + (f", PCA {fid['pca']:.1f}" if fid["pca"] is not None else ""))
+    if "prior_samples" in results:
+        prior = results["prior_samples"]
+        lines.append(f"raw N(0, I) samples (--sampler prior): SWD x1e3 {prior['swd']:.1f}, "
+                     f"{100 * prior['face_rate']:.0f}% with a face")
     if pca is None:
         lines.append("PCA baseline: not computed (pass --train-data)")
     return "\n".join(lines)

@@ -60,7 +60,11 @@ def _refine(x, filters, convs, config, dtype):
         for _ in range(convs // 2):
             skip = x
             x = _conv_block(x, layers.Conv2D, filters, 1, config, dtype)
-            x = _conv_block(x, layers.Conv2D, filters, 1, config, dtype, activate=False)
+            # The branch's last convolution starts at zero, so each block
+            # starts as the identity: without normalization, a sum of random
+            # branches grows with depth and the first steps blow up.
+            x = _conv_block(x, layers.Conv2D, filters, 1, config, dtype, activate=False,
+                            initializer="zeros")
             x = layers.Add(dtype=dtype)([skip, x])
             x = layers.Activation(config.activation, dtype=dtype)(x)
         convs %= 2
@@ -69,12 +73,14 @@ def _refine(x, filters, convs, config, dtype):
     return x
 
 
-def _conv_block(x, conv_class, filters, strides, config, dtype, activate=True):
+def _conv_block(x, conv_class, filters, strides, config, dtype, activate=True,
+                initializer="glorot_uniform"):
     activation = config.activation if activate else None
     if config.normalization == "none":
-        return conv_class(filters, 3, strides=strides, padding="same",
-                          activation=activation, dtype=dtype)(x)
-    x = conv_class(filters, 3, strides=strides, padding="same", use_bias=False, dtype=dtype)(x)
+        return conv_class(filters, 3, strides=strides, padding="same", activation=activation,
+                          kernel_initializer=initializer, dtype=dtype)(x)
+    x = conv_class(filters, 3, strides=strides, padding="same", use_bias=False,
+                   kernel_initializer=initializer, dtype=dtype)(x)
     if config.normalization == "batch":
         x = layers.BatchNormalization(dtype=dtype)(x)
     else:

@@ -6,12 +6,15 @@ A run directory holds:
   history.csv           per-epoch metrics; loss_curves.png plots them
   images/               per-epoch reconstructions (originals | reconstructions) and samples
   backup/               the resume point while training is unfinished
+  final/                the finished run's last state (weights, optimizer, epoch), from
+                        which a rerun with more --epochs trains on
   logs/                 TensorBoard
 """
 
 import dataclasses
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -28,6 +31,10 @@ from cvae.plotting import image_grid, plot_history, save_png
 from cvae.precision import resolve_precision
 
 BACKUP_DIR = "backup"
+FINAL_DIR = "final"
+# What a run directory holds (besides temporary files): --overwrite removes these.
+RUN_FILES = (MODEL_FILE, "model.best.json", RUN_RECORD_FILE, "history.csv", "loss_curves.png",
+             "images", "logs", BACKUP_DIR, FINAL_DIR)
 GRID_IMAGES = 8
 
 
@@ -65,6 +72,9 @@ class TrainOptions:
     # Fine-tune: start from this saved model's weights and configuration
     # (the preset and overrides then do not apply) with a fresh optimizer.
     initial_model: str = None
+    # Start again in a run directory that holds a finished run (its files are
+    # deleted first); without it such a run is never replaced.
+    overwrite: bool = False
 
 
 def train(options):
@@ -83,6 +93,7 @@ def train(options):
     if options.seed is not None:
         keras.utils.set_random_seed(options.seed)
     record = _run_record(options, config, precision)
+    _prepare_run_directory(out, options)
     resuming = (out / BACKUP_DIR).exists()
     if resuming:
         _check_same_configuration(out, record)
@@ -129,6 +140,40 @@ def train(options):
                         f"{out / MODEL_FILE}, and rerunning resumes from the last good epoch "
                         f"(try a lower --learning-rate)")
     return model, history
+
+
+def _prepare_run_directory(out, options):
+    """A finished run is never replaced silently: --overwrite starts again,
+    more --epochs train on from its final state, anything else is refused."""
+    if not out.is_dir() or (out / BACKUP_DIR).exists():
+        return  # A new run, or an unfinished one to resume.
+    finished = (out / FINAL_DIR / "training_metadata.json")
+    if options.overwrite:
+        for name in RUN_FILES:
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        return
+    if not finished.is_file():
+        if (out / MODEL_FILE).exists():
+            raise CvaeError(f"{out} holds a finished run that cannot be trained on (it has no "
+                            f"{FINAL_DIR}/ state); choose another --out, or --overwrite to "
+                            f"start again")
+        return
+    done = json.loads(finished.read_text(encoding="utf-8"))["epoch"]
+    if options.epochs <= done:
+        raise CvaeError(f"{out} holds a finished run of {done} epoch(s); rerun with --epochs "
+                        f"above {done} to train on from it, or --overwrite to start again")
+    spent = _last_wall_time(out / "history.csv")
+    if options.time_limit_minutes is not None and spent >= 60 * options.time_limit_minutes:
+        raise CvaeError(f"{out} stopped at its time limit after {spent / 60:.1f} minutes; rerun "
+                        f"with a larger --time-limit to train on, or --overwrite to start again")
+    # Train on: the final state becomes the resume point, as after an interruption.
+    shutil.copytree(out / FINAL_DIR, out / BACKUP_DIR)
+    print(f"training the finished run in {out} on from epoch {done} to {options.epochs}",
+          flush=True)
 
 
 def _load_initial_model(options):
@@ -278,8 +323,15 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         super().on_epoch_end(epoch, logs)
 
     def on_train_end(self, logs=None):
-        if not self.diverged:
-            super().on_train_end(logs)
+        # The last state moves to final/ (one rename, so a kill leaves either
+        # the backup or the final state), from which more epochs can follow.
+        backup = Path(self.backup_dir)
+        if self.diverged or not backup.is_dir():
+            return
+        final = backup.parent / FINAL_DIR
+        if final.exists():
+            shutil.rmtree(final)
+        backup.rename(final)
 
     def _save_model(self):
         Path(self.backup_dir).mkdir(parents=True, exist_ok=True)

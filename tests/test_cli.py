@@ -56,13 +56,15 @@ def test_train_writes_the_run_directory(tmp_path):
     assert main(["export", str(tmp_path), "-o", str(published)]) == 1  # Not a run directory.
 
 
-def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch):
+def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch, capsys):
     folder = write_image_folder(tmp_path / "faces", n=24)
     run = tmp_path / "run"
     command = ["train", "--data", str(folder), "--epochs", "3", "--out", str(run),
                "--no-tensorboard", *TINY_RUN]
     _interrupt_in_second_epoch(monkeypatch)
     assert main(command) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "cvae: interrupted; rerun the same command to resume from the last finished epoch")
     assert (run / "backup").is_dir()
     monkeypatch.undo()
     assert main(command) == 0
@@ -106,7 +108,7 @@ def test_a_run_without_validation_data_monitors_the_training_loss(tmp_path):
     assert main(["export", str(run), "-o", str(tmp_path / "m.keras")]) == 0
 
 
-def test_a_new_run_in_an_old_directory_starts_afresh(tmp_path):
+def test_overwrite_starts_afresh_whatever_the_old_run_left(tmp_path):
     folder = write_image_folder(tmp_path / "faces", n=16)
     run = tmp_path / "run"
     command = ["train", "--data", str(folder), "--epochs", "1", "--out", str(run),
@@ -114,7 +116,7 @@ def test_a_new_run_in_an_old_directory_starts_afresh(tmp_path):
     assert main(command) == 0
     (run / "model.best.json").write_text(json.dumps({"value": -1e30}))  # Unbeatable.
     before = (run / "model.keras").stat().st_mtime_ns
-    assert main(command) == 0
+    assert main(command + ["--overwrite"]) == 0
     assert (run / "model.keras").stat().st_mtime_ns != before
     assert _epochs_logged(run) == [0]
 
@@ -161,7 +163,7 @@ def test_fine_tuning_starts_from_the_initial_model(tmp_path, capsys):
     assert main(["export", str(first), "-o", str(published)]) == 0
     assert main(["train", *common, "--out", str(tmp_path / "again"), "--initial-model",
                  str(published)]) == 0
-    assert main(["export", str(tmp_path / "again"), "-o", str(published)]) == 0
+    assert main(["export", str(tmp_path / "again"), "-o", str(published), "--force"]) == 0
     record = json.loads(published.with_suffix(".json").read_text())
     assert record["options"]["initial_model"] == str(published)
     assert record["initial"]["config"]["kl_warmup_steps"] == 50
@@ -240,3 +242,55 @@ def test_help_shows_defaults_but_not_none(capsys):
     text = capsys.readouterr().out
     assert "images per training step (default: 64)" in " ".join(text.split())
     assert "(default: None)" not in text and "(default: True)" not in text
+
+
+def test_a_finished_run_is_never_replaced_and_more_epochs_train_on(tmp_path, capsys):
+    folder = write_image_folder(tmp_path / "faces", n=24)
+    run = tmp_path / "run"
+    command = ["train", "--data", str(folder), "--out", str(run), "--no-tensorboard", *TINY_RUN]
+    assert main([*command, "--epochs", "1"]) == 0
+    assert (run / "final").is_dir() and not (run / "backup").exists()
+    before = (run / "model.keras").stat().st_mtime_ns
+    capsys.readouterr()
+
+    assert main([*command, "--epochs", "1"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error == (f"cvae: error: {run} holds a finished run of 1 epoch(s); rerun with "
+                     f"--epochs above 1 to train on from it, or --overwrite to start again")
+    assert (run / "model.keras").stat().st_mtime_ns == before
+    assert _epochs_logged(run) == [0]
+
+    assert main([*command, "--epochs", "3"]) == 0  # Trains on from epoch 1.
+    assert _epochs_logged(run) == [0, 1, 2]
+    assert json.loads((run / "final" / "training_metadata.json").read_text())["epoch"] == 3
+
+    assert main([*command, "--epochs", "1", "--overwrite"]) == 0  # Starts again.
+    assert _epochs_logged(run) == [0]
+    assert not (run / "images" / "epoch_003_samples.png").exists()
+
+
+def test_a_run_directory_without_a_final_state_is_refused(tmp_path, capsys):
+    folder = write_image_folder(tmp_path / "faces", n=16)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"a model from elsewhere")
+    assert main(["train", "--data", str(folder), "--out", str(run), "--epochs", "1",
+                 *TINY_RUN]) == 1
+    assert "cannot be trained on" in capsys.readouterr().err
+    assert (run / "model.keras").read_bytes() == b"a model from elsewhere"
+
+
+def test_export_refuses_to_replace_without_force(tmp_path, capsys):
+    folder = write_image_folder(tmp_path / "faces", n=16)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(folder), "--out", str(run), "--epochs", "1",
+                 "--no-tensorboard", *TINY_RUN]) == 0
+    published = tmp_path / "model.keras"
+    published.write_bytes(b"keep me")
+    capsys.readouterr()
+    assert main(["export", str(run), "-o", str(published)]) == 1
+    assert capsys.readouterr().err.strip() == (f"cvae: error: {published} exists "
+                                               f"(use --force to overwrite)")
+    assert published.read_bytes() == b"keep me"
+    assert main(["export", str(run), "-o", str(published), "--force"]) == 0
+    assert load_model(published).config.latent_dim == 4

@@ -71,7 +71,8 @@ def test_evaluate_json_on_a_folder_reports_every_field(tmp_path, capsys):
                                           "iwae_samples", "dequantized", "bits_per_dim",
                                           "bits_per_dim_elbo"}
     assert results["likelihood"]["iwae_samples"] == 4
-    assert set(results["samples"]) == {"swd", "swd_levels"}
+    assert set(results["samples"]) == {"swd", "swd_levels", "face_rate"}
+    assert 0.0 <= results["samples"]["face_rate"] <= 1.0
     assert set(results["pca"]) == {"components", "fitted_on", "reconstruction", "samples"}
     assert results["fid"] is None  # Only with --inception-weights.
 
