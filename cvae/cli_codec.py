@@ -185,10 +185,8 @@ def _paste_target(args, config):
         _, placement = data.load_face(original, config.image_size, config.channels,
                                       framing(args))
         photo = numpy.asarray(data.open_photo(original, config.channels))
-    except data.NoFaceError as error:
-        raise CvaeError(f"{original}: {error}") from None
-    except (OSError, ValueError) as error:
-        raise CvaeError(f"{original}: not a readable image ({type(error).__name__})") from None
+    except (OSError, ValueError, SyntaxError) as error:
+        raise CvaeError(f"{original}: {data.describe_image_error(error)}") from None
     warn_if_not_aligned(original, framing(args), placement)
     return photo, placement
 

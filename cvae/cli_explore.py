@@ -47,7 +47,13 @@ def add_commands(commands):
                                "directly (the default otherwise; 'normal' is its old name); "
                                "gmm: the mixture fitted to the codes")
     generate.add_argument("--fit-data", metavar="DIR",
-                          help="gmm: training images to fit the mixture on (refits and saves it)")
+                          help="gmm: training images to fit a new mixture on (saved to "
+                               "--mixture, never over an existing file without --force)")
+    generate.add_argument("--mixture", metavar="PATH",
+                          help=f"gmm: the mixture file to use or, with --fit-data, to write "
+                               f"(default: MODEL{MIXTURE_SUFFIX} beside the model)")
+    generate.add_argument("--force", action="store_true",
+                          help="with --fit-data: replace an existing mixture file")
     generate.add_argument("--components", type=positive_int, default=10,
                           help="gmm: mixture components when fitting")
     generate.add_argument("--max-fit-images", type=positive_int, default=5000,
@@ -152,21 +158,23 @@ def _generate(args):
 def _mixture(args, model, model_path):
     from cvae import data, samplers
 
+    path = Path(args.mixture) if args.mixture else samplers.mixture_path(model_path)
     if args.fit_data:
+        if path.exists() and not args.force:
+            raise CvaeError(f"{path} exists (use --force to replace it, or --mixture "
+                            f"NEW_PATH to write another)")
         images = data.read_subset(args.fit_data, args.max_fit_images, model.config.image_size,
                                   model.config.channels, seed=args.seed)
+        samplers.check_mixture_data(len(images), args.components, model.config.latent_dim)
         print(f"fitting {args.components} components to {len(images)} posterior means", flush=True)
         mixture = samplers.fit_mixture(model, images, args.components, args.seed,
                                        log=lambda message: print(message, flush=True))
-        path = samplers.mixture_path(model_path)
         mixture.save(path)
         print(f"saved the mixture to {path}")
         return mixture
-    mixture = samplers.mixture_beside(model_path)
-    if mixture is None:
-        raise CvaeError(f"no mixture beside the model ({samplers.mixture_path(model_path)}); "
-                        f"fit one with --fit-data TRAINING_IMAGES")
-    return mixture
+    if not path.is_file():
+        raise CvaeError(f"no mixture at {path}; fit one with --fit-data TRAINING_IMAGES")
+    return samplers.GaussianMixture.load(path)
 
 
 def _interpolate(args):
@@ -226,10 +234,14 @@ def _edit(args):
     from cvae.plotting import image_grid, save_png
 
     model, _ = _load(args)
+    if not Path(args.vector).is_file():
+        raise CvaeError(f"cannot read the vector {args.vector}: no such file")
     try:
         vector = np.load(args.vector, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise CvaeError(f"cannot read the vector {args.vector}: {error}") from None
+    except (OSError, ValueError, EOFError):
+        # numpy's own message for a non-.npy file is a paragraph about pickles.
+        raise CvaeError(f"cannot read the vector {args.vector}: not a .npy file "
+                        f"(make one with cvae attribute)") from None
     if vector.shape != (model.config.latent_dim,):
         raise CvaeError(f"{args.vector} holds shape {vector.shape}; this model needs "
                         f"({model.config.latent_dim},)")
@@ -277,10 +289,8 @@ def _image(model, path, photo_framing):
     try:
         image, placement = data.load_face(path, model.config.image_size, model.config.channels,
                                           photo_framing)
-    except data.NoFaceError as error:
-        raise CvaeError(f"{path}: {error}") from None
-    except (OSError, ValueError) as error:
-        raise CvaeError(f"{path}: not a readable image ({type(error).__name__})") from None
+    except (OSError, ValueError, SyntaxError) as error:
+        raise CvaeError(f"{path}: {data.describe_image_error(error)}") from None
     warn_if_not_aligned(path, photo_framing, placement)
     return image
 

@@ -5,12 +5,13 @@ output that exists) is reported through `on_error(path, message)` and
 skipped; the rest of the batch goes on. Outputs are written atomically.
 """
 
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from cvae import data
-from cvae.errors import CvaeError, first_line
+from cvae.errors import CvaeError
 from cvae.files import atomic_path
 from cvae.plotting import save_png
 
@@ -18,20 +19,28 @@ COMPRESSED_SUFFIX = ".cvae"
 _BATCH = 64
 
 
-def expand_inputs(inputs, on_error):
-    """Files named, plus the (non-hidden) files directly inside folders named."""
-    paths = []
+def expand_inputs(inputs, on_error, suffixes):
+    """Files named, plus the (non-hidden) files directly inside folders named
+    whose names end in one of `suffixes`; the other files of those folders are
+    counted in one warning line."""
+    paths, ignored = [], []
     for name in inputs:
         path = Path(name)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            found = [p for p in files if p.name.lower().endswith(suffixes)]
+            ignored += [p for p in files if not p.name.lower().endswith(suffixes)]
             if not found:
-                on_error(path, "the folder holds no files")
+                on_error(path, f"the folder holds no {' or '.join(suffixes)} files")
             paths.extend(found)
         elif path.is_file():
             paths.append(path)
         else:
             on_error(path, "no such file or directory")
+    if ignored:
+        names = ", ".join(p.name for p in ignored[:3]) + (", ..." if len(ignored) > 3 else "")
+        print(f"cvae: warning: skipped {len(ignored)} file(s) in the folders that are not "
+              f"{' or '.join(suffixes)}: {names}", file=sys.stderr, flush=True)
     return paths
 
 
@@ -61,11 +70,9 @@ def compress_files(codec, inputs, out_dir, mode, step=None, force=False, framing
     config = codec.config
     outputs = _Outputs(out_dir, COMPRESSED_SUFFIX, force)
     ready = []
-    for path in expand_inputs(inputs, on_error):
+    for path in expand_inputs(inputs, on_error, data.IMAGE_EXTENSIONS):
         try:
             target = outputs.claim(path)
-            if path.stat().st_size == 0:
-                raise CvaeError("empty file")
             image, placement = data.load_face(path, config.image_size, config.channels, framing)
         except (CvaeError, OSError, ValueError) as error:
             on_error(path, _image_error(error))
@@ -91,7 +98,7 @@ def decompress_files(codec, inputs, out_dir, force=False, on_error=None, paste=N
     this photo at the placement (see `cvae.align.paste_into`) instead."""
     outputs = _Outputs(out_dir, ".png", force)
     ready = []
-    for path in expand_inputs(inputs, on_error):
+    for path in expand_inputs(inputs, on_error, (COMPRESSED_SUFFIX,)):
         try:
             target = outputs.claim(path)
             code = codec.latent_code(path.read_bytes())
@@ -114,10 +121,4 @@ def decompress_files(codec, inputs, out_dir, force=False, on_error=None, paste=N
 
 
 def _image_error(error):
-    from PIL import UnidentifiedImageError
-
-    if isinstance(error, UnidentifiedImageError):
-        return "not an image (or a format Pillow cannot read)"
-    if isinstance(error, data.NoFaceError):
-        return str(error)
-    return first_line(error)
+    return data.describe_image_error(error)

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import warnings
 import zlib
 from pathlib import Path
@@ -37,6 +38,15 @@ class NoFaceError(ValueError):
 
 
 ALIGN_MODES = ("auto", "on", "off")
+# The largest photo read: 50 megapixels (a 40-megapixel camera's full
+# frame fits). A decoded image takes 3 bytes a pixel, so this bounds one
+# file's memory at 150 MB, and a tiny "decompression bomb" file cannot
+# claim gigabytes.
+MAX_MEGAPIXELS = 50
+
+
+class ImageTooLargeError(ValueError):
+    """An image with more pixels than MAX_MEGAPIXELS."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,13 +137,41 @@ def load_face(path, image_size, channels=3, framing=None, placement=None):
 def open_photo(path, channels=3):
     """An image file (path or binary file object) as a Pillow image in RGB
     (channels 3) or L (channels 1): EXIF rotation applied, transparency on white."""
-    if isinstance(path, (str, os.PathLike)) and not os.path.isfile(path):
-        # Opening a named pipe would block for ever; a dangling link cannot be read.
-        raise OSError("not a regular file (a dangling link, a pipe or a device)")
-    with Image.open(path) as image:
-        image.load()
-        image = ImageOps.exif_transpose(image)
-        return _to_mode(image, "RGB" if channels == 3 else "L")
+    if isinstance(path, (str, os.PathLike)):
+        if not os.path.isfile(path):
+            # Opening a named pipe would block for ever; a dangling link cannot be read.
+            raise OSError("not a regular file (a dangling link, a pipe or a device)")
+        if os.path.getsize(path) == 0:
+            raise OSError("empty file")
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns from 89 megapixels; the limit below is checked first.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > MAX_MEGAPIXELS * 1_000_000:
+                    raise ImageTooLargeError(
+                        f"too many pixels: {width * height / 1e6:.0f} megapixels "
+                        f"({width}x{height}), the limit is {MAX_MEGAPIXELS}")
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                return _to_mode(image, "RGB" if channels == 3 else "L")
+    except Image.DecompressionBombError as error:
+        # Pillow refuses before we see the size; its message holds the count.
+        counts = re.findall(r"\((\d+) pixels\)", str(error))
+        size = f"{int(counts[0]) / 1e6:.0f} megapixels" if counts else "far too many"
+        raise ImageTooLargeError(f"too many pixels: {size}, the limit is {MAX_MEGAPIXELS}") \
+            from None
+
+
+def describe_image_error(error):
+    """The one-line message every command gives for a photo it cannot use."""
+    from PIL import UnidentifiedImageError
+
+    if isinstance(error, UnidentifiedImageError):
+        return "not an image (or a format Pillow cannot read)"
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _crop_and_resize(image, image_size, crop_box=None):

@@ -119,6 +119,11 @@ def load_model(path=None, precision=None):
     if not path.is_file():
         hint = " (no default model has been trained yet; pass --model)" if path == DEFAULT_MODEL_PATH else ""
         raise CvaeError(f"no such model file: {path}{hint}")
+    import zipfile
+
+    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
+        # Keras' own message for these is a paragraph about other formats.
+        raise CvaeError(f"cannot load model {path}: not a .keras model file")
     try:
         model = keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # Keras raises many types for a bad file; all mean "unloadable".

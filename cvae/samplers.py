@@ -119,6 +119,17 @@ def mixture_beside(model_path):
     return GaussianMixture.load(path) if path.is_file() else None
 
 
+def check_mixture_data(count, components, dimension):
+    """Refuse too few codes: a full covariance in `dimension` dimensions needs
+    more than `dimension` points per component, or it is singular and the
+    mixture only memorises its points."""
+    needed = components * (dimension + 1)
+    if count < needed:
+        raise CvaeError(f"{count} images are too few to fit {components} full-covariance "
+                        f"components in {dimension} dimensions (at least {needed}); use more "
+                        f"images or fewer --components")
+
+
 def fit_mixture(model, images, components=10, seed=0, log=None):
     """Fit the ex-post mixture to the posterior means of (training) images."""
     z_mean, _ = model.encode(images)

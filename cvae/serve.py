@@ -149,16 +149,15 @@ async def _read_upload(form, name):
 
 
 def _decode_image(content, config):
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     try:
         # Uploads are a person's own photos: the face is found and framed like
         # the training data, or the centred square is used when none is found.
         return data.load_image(io.BytesIO(content), config.image_size, config.channels,
                                data.Framing(align="auto"))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
-            Image.DecompressionBombError):
-        raise CvaeError("not an image (or a format Pillow cannot read)") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise CvaeError(data.describe_image_error(error)) from None
 
 
 def _number(values, name, convert, default):

@@ -38,7 +38,10 @@ def test_a_mixed_folder_round_trips_what_it_can(tmp_path, model_path, capsys):
 
     assert main(["compress", str(folder), "-o", str(packed), "--model", str(model_path)]) == 1
     errors = _errors(capsys)
-    assert any("notes.txt: not an image" in line for line in errors)
+    # Files of other kinds in a folder are left out, counted in one warning;
+    # a file named like an image that is not one fails on its own.
+    assert any(line.startswith("cvae: warning: skipped 1 file(s)") and "notes.txt" in line
+               for line in errors)
     assert any("empty.jpg: empty file" in line for line in errors)
     assert sorted(p.name for p in packed.iterdir()) == ["face0.cvae", "face1.cvae", "face2.cvae"]
     assert all(p.stat().st_size <= 128 for p in packed.iterdir())
@@ -122,3 +125,50 @@ def test_calibrate_then_report(tmp_path, capsys):
     assert figure.is_file()
     assert main(["calibrate", "--data", str(tmp_path / "nothing"), "--model", str(path)]) == 1
     assert "no such file or directory" in _errors(capsys)[0]
+
+
+def test_a_huge_image_fails_alone_with_the_limit(tmp_path, model_path, capsys):
+    from PIL import Image as PILImage
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    PILImage.new("RGB", (30, 20), (120, 80, 60)).save(folder / "good1.png")
+    # 20000 x 20000 pixels in a few hundred bytes: a "decompression bomb".
+    PILImage.new("1", (20000, 20000)).save(folder / "bomb.png")
+    PILImage.new("RGB", (30, 20), (60, 80, 120)).save(folder / "good2.png")
+    (folder / "fake.jpg").write_text("not an image")
+    out = tmp_path / "out"
+    assert main(["compress", str(folder), "-o", str(out), "--model", str(model_path),
+                 "--align", "off"]) == 1
+    errors = _errors(capsys)
+    assert f"cvae: error: {folder / 'bomb.png'}: too many pixels: 400 megapixels, " \
+           f"the limit is 50" in errors
+    assert f"cvae: error: {folder / 'fake.jpg'}: not an image (or a format Pillow cannot read)" \
+        in errors
+    assert sorted(p.name for p in out.iterdir()) == ["good1.cvae", "good2.cvae"]
+
+
+def test_a_large_image_under_pillows_limit_gets_its_size(tmp_path):
+    from cvae import data
+
+    Image.new("1", (9000, 6000)).save(tmp_path / "large.png")
+    with pytest.raises(data.ImageTooLargeError, match=r"54 megapixels \(9000x6000\), the limit"):
+        data.load_image(tmp_path / "large.png", 16)
+
+
+def test_decompress_reads_only_cvae_files_from_a_folder(tmp_path, model_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    assert main(["compress", str(write_one(folder)), "-o", str(folder), "--model",
+                 str(model_path), "--align", "off"]) == 0
+    (folder / "README.txt").write_text("notes")
+    assert main(["decompress", str(folder), "-o", str(tmp_path / "out"),
+                 "--model", str(model_path)]) == 0
+    assert "skipped 2 file(s)" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["face.png"]
+
+
+def write_one(folder):
+    path = folder / "face.png"
+    Image.fromarray(np.full((20, 30, 3), 100, np.uint8)).save(path)
+    return path

@@ -150,6 +150,20 @@ def test_every_command_writes_its_picture(tmp_path, model_file):
     assert model_file.with_suffix(".gmm.npz").is_file()
     assert main(["generate", "--sampler", "gmm", "-n", "4", "-o", str(out / "again.png"),
                  *model]) == 0  # Reuses the saved mixture.
+    # Fitting again never replaces it silently; --mixture writes elsewhere.
+    saved = model_file.with_suffix(".gmm.npz").read_bytes()
+    assert main(["generate", "--sampler", "gmm", "--fit-data", str(faces), "--components", "2",
+                 "-o", str(out / "gmm.png"), *model]) == 1
+    assert model_file.with_suffix(".gmm.npz").read_bytes() == saved
+    other = tmp_path / "other.gmm.npz"
+    assert main(["generate", "--sampler", "gmm", "--fit-data", str(faces), "--components", "2",
+                 "--mixture", str(other), "-o", str(out / "gmm2.png"), *model]) == 0
+    assert other.is_file()
+    # Too few images for the components is refused before any work.
+    assert main(["generate", "--sampler", "gmm", "--fit-data", str(faces), "--components", "9",
+                 "--mixture", str(tmp_path / "x.npz"), "-o", str(out / "gmm3.png"),
+                 *model]) == 1
+    assert not (tmp_path / "x.npz").exists()
 
     assert main(["interpolate", face, "seed:3", "--steps", "6", "-o", str(out / "strip.png"),
                  *model]) == 0
@@ -182,19 +196,28 @@ def test_every_command_writes_its_picture(tmp_path, model_file):
     (["traverse", "FACE", "--range", "3", "-3", "-o", "x.png"], "LOW must be below HIGH"),
     (["interpolate", "seed:1", "seed:2", "--steps", "1", "-o", "x.png"], "at least 2"),
     (["interpolate", "seed:1", "seed:two", "-o", "x.png"], "seed:N"),
-    (["interpolate", "NOTES", "seed:1", "-o", "x.png"], "not a readable image"),
+    (["interpolate", "NOTES", "seed:1", "-o", "x.png"], "not an image (or a format Pillow cannot read)"),
     (["generate", "-n", "2"], "-o GRID.png"),
-    (["generate", "--sampler", "gmm", "-o", "x.png"], "no mixture beside the model"),
+    (["generate", "--sampler", "gmm", "-o", "x.png"], "no mixture at"),
     (["edit", "FACE", "--vector", "missing.npy", "-o", "x.png"], "cannot read the vector"),
+    (["edit", "FACE", "--vector", "NOTES", "-o", "x.png"], "not a .npy file"),
+    (["traverse", "EMPTY", "-o", "x.png"], "EMPTY: empty file"),
+    (["interpolate", "EMPTY", "seed:1", "-o", "x.png"], "EMPTY: empty file"),
+    (["generate", "-n", "2", "-o", "x.png", "--model", "FACE"], "not a .keras model file"),
     (["attribute", "--positive", "nowhere", "--negative", "nowhere", "-o", "v.npy"],
      "no such file or directory"),
 ])
 def test_bad_arguments_are_one_clear_line(tmp_path, model_file, capsys, arguments, message):
     face = _write_faces(tmp_path / "faces", 1, seed=0) / "face0.png"
     (tmp_path / "notes.txt").write_text("not an image")
-    arguments = [str(face) if a == "FACE" else str(tmp_path / "notes.txt") if a == "NOTES" else a
-                 for a in arguments]
-    assert main([*arguments, "--model", str(model_file)]) == 1
+    (tmp_path / "empty.png").write_bytes(b"")
+    names = {"FACE": str(face), "NOTES": str(tmp_path / "notes.txt"),
+             "EMPTY": str(tmp_path / "empty.png")}
+    arguments = [names.get(a, a) for a in arguments]
+    message = message.replace("EMPTY", names["EMPTY"])
+    if "--model" not in arguments:
+        arguments += ["--model", str(model_file)]
+    assert main(arguments) == 1
     error = capsys.readouterr().err.strip()
     assert error.startswith("cvae: error:") and message in error and "\n" not in error
 
