@@ -14,6 +14,7 @@ API; every image travels as a base64 PNG and every failure as
 
 import base64
 import io
+import math
 import threading
 from pathlib import Path
 
@@ -76,13 +77,20 @@ def create_app(codec, mixture=None):
 
     async def decompress(request):
         form = await request.form()
-        content = await _read_upload(form, "file")
-        image = await locked(lambda: codec.decompress_batch([content])[0])
+        name, content = await _read_upload(form, "file")
+
+        def decoded():
+            try:
+                return codec.decompress_batch([content])[0]
+            except CvaeError as error:
+                raise CvaeError(f"{name}: {error}") from None
+
+        image = await locked(decoded)
         return {"decompressed": _png(image), "bytes": len(content)}
 
     async def generate(request):
-        seed = _number(request.query_params, "seed", int, 0)
-        temperature = _number(request.query_params, "temperature", float, 1.0)
+        seed = _number(request.query_params, "seed", int, 0, minimum=0)
+        temperature = _number(request.query_params, "temperature", float, 1.0, minimum=0.0)
         count = _number(request.query_params, "count", int, 16)
         if not 1 <= count <= MAX_FACES:
             raise CvaeError(f"count must be between 1 and {MAX_FACES}")
@@ -92,9 +100,9 @@ def create_app(codec, mixture=None):
         if sampler not in available_samplers:
             raise CvaeError(f"unknown sampler {sampler!r}; this model offers "
                             f"{', '.join(available_samplers)}")
-        codes = sample_latents(model, count, seed, temperature,
-                               mixture if sampler == "gmm" else None, sampler=sampler)
-        faces = await locked(model.decode, codes)
+        faces = await locked(lambda: model.decode(sample_latents(
+            model, count, seed, temperature, mixture if sampler == "gmm" else None,
+            sampler=sampler)))
         return {"grid": _png(tiled(faces, 8))}
 
     async def samplers(request):
@@ -145,29 +153,37 @@ async def _read_upload(form, name):
                         f"{MAX_UPLOAD_BYTES // (1024 * 1024)} MB)")
     if not content:
         raise CvaeError(f"{upload.filename}: empty file")
-    return content
+    return upload.filename, content
 
 
-def _decode_image(content, config):
+def _decode_image(upload, config):
     from PIL import UnidentifiedImageError
 
+    name, content = upload
     try:
         # Uploads are a person's own photos: the face is found and framed like
         # the training data, or the centred square is used when none is found.
         return data.load_image(io.BytesIO(content), config.image_size, config.channels,
                                data.Framing(align="auto"))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise CvaeError(data.describe_image_error(error)) from None
+        raise CvaeError(f"{name}: {data.describe_image_error(error)}") from None
 
 
-def _number(values, name, convert, default):
+def _number(values, name, convert, default, minimum=None):
+    """A query or form parameter: a finite number of the given type, at least `minimum`."""
     text = values.get(name)
     if text in (None, ""):
         return default
+    kind = "an integer" if convert is int else "a number"
     try:
-        return convert(text)
+        value = convert(text)
     except ValueError:
-        raise CvaeError(f"{name} must be a number, got {text!r}") from None
+        raise CvaeError(f"{name} must be {kind}, got {text!r}") from None
+    if not math.isfinite(value) or (minimum is not None and value < minimum):
+        bound = "" if minimum is None else f" >= {minimum:g}"
+        expected = "a finite number" if convert is float else kind
+        raise CvaeError(f"{name} must be {expected}{bound}, got {text!r}")
+    return value
 
 
 def _png(image):

@@ -72,6 +72,9 @@ def test_compress_then_decompress_through_the_api(client):
     ("/api/compress", {}, "no file was uploaded"),
     ("/api/decompress", {"file": ("bad.cvae", b"CVAE\x01" + bytes(30))}, "CRC-32"),
     ("/api/decompress", {"file": ("face.png", _png_bytes())}, "wrong magic"),
+    ("/api/decompress", {"file": ("bad.cvae", b"CVAE\x01" + bytes(30))}, "bad.cvae: "),
+    ("/api/decompress", {"file": ("face.png", _png_bytes())}, "face.png: "),
+    ("/api/compress", {"image": ("notes.txt", b"not an image")}, "notes.txt: not an image"),
 ])
 def test_bad_uploads_are_clear_errors_and_the_server_goes_on(client, route, files, message):
     response = client.post(route, files=files)
@@ -89,6 +92,18 @@ def test_the_mixture_sampler_is_offered_only_when_there_is_one(client):
     assert client.get("/api/samplers").json() == {"samplers": ["prior"]}
     response = client.get("/api/generate", params={"sampler": "gmm"})
     assert response.status_code == 400 and "no ex-post mixture" in response.json()["error"]
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"temperature": "nan"}, "temperature must be a finite number >= 0, got 'nan'"),
+    ({"temperature": "inf"}, "temperature must be a finite number >= 0, got 'inf'"),
+    ({"temperature": "-1"}, "temperature must be a finite number >= 0, got '-1'"),
+    ({"seed": "-3"}, "seed must be an integer >= 0, got '-3'"),
+    ({"seed": "x"}, "seed must be an integer, got 'x'"),
+])
+def test_generate_parameters_are_checked_and_named(client, params, message):
+    response = client.get("/api/generate", params=params)
+    assert response.status_code == 400 and response.json()["error"] == message
 
 
 def test_generate_and_interpolate(client):
