@@ -9,6 +9,10 @@ def positive_int(text):
     return checked(int, text, lambda v: v > 0, "a positive integer")
 
 
+def port_number(text):
+    return checked(int, text, lambda v: 1 <= v <= 65535, "a port number from 1 to 65535")
+
+
 def non_negative_int(text):
     return checked(int, text, lambda v: v >= 0, "an integer >= 0")
 

@@ -10,6 +10,7 @@ import warnings
 
 from cvae import cli_codec, cli_explore
 from cvae.arguments import (HelpFormatter, add_framing, decoder_scale, non_negative_float,
+                            port_number,
                             non_negative_int, positive_float, positive_int)
 from cvae.errors import CvaeError, Interrupted, run_command
 
@@ -146,7 +147,7 @@ def build_parser():
     serve.add_argument("--model", help="a .keras model (default: the shipped faces model)")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (0.0.0.0: every network interface)")
-    serve.add_argument("--port", type=positive_int, default=8000, help="port to listen on")
+    serve.add_argument("--port", type=port_number, default=8000, help="port to listen on (1-65535)")
     serve.set_defaults(handler=_serve)
     return parser
 
@@ -223,10 +224,13 @@ def _serve(args):
     from cvae.codec import codec_for
     from cvae.files import default_model_path, load_model
     from cvae.samplers import mixture_beside
-    from cvae.serve import serve
+    from cvae.serve import listening_socket, serve
 
+    # Bound first: a busy port or an unknown host fails at once, before the
+    # model loads, and the banner appears only once the address is ours.
+    listener = listening_socket(args.host, args.port)
     model_path = args.model or default_model_path()
-    serve(codec_for(load_model(model_path)), mixture_beside(model_path), args.host, args.port)
+    serve(codec_for(load_model(model_path)), mixture_beside(model_path), listener)
 
 
 def _quiet_libraries():

@@ -12,6 +12,7 @@ API; every image travels as a base64 PNG and every failure as
   POST /api/interpolate  form files "first", "second", field "steps" -> a strip
 """
 
+import asyncio
 import base64
 import io
 import math
@@ -27,6 +28,12 @@ from cvae.samplers import SAMPLERS, default_sampler, sample_latents
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_FACES = 64
+# Connections beyond this many at once are answered 503 at once (uvicorn's
+# limit_concurrency) instead of queueing without end; a request that waits
+# longer than REQUEST_TIMEOUT_S for the model is answered 503 too.
+MAX_CONNECTIONS = 32
+REQUEST_TIMEOUT_S = 60
+BACKLOG = 64
 PAGE = Path(__file__).resolve().parent / "web" / "index.html"
 
 
@@ -55,9 +62,13 @@ def create_app(codec, mixture=None):
     def guarded(handler):
         async def endpoint(request):
             try:
-                return JSONResponse(await handler(request))
+                return JSONResponse(await asyncio.wait_for(handler(request), REQUEST_TIMEOUT_S))
             except (CvaeError, ValueError, OSError) as error:
                 return JSONResponse({"error": str(error)}, status_code=400)
+            except asyncio.TimeoutError:
+                return JSONResponse({"error": f"the server is busy: no answer within "
+                                              f"{REQUEST_TIMEOUT_S} s; try again"},
+                                    status_code=503)
         return endpoint
 
     def locked(function, *args):
@@ -197,11 +208,37 @@ def _png(image):
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def serve(codec, mixture=None, host="127.0.0.1", port=8000):
+def listening_socket(host, port):
+    """A socket listening on host:port, or a one-line CvaeError saying why not."""
+    import socket
+
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError):
+        raise CvaeError(f"unknown host {host!r} (give an address such as 127.0.0.1 or a "
+                        f"name this machine resolves)") from None
+    listener = socket.socket(family, kind, protocol)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(address)
+        listener.listen(BACKLOG)
+    except OSError as error:
+        listener.close()
+        raise CvaeError(f"cannot listen on {host}:{port}: "
+                        f"{error.strerror or error}") from None
+    return listener
+
+
+def serve(codec, mixture, listener):
+    """Serve the demo on an already listening socket until Ctrl-C."""
     try:
         import uvicorn
     except ImportError:
         raise CvaeError("the web demo needs its extra: pip install -e '.[demo]'") from None
     app = create_app(codec, mixture)
+    config = uvicorn.Config(app, log_level="warning", limit_concurrency=MAX_CONNECTIONS,
+                            timeout_keep_alive=5)
+    host, port = listener.getsockname()[:2]
     print(f"cvae demo on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.Server(config).run(sockets=[listener])

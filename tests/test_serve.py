@@ -174,6 +174,12 @@ def test_the_page_in_a_real_browser(tmp_path):
         browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
         wait = WebDriverWait(browser, 60)
         browser.get(f"http://127.0.0.1:{port}/")
+        # Nothing on the page is broken before the first action: every image
+        # shown has loaded (empty result images stay hidden).
+        broken = browser.execute_script(
+            "return Array.from(document.images).filter(i => i.offsetParent !== null"
+            " && !(i.complete && i.naturalWidth > 0)).map(i => i.id);")
+        assert broken == []
 
         browser.find_element(By.ID, "compress-input").send_keys(str(face.resolve()))
         browser.find_element(By.ID, "compress-button").click()
@@ -198,3 +204,24 @@ def test_the_page_in_a_real_browser(tmp_path):
             browser.quit()
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_start_up_failures_are_one_line_before_any_banner(tmp_path, capsys):
+    from cvae.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port), "--model", str(tmp_path / "none.keras")]) == 1
+        captured = capsys.readouterr()
+        assert captured.out == ""  # No banner.
+        assert captured.err.strip() == (f"cvae: error: cannot listen on 127.0.0.1:{port}: "
+                                        f"Address already in use")
+    assert main(["serve", "--host", "no-such-host.invalid", "--port", str(_free_port())]) == 1
+    assert capsys.readouterr().err.strip().startswith(
+        "cvae: error: unknown host 'no-such-host.invalid'")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--port", "99999"])
+    assert exit_info.value.code == 2
+    assert "expected a port number from 1 to 65535, got '99999'" in capsys.readouterr().err
