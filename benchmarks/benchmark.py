@@ -42,7 +42,7 @@ from cvae.arguments import HelpFormatter, positive_int  # noqa: E402
 from cvae.errors import CvaeError, run_script  # noqa: E402
 from cvae.files import load_model, replace_between_markers  # noqa: E402
 from cvae.model import VAE  # noqa: E402
-from cvae.plotting import save_png  # noqa: E402
+from cvae.plotting import save_image  # noqa: E402
 from cvae.precision import resolve_precision  # noqa: E402
 
 BATCH = 64
@@ -207,7 +207,7 @@ def _codec_commands(images, batch=100):
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         for index, image in enumerate(images[:batch]):
-            save_png(image, folder / "in" / f"face{index:03d}.png")
+            save_image(image, folder / "in" / f"face{index:03d}.png")
         cvae = [sys.executable, "-m", "cvae.cli"]
         timings = {}
         for label, command in [

@@ -86,7 +86,7 @@ def build_parser():
     overrides.add_argument("--channels", type=int, choices=(1, 3), help="1: grey, 3: RGB")
     overrides.add_argument("--latent-dim", type=positive_int, help="dimensions of the latent code z")
     overrides.add_argument("--likelihood", choices=LIKELIHOODS,
-                           help="the decoder's distribution p(x|z) (README \"Losses\")")
+                           help="the decoder's distribution p(x|z) (README \"The model\")")
     overrides.add_argument("--decoder-scale", type=decoder_scale,
                            help="a positive number, 'learned' or 'calibrated'")
     overrides.add_argument("--beta", type=non_negative_float, help="weight of the KL term")

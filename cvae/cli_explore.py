@@ -12,6 +12,7 @@ import numpy as np
 from cvae.arguments import (HelpFormatter, add_framing, floats, framing, non_negative_float,
                             non_negative_ints, positive_int, warn_if_not_aligned)
 from cvae.errors import CvaeError
+from cvae.plotting import check_image_path
 
 _MODEL_HELP = "a .keras model (default: the shipped faces model, or $CVAE_MODEL)"
 
@@ -138,20 +139,22 @@ def add_commands(commands):
 
 def _generate(args):
     from cvae import samplers
-    from cvae.plotting import save_png, tiled
+    from cvae.plotting import save_image, tiled
 
     if not args.out and not args.separate:
         raise CvaeError("give -o GRID.png, --separate DIR, or both")
+    if args.out:
+        check_image_path(args.out)
     model, model_path = _load(args)
     mixture = _mixture(args, model, model_path) if args.sampler == "gmm" else None
     faces = model.decode(samplers.sample_latents(model, args.count, args.seed, args.temperature,
                                                  mixture, sampler=args.sampler))
     if args.out:
-        save_png(tiled(faces, args.columns), args.out)
+        save_image(tiled(faces, args.columns), args.out)
         print(f"wrote {args.out}")
     if args.separate:
         for index, face in enumerate(faces):
-            save_png(face, Path(args.separate) / f"sample_{index:03d}.png")
+            save_image(face, Path(args.separate) / f"sample_{index:03d}.png")
         print(f"wrote {len(faces)} faces to {args.separate}")
 
 
@@ -179,20 +182,22 @@ def _mixture(args, model, model_path):
 
 def _interpolate(args):
     from cvae.exploration import interpolation
-    from cvae.plotting import image_grid, save_png
+    from cvae.plotting import image_grid, save_image
 
+    check_image_path(args.out)
     if args.steps < 2:
         raise CvaeError(f"--steps must be at least 2, got {args.steps}")
     model, _ = _load(args)
     start, end = (_endpoint(model, text, framing(args)) for text in (args.start, args.end))
-    save_png(image_grid([interpolation(model, start, end, args.steps, args.mode)]), args.out)
+    save_image(image_grid([interpolation(model, start, end, args.steps, args.mode)]), args.out)
     print(f"wrote {args.out}")
 
 
 def _traverse(args):
     from cvae.exploration import traversal
-    from cvae.plotting import image_grid, save_png
+    from cvae.plotting import image_grid, save_image
 
+    check_image_path(args.out)
     if args.steps < 2:
         raise CvaeError(f"--steps must be at least 2, got {args.steps}")
     model, _ = _load(args)
@@ -205,7 +210,7 @@ def _traverse(args):
     image = _image(model, args.image, framing(args))
     faces, dimensions = traversal(model, image[None], args.dims, np.linspace(low, high, args.steps),
                                   min(args.count, latent_dim))
-    save_png(image_grid(list(faces)), args.out)
+    save_image(image_grid(list(faces)), args.out)
     print(f"wrote {args.out} (rows: dimensions {', '.join(map(str, dimensions))})")
 
 
@@ -231,8 +236,9 @@ def _attribute(args):
 
 def _edit(args):
     from cvae.exploration import edited
-    from cvae.plotting import image_grid, save_png
+    from cvae.plotting import image_grid, save_image
 
+    check_image_path(args.out)
     model, _ = _load(args)
     if not Path(args.vector).is_file():
         raise CvaeError(f"cannot read the vector {args.vector}: no such file")
@@ -246,7 +252,7 @@ def _edit(args):
         raise CvaeError(f"{args.vector} holds shape {vector.shape}; this model needs "
                         f"({model.config.latent_dim},)")
     image = _image(model, args.image, framing(args))
-    save_png(image_grid([edited(model, image, vector, args.scale)]), args.out)
+    save_image(image_grid([edited(model, image, vector, args.scale)]), args.out)
     print(f"wrote {args.out}")
 
 

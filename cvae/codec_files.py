@@ -13,7 +13,7 @@ import numpy as np
 from cvae import data
 from cvae.errors import CvaeError
 from cvae.files import atomic_path
-from cvae.plotting import save_png
+from cvae.plotting import save_image
 
 COMPRESSED_SUFFIX = ".cvae"
 _BATCH = 64
@@ -115,7 +115,7 @@ def decompress_files(codec, inputs, out_dir, force=False, on_error=None, paste=N
                 from cvae.align import paste_into
 
                 image = paste_into(paste[0], image, paste[1])
-            save_png(image, target)
+            save_image(image, target)
             written.append((path, target))
     return written
 

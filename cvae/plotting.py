@@ -1,8 +1,11 @@
 """Figures: image grids (Pillow) and loss curves (matplotlib)."""
 
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
+from cvae.errors import CvaeError
 from cvae.files import atomic_path, read_history
 
 _GAP = 2
@@ -34,12 +37,28 @@ def tiled(images, columns):
     return image_grid([images[start:start + columns] for start in range(0, len(images), columns)])
 
 
-def save_png(image, path):
+# The file formats an output image may be written in, by suffix.
+IMAGE_FORMATS = {".png": ("PNG", {}), ".jpg": ("JPEG", {"quality": 95}),
+                 ".jpeg": ("JPEG", {"quality": 95}), ".webp": ("WEBP", {"lossless": True})}
+
+
+def check_image_path(path):
+    """The suffix of an image output path, or a CvaeError if no format is known for it."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in IMAGE_FORMATS:
+        raise CvaeError(f"cannot write {path}: name a .png, .jpg or .webp file")
+    return suffix
+
+
+def save_image(image, path):
+    """Write an image (uint8, or float in [0, 1]) atomically, in the format its
+    suffix names (.png, .jpg/.jpeg or .webp); any other suffix is refused."""
+    image_format, options = IMAGE_FORMATS[check_image_path(path)]
     image = to_uint8(image)
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]
     with atomic_path(path) as temporary:
-        Image.fromarray(image).save(temporary, format="PNG")
+        Image.fromarray(image).save(temporary, format=image_format, **options)
 
 
 def pyplot():
@@ -72,8 +91,9 @@ def plot_history(csv_path, png_path):
         for prefix, style in (("", "-"), ("val_", "--")):
             key = prefix + name
             if key in rows[epochs[0]]:
+                # Markers: a single epoch is a point, which a bare line would not show.
                 axis.plot([e + 1 for e in epochs], [rows[e][key] for e in epochs],
-                          style, label=key)
+                          style, marker="o", markersize=3, label=key)
         axis.set_title(name)
         axis.set_xlabel("epoch")
         axis.legend()

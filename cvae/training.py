@@ -27,7 +27,7 @@ from cvae.errors import CvaeError
 from cvae.files import (MODEL_FILE, RUN_RECORD_FILE, TEMPORARY_PREFIX, atomic_path, load_model,
                         read_history, save_model, write_text)
 from cvae.model import VAE
-from cvae.plotting import image_grid, plot_history, save_png
+from cvae.plotting import image_grid, plot_history, save_image
 from cvae.precision import resolve_precision
 
 BACKUP_DIR = "backup"
@@ -353,10 +353,10 @@ class TrainingFigures(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         images = self.out / "images"
         reconstructions = self.model.reconstruct(self.preview_images)
-        save_png(image_grid([self.preview_images, reconstructions]),
+        save_image(image_grid([self.preview_images, reconstructions]),
                  images / f"epoch_{epoch + 1:03d}_reconstructions.png")
         samples = self.model.generate(2 * GRID_IMAGES, seed=self.seed)
-        save_png(image_grid([samples[:GRID_IMAGES], samples[GRID_IMAGES:]]),
+        save_image(image_grid([samples[:GRID_IMAGES], samples[GRID_IMAGES:]]),
                  images / f"epoch_{epoch + 1:03d}_samples.png")
         history = self.out / "history.csv"
         if history.exists():

@@ -31,7 +31,7 @@ from cvae.detection import contains_face
 from cvae.errors import CvaeError, run_script
 from cvae.files import (DEFAULT_MODEL_PATH, REPOSITORY_ROOT, SHOWCASE_IMAGE, load_model,
                         replace_between_markers, write_text)
-from cvae.plotting import image_grid, save_png
+from cvae.plotting import image_grid, save_image
 
 
 def main(argv=None):
@@ -72,9 +72,9 @@ def main(argv=None):
         results.append(entry)
         rows.append(row)
         out = Path(args.out)
-        save_png(pasted, out / f"alignment_pasted_{Path(photo_path).stem}.png")
+        save_image(pasted, out / f"alignment_pasted_{Path(photo_path).stem}.png")
     out = Path(args.out)
-    save_png(image_grid(rows), out / "alignment.png")
+    save_image(image_grid(rows), out / "alignment.png")
     write_text(out / "alignment.json", json.dumps(results, indent=2) + "\n")
     lines = ["| photo | crop | bytes | PSNR (dB) | SSIM | detector finds a face in the "
              "reconstruction |", "|---|---|---|---|---|---|"]

@@ -33,7 +33,7 @@ from cvae.errors import run_script
 from cvae.evaluation import reconstruction_metrics, split_halves, swd_entry
 from cvae.files import (DEFAULT_MODEL_PATH, MODEL_FILE, REPOSITORY_ROOT, RUN_RECORD_FILE,
                         load_model, replace_between_markers)
-from cvae.plotting import image_grid, plot_latent_histograms, save_png
+from cvae.plotting import image_grid, plot_latent_histograms, save_image
 from cvae.training import BACKUP_DIR, TrainOptions, train
 
 SIZE = 64
@@ -131,7 +131,7 @@ def main(argv=None):
     }
     sample_rows.append(default_samples[:SHOWN])
     labels.append("default")
-    save_png(image_grid(sample_rows), out / "samples.png")
+    save_image(image_grid(sample_rows), out / "samples.png")
     (out / "experiments.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     section = experiments_section(results, labels)
     replace_between_markers(args.readme, "experiments", section)

@@ -38,7 +38,7 @@ from cvae.errors import CvaeError, run_script
 from cvae.evaluation import fit_pca, reconstruction_metrics, swd_entry
 from cvae.files import (MODEL_FILE, REPOSITORY_ROOT, atomic_path, load_model, read_history,
                         replace_between_markers, write_text)
-from cvae.plotting import image_grid, save_png
+from cvae.plotting import image_grid, save_image
 from cvae.second_stage import fit_second_stage
 from cvae.training import BACKUP_DIR, TrainOptions, train
 
@@ -164,7 +164,7 @@ def score(name, run, arrays):
                          for kind, images in samples.items()}
     result["real_face_rate"] = face_rate(reference)
     result["scoring_s"] = round(time.monotonic() - start, 1)
-    save_png(image_grid([samples["second-stage"][:8], samples["prior"][:8],
+    save_image(image_grid([samples["second-stage"][:8], samples["prior"][:8],
                          held_out["celeba_val"][:8], model.reconstruct(held_out["celeba_val"][:8])]),
              run / "study.png")
     return result

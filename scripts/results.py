@@ -30,7 +30,7 @@ from cvae.arguments import HelpFormatter, add_showcase_arguments, positive_int
 from cvae.errors import run_script
 from cvae.evaluation import evaluate, fit_pca, split_halves, swd_entry
 from cvae.files import DEFAULT_MODEL_PATH, REPOSITORY_ROOT, load_model, replace_between_markers
-from cvae.plotting import image_grid, save_png, tiled
+from cvae.plotting import image_grid, save_image, tiled
 from cvae.samplers import mixture_beside
 
 SHOWN = 8
@@ -75,15 +75,15 @@ def main(argv=None):
 
     face = data.load_image(args.showcase, size, framing=args.showcase_crop)[None]
     original = face.astype(np.float32) / 255
-    save_png(image_grid([np.concatenate([original, models["faces"].reconstruct(face),
+    save_image(image_grid([np.concatenate([original, models["faces"].reconstruct(face),
                                          models["seed"].reconstruct(face),
                                          pcas["faces"].reconstruct(original)])]),
              out / "reconstructions.png")
     samples = models["faces"].generate(4 * SHOWN, seed=0)
-    save_png(tiled(samples, SHOWN), out / "samples.png")
+    save_image(tiled(samples, SHOWN), out / "samples.png")
     if "samples_gmm" in results["faces"]:
-        save_png(tiled(gmm_samples[:4 * SHOWN], SHOWN), out / "samples_gmm.png")
-    save_png(image_grid([samples[:SHOWN], models["seed"].generate(SHOWN, seed=0),
+        save_image(tiled(gmm_samples[:4 * SHOWN], SHOWN), out / "samples_gmm.png")
+    save_image(image_grid([samples[:SHOWN], models["seed"].generate(SHOWN, seed=0),
                          pcas["faces"].sample(SHOWN, seed=0)]), out / "samples_compared.png")
 
     table = results_table(results, args)

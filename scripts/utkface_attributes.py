@@ -31,7 +31,7 @@ from cvae.errors import run_script
 from cvae.exploration import attribute, edited
 from cvae.files import (REPOSITORY_ROOT, SHOWCASE_CROP_BOX, SHOWCASE_IMAGE, atomic_path,
                         default_model_path, load_model)
-from cvae.plotting import image_grid, save_png
+from cvae.plotting import image_grid, save_image
 from cvae.samplers import mixture_beside, sample_latents
 
 SCALES = (-2.0, -1.0, 0.0, 1.0, 2.0)
@@ -95,7 +95,7 @@ def main(argv=None):
         generated = model.decode(sample_latents(model, 4, seed=1, mixture=mixture))
         faces = [astronaut] + list(generated)
     rows = [edited(model, face, vectors[name], SCALES) for face in faces for name in GROUPS]
-    save_png(image_grid(rows), out / "edits.png")
+    save_image(image_grid(rows), out / "edits.png")
     print(f"wrote {out / 'edits.png'}: rows alternate {' / '.join(GROUPS)}, "
           f"columns are scales {SCALES}")
     return 0

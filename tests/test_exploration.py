@@ -227,3 +227,17 @@ def test_the_command_line_loads_no_tensorflow_to_show_help():
             "print(any(m.startswith('tensorflow') for m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False"
+
+
+def test_outputs_are_written_in_the_format_their_suffix_names(tmp_path, model_file, capsys):
+    model = ["--model", str(model_file)]
+    assert main(["generate", "-n", "2", "-o", str(tmp_path / "g.jpg"), *model]) == 0
+    with Image.open(tmp_path / "g.jpg") as picture:
+        assert picture.format == "JPEG"
+    assert main(["generate", "-n", "2", "-o", str(tmp_path / "g.webp"), *model]) == 0
+    with Image.open(tmp_path / "g.webp") as picture:
+        assert picture.format == "WEBP"
+    assert main(["generate", "-n", "2", "-o", str(tmp_path / "g.txt"), *model]) == 1
+    assert capsys.readouterr().err.strip() == (f"cvae: error: cannot write {tmp_path / 'g.txt'}: "
+                                               f"name a .png, .jpg or .webp file")
+    assert not (tmp_path / "g.txt").exists()
