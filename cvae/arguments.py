@@ -9,6 +9,11 @@ def positive_int(text):
     return checked(int, text, lambda v: v > 0, "a positive integer")
 
 
+def fraction(text):
+    """A share of a set: at least 0, below 1."""
+    return checked(float, text, lambda v: 0.0 <= v < 1.0, "a fraction from 0 to below 1")
+
+
 def port_number(text):
     return checked(int, text, lambda v: 1 <= v <= 65535, "a port number from 1 to 65535")
 

@@ -10,7 +10,7 @@ import warnings
 
 from cvae import cli_codec, cli_explore
 from cvae.arguments import (HelpFormatter, add_framing, decoder_scale, non_negative_float,
-                            port_number,
+                            fraction, port_number,
                             non_negative_int, positive_float, positive_int)
 from cvae.errors import CvaeError, Interrupted, run_command
 
@@ -45,7 +45,7 @@ def build_parser():
     train.add_argument("--data", required=True, help="folder of training images, or .npy/.npz")
     train.add_argument("--val-data", help="folder of validation images "
                        "(default: a fixed hash-based share of --data)")
-    train.add_argument("--validation-split", type=float, default=0.05,
+    train.add_argument("--validation-split", type=fraction, default=0.05,
                        help="share of --data held out for validation when --val-data is absent")
     train.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
                        help="the network and objective to start from (README \"Presets\")")
@@ -198,6 +198,10 @@ def _evaluate(args):
         # The same images the PCA would pick from the whole folder, decoded alone.
         train_images = data.read_subset(args.train_data, args.pca_images, size, channels,
                                         framing(args), args.seed)
+        # Checked now, not after the model's metrics: PCA needs as many images as components.
+        if len(train_images) < model.config.latent_dim:
+            raise CvaeError(f"--train-data: {len(train_images)} readable images are too few for "
+                            f"a PCA with {model.config.latent_dim} components (the latent size)")
     inception = load_inception(args.inception_weights) if args.inception_weights else None
     results = evaluate(model, images, train_images, iwae_samples=args.iwae_samples,
                        pca_images=args.pca_images, inception=inception, seed=args.seed)

@@ -294,3 +294,11 @@ def test_export_refuses_to_replace_without_force(tmp_path, capsys):
     assert published.read_bytes() == b"keep me"
     assert main(["export", str(run), "-o", str(published), "--force"]) == 0
     assert load_model(published).config.latent_dim == 4
+
+
+@pytest.mark.parametrize("split", ["1.0", "1.5", "-0.5"])
+def test_the_validation_split_is_a_fraction(tmp_path, capsys, split):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--data", str(tmp_path), "--validation-split", split])
+    assert exit_info.value.code == 2
+    assert f"expected a fraction from 0 to below 1, got '{split}'" in capsys.readouterr().err

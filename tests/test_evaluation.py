@@ -96,12 +96,14 @@ def test_evaluate_prints_a_table(tmp_path, capsys):
     (["--data", "{folder}", "--max-images", "2"], "at least 4 images"),
     (["--data", "{folder}", "--inception-weights", "{folder}/face_001.png"],
      "cannot load Inception weights"),
+    (["--data", "{folder}", "--train-data", "{few}"], "too few for a PCA with 4 components"),
 ])
 def test_evaluate_bad_input_is_one_line(tmp_path, capsys, arguments, message):
     model_path = tmp_path / "tiny.keras"
     save_model(VAE(TINY, seed=0), model_path)
     folder = write_image_folder(tmp_path / "faces", n=6)
-    values = {"missing": str(tmp_path / "missing"), "folder": str(folder)}
+    few = write_image_folder(tmp_path / "few", n=3)
+    values = {"missing": str(tmp_path / "missing"), "folder": str(folder), "few": str(few)}
     arguments = [argument.format(**values) for argument in arguments]
     if "--model" not in arguments:
         arguments += ["--model", str(model_path)]
