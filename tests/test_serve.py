@@ -225,3 +225,69 @@ def test_start_up_failures_are_one_line_before_any_banner(tmp_path, capsys):
         main(["serve", "--port", "99999"])
     assert exit_info.value.code == 2
     assert "expected a port number from 1 to 65535, got '99999'" in capsys.readouterr().err
+
+
+def _resident_kib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _tiny_model_file(folder):
+    model = VAE(TINY, seed=0)
+    path = folder / "tiny.keras"
+    save_model(model, path)
+    CodecTable((0.05, 0.1, 0.05, 0.2), (True, True, False, True), 1.0,
+               weights_sha256(model)).save(table_path(path))
+    return path
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc for memory")
+def test_the_server_holds_up_under_concurrent_clients(tmp_path):
+    """Bounded in count (160 requests, 16 at a time) and time (each 30 s at most)."""
+    import concurrent.futures
+
+    import httpx2 as httpx
+
+    model_path = _tiny_model_file(tmp_path)
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    port = _free_port()
+    environment = {**os.environ, "HOME": str(tmp_path / "home"),
+                   "CVAE_CACHE": str(tmp_path / "cache")}
+    server = subprocess.Popen([sys.executable, "-m", "cvae.cli", "serve", "--model",
+                               str(model_path), "--port", str(port)], cwd=workdir,
+                              env=environment, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    image = _png_bytes(48)
+
+    def request(index):
+        with httpx.Client(timeout=30) as http:
+            if index % 2:
+                return http.get(f"{url}/api/generate", params={"seed": index, "count": 4})
+            return http.post(f"{url}/api/compress", files={"image": ("face.png", image)})
+
+    def burst(count):
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            return [response.status_code for response in pool.map(request, range(count))]
+
+    try:
+        _wait_for(port, server)
+        assert set(burst(32)) <= {200, 503}
+        warm = _resident_kib(server.pid)
+        statuses = burst(128)
+        assert statuses.count(200) >= 64 and set(statuses) <= {200, 503}
+        # Memory stays bounded: more requests do not keep growing it.
+        assert _resident_kib(server.pid) < 1.5 * warm + 50_000
+        with httpx.Client(timeout=30) as http:  # Still answering.
+            assert http.get(f"{url}/api/samplers").status_code == 200
+            too_large = http.post(f"{url}/api/compress",
+                                  files={"image": ("big.png", bytes(serve.MAX_UPLOAD_BYTES + 1))})
+            assert too_large.status_code == 400 and "too large" in too_large.json()["error"]
+        assert server.poll() is None
+        assert list(workdir.iterdir()) == []  # Nothing written where it runs.
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
