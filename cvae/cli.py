@@ -42,9 +42,12 @@ def build_parser():
                     "WebP, GIF) or a .npy/.npz array. Rerunning the same command after an "
                     "interruption resumes from the last finished epoch.",
         formatter_class=HelpFormatter)
-    train.add_argument("--data", required=True, help="folder of training images, or .npy/.npz")
-    train.add_argument("--val-data", help="folder of validation images "
-                       "(default: a fixed hash-based share of --data)")
+    train.add_argument("--data", required=True, action="append",
+                       help="folder of training images, or .npy/.npz; give --data again to "
+                            "train on several sources together")
+    train.add_argument("--val-data", action="append",
+                       help="folder of validation images, repeatable "
+                            "(default: a fixed hash-based share of each --data)")
     train.add_argument("--validation-split", type=fraction, default=0.05,
                        help="share of --data held out for validation when --val-data is absent")
     train.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from cvae import data as data_module
 from cvae.config import DEFAULT_PRESET, get_preset
@@ -40,7 +41,8 @@ GRID_IMAGES = 8
 
 @dataclasses.dataclass
 class TrainOptions:
-    data: str
+    # A folder or array file, or a list of them trained on together.
+    data: object
     out: str = "runs/faces"
     preset: str = DEFAULT_PRESET
     epochs: int = 10
@@ -54,7 +56,7 @@ class TrainOptions:
     precision: str = "auto"
     # XLA: "auto" lets Keras enable it on GPUs (it stays off on CPU-only machines).
     jit_compile: object = "auto"
-    validation_data: str = None
+    validation_data: object = None
     validation_fraction: float = 0.05
     crop_box: tuple = None
     # "off" (training sets are usually framed already), "auto" or "on": see cvae.data.Framing.
@@ -220,16 +222,25 @@ def _check_same_configuration(out, record):
 
 
 def _read_data(options, config):
+    """(training images, validation images), each source read and split on its own."""
     size, channels = config.image_size, config.channels
     framing = data_module.Framing(options.crop_box, options.align, options.face_index)
+    train_parts, validation_parts = [], []
+    for source in _sources(options.data):
+        fraction = 0.0 if options.validation_data else options.validation_fraction
+        train, validation = data_module.read_dataset(source, size, channels, framing,
+                                                     validation_fraction=fraction, progress=True)
+        train_parts.append(train)
+        validation_parts.append(validation)
     if options.validation_data:
-        train_images, _ = data_module.read_dataset(options.data, size, channels, framing,
-                                                   progress=True)
-        validation_images, _ = data_module.read_dataset(options.validation_data, size, channels,
-                                                        framing, progress=True)
-        return train_images, validation_images
-    return data_module.read_dataset(options.data, size, channels, framing,
-                                    validation_fraction=options.validation_fraction, progress=True)
+        validation_parts = [data_module.read_dataset(source, size, channels, framing,
+                                                     progress=True)[0]
+                            for source in _sources(options.validation_data)]
+    return np.concatenate(train_parts), np.concatenate(validation_parts)
+
+
+def _sources(value):
+    return [value] if isinstance(value, (str, Path)) else list(value)
 
 
 def _last_loss_is_nan(history):

@@ -302,3 +302,14 @@ def test_the_validation_split_is_a_fraction(tmp_path, capsys, split):
         main(["train", "--data", str(tmp_path), "--validation-split", split])
     assert exit_info.value.code == 2
     assert f"expected a fraction from 0 to below 1, got '{split}'" in capsys.readouterr().err
+
+
+def test_train_on_several_sources_together(tmp_path, capsys):
+    first = write_image_folder(tmp_path / "first", n=12)
+    second = write_image_folder(tmp_path / "second", n=8, seed=1)
+    assert main(["train", "--data", str(first), "--data", str(second), "--val-data",
+                 str(first), "--epochs", "1", "--out", str(tmp_path / "run"),
+                 "--no-tensorboard", *TINY_RUN]) == 0
+    assert "training on 20 images, validating on 12" in capsys.readouterr().out
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["options"]["data"] == [str(first), str(second)]
