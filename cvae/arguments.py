@@ -40,6 +40,11 @@ def positive_floats(text):
     return tuple(positive_float(part) for part in text.split(","))
 
 
+def positive_ints(text):
+    return tuple(checked(int, part, lambda v: v > 0, "comma-separated positive integers")
+                 for part in text.split(","))
+
+
 def floats(text):
     return tuple(checked(float, part, math.isfinite, "comma-separated finite numbers")
                  for part in text.split(","))

@@ -10,7 +10,7 @@ import warnings
 
 from cvae import cli_codec, cli_explore
 from cvae.arguments import (HelpFormatter, add_framing, decoder_scale, non_negative_float,
-                            fraction, port_number,
+                            fraction, port_number, positive_ints,
                             non_negative_int, positive_float, positive_int)
 from cvae.errors import CvaeError, Interrupted, run_command
 
@@ -138,6 +138,27 @@ def build_parser():
                         help="replace an existing output (and its .json record)")
     export.set_defaults(handler=_export)
 
+    second = commands.add_parser(
+        "second-stage", help="give a model a second-stage VAE, so N(0, I) samples are faces",
+        description="Train a small second VAE (Dai & Wipf 2019) on the model's latent codes of "
+                    "training images and write the model with it inside to OUT: sampling then "
+                    "maps u ~ N(0, I) through it to codes where the decoder knows faces. The "
+                    "first stage is unchanged (reconstructions and the codec are the same).",
+        formatter_class=HelpFormatter)
+    second.add_argument("--model", help="a .keras model (default: the shipped faces model)")
+    second.add_argument("--data", required=True, action="append",
+                        help="training images (folder or .npy/.npz), repeatable")
+    second.add_argument("-o", "--out", required=True, help="the .keras file to write")
+    second.add_argument("--max-images", type=positive_int, default=10000,
+                        help="encode at most this many images of each --data (chosen at random)")
+    second.add_argument("--epochs", type=positive_int, default=100,
+                        help="passes over the codes")
+    second.add_argument("--units", type=positive_ints, default="1024,1024",
+                        help="hidden widths of the second stage's networks")
+    second.add_argument("--seed", type=int, default=0, help="seed of the choice and training")
+    second.add_argument("--force", action="store_true", help="replace an existing output")
+    second.set_defaults(handler=_second_stage)
+
     cli_codec.add_commands(commands)
     cli_explore.add_commands(commands)
 
@@ -225,6 +246,31 @@ def _export(args):
             if path.exists():
                 raise CvaeError(f"{path} exists (use --force to overwrite)")
     print(f"wrote {export_model(args.run_dir, args.out)}")
+
+
+def _second_stage(args):
+    from pathlib import Path
+
+    import numpy as np
+
+    from cvae import data
+    from cvae.files import load_model, save_model
+    from cvae.second_stage import fit_second_stage
+
+    if not args.out.endswith(".keras"):
+        raise CvaeError(f"the output must end in .keras, got {args.out}")
+    if Path(args.out).exists() and not args.force:
+        raise CvaeError(f"{args.out} exists (use --force to overwrite)")
+    model = load_model(args.model)
+    config = model.config
+    images = np.concatenate([data.read_subset(source, args.max_images, config.image_size,
+                                              config.channels, seed=args.seed)
+                             for source in args.data])
+    print(f"training the second stage on the codes of {len(images)} images", flush=True)
+    combined = fit_second_stage(model, images, units=tuple(int(u) for u in args.units),
+                                epochs=args.epochs, seed=args.seed, verbose=2)
+    save_model(combined, args.out)
+    print(f"wrote {args.out}")
 
 
 def _serve(args):

@@ -61,3 +61,24 @@ def test_temperature_must_be_finite_and_non_negative(first_stage, temperature):
     model, _ = first_stage
     with pytest.raises(ValueError, match="temperature"):
         sample_latents(model, 2, seed=0, temperature=temperature)
+
+
+def test_the_second_stage_command_writes_a_model_that_samples_through_it(tmp_path, capsys):
+    from cvae.cli import main
+    from tests.conftest import TINY, write_image_folder
+
+    folder = write_image_folder(tmp_path / "faces", n=16)
+    first = tmp_path / "first.keras"
+    save_model(VAE(TINY, seed=0), first)
+    out = tmp_path / "second.keras"
+    command = ["second-stage", "--model", str(first), "--data", str(folder), "-o", str(out),
+               "--epochs", "2", "--units", "8,8"]
+    assert main(command) == 0
+    model = load_model(out)
+    assert model.config.second_stage_units == (8, 8)
+    assert default_sampler(model) == "second-stage"
+    assert main(command) == 1  # No silent overwrite.
+    assert "exists (use --force to overwrite)" in capsys.readouterr().err
+    assert main(["generate", "-n", "2", "--model", str(out), "-o", str(tmp_path / "g.png")]) == 0
+    assert main(["generate", "-n", "2", "--model", str(out), "--sampler", "prior",
+                 "-o", str(tmp_path / "p.png")]) == 0
