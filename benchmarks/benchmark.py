@@ -40,7 +40,7 @@ from cvae import data  # noqa: E402
 from cvae.config import get_preset  # noqa: E402
 from cvae.arguments import HelpFormatter, positive_int  # noqa: E402
 from cvae.errors import CvaeError, run_script  # noqa: E402
-from cvae.files import load_model, replace_between_markers  # noqa: E402
+from cvae.files import load_model, replace_between_markers, write_text  # noqa: E402
 from cvae.model import VAE  # noqa: E402
 from cvae.plotting import save_image  # noqa: E402
 from cvae.precision import resolve_precision  # noqa: E402
@@ -105,7 +105,7 @@ def main(argv=None):
     print(f"codec commands: {results['codec_commands']}", flush=True)
     results["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_text(args.out, json.dumps(results, indent=2) + "\n")
     section = benchmark_section(results)
     replace_between_markers(args.readme, "benchmarks", section)
     print(section)

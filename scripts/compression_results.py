@@ -27,9 +27,9 @@ from cvae import data, metrics
 from cvae.codec import codec_for
 from cvae.codec_report import comparison_figure, compression_report
 from cvae.arguments import HelpFormatter, add_showcase_arguments
-from cvae.errors import run_script
+from cvae.errors import CvaeError, run_script
 from cvae.files import (DEFAULT_MODEL_PATH, REPOSITORY_ROOT, load_model,
-                        replace_between_markers)
+                        replace_between_markers, write_text)
 
 OTHER_STEPS = (2.0, 3.0, 5.0, 6.0, 8.0)
 
@@ -48,7 +48,7 @@ def main(argv=None):
     model = load_model(args.model)
     codec = codec_for(model)
     if codec.table is None:
-        raise SystemExit(f"{args.model} has no codec table; run `cvae calibrate` first")
+        raise CvaeError(f"{args.model} has no codec table; run `cvae calibrate` first")
     config = model.config
     images, _ = data.read_dataset(args.data, config.image_size, config.channels)
     report = compression_report(codec, images)
@@ -58,7 +58,7 @@ def main(argv=None):
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "compression.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_text(out / "compression.json", json.dumps(report, indent=2) + "\n")
     face = data.load_image(args.showcase, config.image_size, config.channels,
                            framing=args.showcase_crop)[None]
     comparison_figure(compression_report(codec, face), face, out / "compression.png")

@@ -32,7 +32,7 @@ from cvae.arguments import HelpFormatter, positive_int
 from cvae.errors import run_script
 from cvae.evaluation import reconstruction_metrics, split_halves, swd_entry
 from cvae.files import (DEFAULT_MODEL_PATH, MODEL_FILE, REPOSITORY_ROOT, RUN_RECORD_FILE,
-                        load_model, replace_between_markers)
+                        load_model, replace_between_markers, write_text)
 from cvae.plotting import image_grid, plot_latent_histograms, save_image
 from cvae.training import BACKUP_DIR, TrainOptions, train
 
@@ -132,7 +132,7 @@ def main(argv=None):
     sample_rows.append(default_samples[:SHOWN])
     labels.append("default")
     save_image(image_grid(sample_rows), out / "samples.png")
-    (out / "experiments.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_text(out / "experiments.json", json.dumps(results, indent=2) + "\n")
     section = experiments_section(results, labels)
     replace_between_markers(args.readme, "experiments", section)
     print(section)

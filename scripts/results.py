@@ -29,7 +29,8 @@ from cvae import data
 from cvae.arguments import HelpFormatter, add_showcase_arguments, positive_int
 from cvae.errors import run_script
 from cvae.evaluation import evaluate, fit_pca, split_halves, swd_entry
-from cvae.files import DEFAULT_MODEL_PATH, REPOSITORY_ROOT, load_model, replace_between_markers
+from cvae.files import (DEFAULT_MODEL_PATH, REPOSITORY_ROOT, load_model, replace_between_markers,
+                        write_text)
 from cvae.plotting import image_grid, save_image, tiled
 from cvae.samplers import mixture_beside
 
@@ -71,7 +72,7 @@ def main(argv=None):
         gmm_samples = models["faces"].decode(mixture.sample(len(reference), seed=0))
         results["faces"]["samples_gmm"] = swd_entry(reference, gmm_samples, 0)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "evaluation.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_text(out / "evaluation.json", json.dumps(results, indent=2) + "\n")
 
     face = data.load_image(args.showcase, size, framing=args.showcase_crop)[None]
     original = face.astype(np.float32) / 255

@@ -90,3 +90,14 @@ def test_experiments_reuse_only_runs_finished_with_the_asked_for_epochs(tmp_path
     assert finished(run, 8) and not finished(run, 16)
     (run / "backup").mkdir()  # Interrupted: resume rather than reuse.
     assert not finished(run, 8)
+
+
+def test_the_plain_keras_training_script_fits_and_saves(tmp_path):
+    from tests.conftest import write_image_folder
+
+    train_script = _script("scripts/train.py")
+    folder = write_image_folder(tmp_path / "faces", n=24)
+    out = tmp_path / "run"
+    assert train_script.main(["--data", str(folder), "--preset", "seed", "--epochs", "1",
+                              "--batch-size", "8", "--out", str(out)]) == 0
+    assert (out / "model.keras").is_file() and (out / "samples.png").is_file()
