@@ -7,7 +7,21 @@ from pathlib import Path
 from cvae.errors import CvaeError, first_line
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL_PATH = REPOSITORY_ROOT / "saved_models" / "cvae-faces.keras"
+DEFAULT_MODEL_NAME = "cvae-faces.keras"
+
+
+def _installed_models():
+    """The folder of the models installed with the package (saved_models/ in
+    the repository, mapped to cvae.saved_models by pyproject.toml)."""
+    import importlib.resources
+
+    try:
+        return Path(str(importlib.resources.files("cvae.saved_models")))
+    except ModuleNotFoundError:  # Running from a checkout that was never installed.
+        return REPOSITORY_ROOT / "saved_models"
+
+
+DEFAULT_MODEL_PATH = _installed_models() / DEFAULT_MODEL_NAME
 # The public-domain face the README's figures show (dataset faces may not be
 # published), and the box around the face in it.
 SHOWCASE_IMAGE = REPOSITORY_ROOT / "data" / "astronaut.png"
@@ -101,6 +115,7 @@ def replace_between_markers(path, name, text):
 
 
 def default_model_path():
+    """The model used without --model: $CVAE_MODEL, else the installed default."""
     return Path(os.environ.get("CVAE_MODEL", DEFAULT_MODEL_PATH))
 
 
