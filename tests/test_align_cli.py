@@ -14,7 +14,7 @@ from cvae.cli import main
 from cvae.codec import CodecTable, table_path, weights_sha256
 from cvae.files import save_model
 from cvae.model import VAE
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 ASTRONAUT = Path(__file__).resolve().parent.parent / "data" / "astronaut.png"
 

@@ -50,7 +50,7 @@ def test_pyramid_loss_is_zero_free_of_blur_and_counts_fine_detail():
 
 
 def test_pyramid_weight_enters_the_training_loss():
-    from tests.conftest import smooth_images
+    from tests.helpers import smooth_images
 
     images = smooth_images(8)
     without = VAE(RESIDUAL, seed=0)

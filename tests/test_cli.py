@@ -9,7 +9,7 @@ import pytest
 from cvae import training
 from cvae.cli import main
 from cvae.files import load_model
-from tests.conftest import write_image_folder
+from tests.helpers import write_image_folder
 
 TINY_RUN = ["--preset", "seed", "--image-size", "16", "--latent-dim", "4", "--batch-size", "8",
             "--seed", "0"]

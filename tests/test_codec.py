@@ -14,7 +14,7 @@ from cvae.codec_format import FormatError, Header
 from cvae.errors import CvaeError
 from cvae.files import load_model, save_model
 from cvae.model import VAE
-from tests.conftest import TINY, smooth_images
+from tests.helpers import TINY, smooth_images
 
 
 def _random_tables(rng, count):

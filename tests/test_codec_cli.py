@@ -8,7 +8,7 @@ from cvae.cli import main
 from cvae.codec import CodecTable, table_path, weights_sha256
 from cvae.files import save_model
 from cvae.model import VAE
-from tests.conftest import TINY, write_image_folder
+from tests.helpers import TINY, write_image_folder
 
 
 @pytest.fixture

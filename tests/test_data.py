@@ -4,7 +4,7 @@ from PIL import Image
 
 from cvae import data
 from cvae.errors import CvaeError
-from tests.conftest import smooth_images, write_image_folder
+from tests.helpers import smooth_images, write_image_folder
 
 
 def test_nested_non_square_folder_is_read_cropped_and_resized(tmp_path):

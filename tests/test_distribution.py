@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cvae.files import load_model
-from tests.conftest import smooth_images
+from tests.helpers import smooth_images
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,7 +28,7 @@ MIRRORED = textwrap.dedent("""
     layers.keras.random.normal = lambda shape, dtype=None, seed=None: keras.ops.zeros(shape, dtype)
     from cvae.distribution import distribution_strategy
     from cvae.model import VAE
-    from tests.conftest import TINY, smooth_images
+    from tests.helpers import TINY, smooth_images
 
     images = smooth_images(16)
     results, initial = {}, None

@@ -8,7 +8,7 @@ from cvae.cli import main
 from cvae.evaluation import evaluate, likelihood_bounds, load_inception
 from cvae.files import save_model
 from cvae.model import VAE
-from tests.conftest import TINY, smooth_images, write_image_folder
+from tests.helpers import TINY, smooth_images, write_image_folder
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from cvae import exploration, samplers
 from cvae.cli import main
 from cvae.files import save_model
 from cvae.model import VAE
-from tests.conftest import TINY, smooth_images
+from tests.helpers import TINY, smooth_images
 
 
 @pytest.fixture(scope="module")

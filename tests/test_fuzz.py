@@ -18,7 +18,7 @@ from cvae.codec import Codec, CodecTable, weights_sha256
 from cvae.codec_format import FormatError, Header
 from cvae.errors import CvaeError
 from cvae.model import VAE
-from tests.conftest import TINY, smooth_images
+from tests.helpers import TINY, smooth_images
 
 FAST = settings(max_examples=300, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])

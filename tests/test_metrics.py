@@ -5,7 +5,7 @@ import pytest
 
 from cvae import metrics
 from cvae.baselines import PCA
-from tests.conftest import smooth_images
+from tests.helpers import smooth_images
 
 
 def test_psnr_and_mse_match_a_hand_computation():

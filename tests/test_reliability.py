@@ -20,7 +20,7 @@ from cvae.cli import main
 from cvae.errors import CvaeError
 from cvae.files import load_model, save_model
 from cvae.model import VAE
-from tests.conftest import TINY, smooth_images
+from tests.helpers import TINY, smooth_images
 
 TINY_RUN = ["--preset", "seed", "--image-size", "16", "--latent-dim", "4", "--seed", "0",
             "--no-tensorboard"]

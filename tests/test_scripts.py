@@ -93,7 +93,7 @@ def test_experiments_reuse_only_runs_finished_with_the_asked_for_epochs(tmp_path
 
 
 def test_the_plain_keras_training_script_fits_and_saves(tmp_path):
-    from tests.conftest import write_image_folder
+    from tests.helpers import write_image_folder
 
     train_script = _script("scripts/train.py")
     folder = write_image_folder(tmp_path / "faces", n=24)

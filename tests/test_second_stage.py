@@ -13,7 +13,7 @@ from cvae.second_stage import fit_second_stage
 
 @pytest.fixture(scope="module")
 def first_stage():
-    from tests.conftest import TINY, smooth_images
+    from tests.helpers import TINY, smooth_images
 
     import keras
     keras.utils.set_random_seed(0)
@@ -65,7 +65,7 @@ def test_temperature_must_be_finite_and_non_negative(first_stage, temperature):
 
 def test_the_second_stage_command_writes_a_model_that_samples_through_it(tmp_path, capsys):
     from cvae.cli import main
-    from tests.conftest import TINY, write_image_folder
+    from tests.helpers import TINY, write_image_folder
 
     folder = write_image_folder(tmp_path / "faces", n=16)
     first = tmp_path / "first.keras"

@@ -23,7 +23,7 @@ from cvae import serve
 from cvae.codec import Codec, CodecTable, table_path, weights_sha256
 from cvae.files import save_model
 from cvae.model import VAE
-from tests.conftest import TINY, smooth_images
+from tests.helpers import TINY, smooth_images
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 

@@ -6,7 +6,7 @@ import numpy as np
 from cvae.config import get_preset
 from cvae.files import DEFAULT_MODEL_PATH, load_model, save_model
 from cvae.model import VAE
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 
 def test_the_shipped_model_is_the_default_and_decodes_faces():
