@@ -65,7 +65,7 @@ def test_evaluate_json_on_a_folder_reports_every_field(tmp_path, capsys):
     assert code == 0
     results = json.loads(capsys.readouterr().out)
     assert set(results) == {"images", "image_shape", "latent_dim", "reconstruction", "likelihood",
-                            "latent", "samples", "real_vs_real", "pca", "fid"}
+                            "latent", "samples", "real_vs_real", "reconstruction_swd", "pca", "fid"}
     assert set(results["reconstruction"]) == {"mse", "psnr", "ssim"}
     assert set(results["likelihood"]) == {"negative_elbo", "reconstruction_nll", "kl", "iwae_nll",
                                           "iwae_samples", "dequantized", "bits_per_dim",
@@ -73,7 +73,8 @@ def test_evaluate_json_on_a_folder_reports_every_field(tmp_path, capsys):
     assert results["likelihood"]["iwae_samples"] == 4
     assert set(results["samples"]) == {"swd", "swd_levels", "face_rate"}
     assert 0.0 <= results["samples"]["face_rate"] <= 1.0
-    assert set(results["pca"]) == {"components", "fitted_on", "reconstruction", "samples"}
+    assert set(results["pca"]) == {"components", "fitted_on", "reconstruction", "samples",
+                                   "reconstruction_swd"}
     assert results["fid"] is None  # Only with --inception-weights.
 
 

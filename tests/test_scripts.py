@@ -101,3 +101,22 @@ def test_the_plain_keras_training_script_fits_and_saves(tmp_path):
     assert train_script.main(["--data", str(folder), "--preset", "seed", "--epochs", "1",
                               "--batch-size", "8", "--out", str(out)]) == 0
     assert (out / "model.keras").is_file() and (out / "samples.png").is_file()
+
+
+def test_v2_targets_are_judged_from_the_evaluation():
+    results_script = _script("scripts/results.py")
+
+    def evaluation(psnr, ssim, face_rate, sample_levels, reconstruction_levels):
+        return {"reconstruction": {"psnr": psnr, "ssim": ssim},
+                "samples": {"face_rate": face_rate, "swd_levels": sample_levels},
+                "reconstruction_swd": {"swd_levels": reconstruction_levels},
+                "real_vs_real": {"face_rate": 0.97},
+                "pca": {"reconstruction": {"psnr": 24.0, "ssim": 0.70},
+                        "samples": {"face_rate": 0.9, "swd_levels": [200, 100]},
+                        "reconstruction_swd": {"swd_levels": [300, 150]}}}
+
+    good = {"faces": evaluation(25.5, 0.75, 0.95, [140, 70], [150, 75]),
+            "faces_celeba": evaluation(24.9, 0.72, 0.95, [140, 70], [150, 75])}
+    assert [met for _, met, _ in results_script.v2_targets(good)] == [True] * 5
+    bad = {"faces": evaluation(24.5, 0.75, 0.85, [140, 80], [150, 75])}
+    assert [met for _, met, _ in results_script.v2_targets(bad)] == [False, False, True, False]
