@@ -1,7 +1,8 @@
 """cvae: a convolutional variational autoencoder for 128x128 RGB faces.
 
     import cvae
-    model = cvae.load_model()            # the default model in saved_models/
+    model = cvae.load_model()            # the default model (saved_models/)
+    codec = cvae.load_codec()            # the same model with its codec table
     z_mean, z_log_var = model.encode(images)
     faces = model.generate(16, seed=0)
 
@@ -29,6 +30,7 @@ _EXPORTS = {
     "compress": "cvae.codec",
     "decompress": "cvae.codec",
     "Codec": "cvae.codec",
+    "load_codec": "cvae.codec",
 }
 __all__ = sorted(_EXPORTS)
 

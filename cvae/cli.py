@@ -274,8 +274,8 @@ def _second_stage(args):
 
 
 def _serve(args):
-    from cvae.codec import codec_for
-    from cvae.files import default_model_path, load_model
+    from cvae.codec import load_codec
+    from cvae.files import default_model_path
     from cvae.samplers import mixture_beside
     from cvae.serve import listening_socket, serve
 
@@ -283,7 +283,7 @@ def _serve(args):
     # model loads, and the banner appears only once the address is ours.
     listener = listening_socket(args.host, args.port)
     model_path = args.model or default_model_path()
-    serve(codec_for(load_model(model_path)), mixture_beside(model_path), listener)
+    serve(load_codec(model_path), mixture_beside(model_path), listener)
 
 
 def _quiet_libraries():

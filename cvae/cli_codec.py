@@ -9,7 +9,7 @@ from cvae.errors import CvaeError
 
 def add_commands(commands):
     from cvae.codec import CALIBRATION_STEPS, DEFAULT_MODE, TABLE_SUFFIX
-    from cvae.codec_format import MODES
+    from cvae.codec.format import MODES
 
     compress = commands.add_parser(
         "compress", help="compress face images to tiny .cvae files",
@@ -81,16 +81,16 @@ def add_commands(commands):
 
 
 def _compress(args):
-    from cvae.codec import codec_for, table_path
-    from cvae.codec_files import compress_files
-    from cvae.files import default_model_path, load_model
+    from cvae.codec import load_codec, table_path
+    from cvae.codec.batch import compress_files
+    from cvae.files import default_model_path
 
     if not args.report and not args.out:
         raise CvaeError("give an output folder with -o OUT_DIR (or use --report)")
     if not args.report and (args.figure or args.max_images):
         raise CvaeError("--figure and --max-images go with --report")
     model_path = args.model or default_model_path()
-    codec = codec_for(load_model(model_path))
+    codec = load_codec(model_path)
     if args.mode == "entropy" and codec.table is None and not args.report:
         raise CvaeError(f"the entropy mode needs {table_path(model_path)}; make it with "
                         f"`cvae calibrate --model {model_path} --data TRAINING_IMAGES`, "
@@ -123,7 +123,7 @@ def _compression_report(args, codec):
     import numpy
 
     from cvae import data
-    from cvae.codec_report import comparison_figure, compression_report, format_report
+    from cvae.codec.report import comparison_figure, compression_report, format_report
 
     config = codec.config
     count = args.max_images or sys.maxsize
@@ -139,11 +139,10 @@ def _compression_report(args, codec):
 
 
 def _decompress(args):
-    from cvae.codec import codec_for
-    from cvae.codec_files import decompress_files
-    from cvae.files import load_model
+    from cvae.codec import load_codec
+    from cvae.codec.batch import decompress_files
 
-    codec = codec_for(load_model(args.model))
+    codec = load_codec(args.model)
     paste = _paste_target(args, codec.config) if args.paste_into else None
     failures = _FailureLog()
     written = decompress_files(codec, args.inputs, args.out, args.force, on_error=failures,

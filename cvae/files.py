@@ -147,25 +147,7 @@ def load_model(path=None, precision=None):
         raise CvaeError(f"{path} holds a {type(model).__name__}, not a cvae VAE")
     if precision is not None and precision != model.dtype_policy.name:
         model = rebuilt(model, precision)
-    model.codec_table = _codec_table_beside(path, model)
     return model
-
-
-def _codec_table_beside(model_path, model):
-    """The entropy codec's table saved beside the model, if it was made for these weights."""
-    import warnings
-
-    from cvae.codec import CodecTable, table_path, weights_sha256
-
-    path = table_path(model_path)
-    if not path.is_file():
-        return None
-    table = CodecTable.load(path)
-    if table.weights_sha256 != weights_sha256(model):
-        warnings.warn(f"ignoring {path}: it was measured for other weights "
-                      f"(rerun `cvae calibrate`)")
-        return None
-    return table
 
 
 def rebuilt(model, precision):

@@ -31,10 +31,10 @@ import numpy as np
 from cvae import data, metrics
 from cvae.align import paste_into
 from cvae.arguments import HelpFormatter, positive_int
-from cvae.codec import codec_for
+from cvae.codec import load_codec
 from cvae.detection import contains_face
 from cvae.errors import CvaeError, run_script
-from cvae.files import (DEFAULT_MODEL_PATH, REPOSITORY_ROOT, SHOWCASE_IMAGE, load_model,
+from cvae.files import (DEFAULT_MODEL_PATH, REPOSITORY_ROOT, SHOWCASE_IMAGE,
                         replace_between_markers, write_text)
 from cvae.plotting import image_grid, save_image
 
@@ -54,7 +54,7 @@ def main(argv=None):
                         help="with --data: at most this many photos, chosen at random")
     args = parser.parse_args(argv)
 
-    codec = codec_for(load_model(args.model))
+    codec = load_codec(args.model)
     config = codec.config
     results, rows = [], []
     for photo_path in args.photos:

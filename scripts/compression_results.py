@@ -24,12 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from cvae import data, metrics
-from cvae.codec import codec_for
-from cvae.codec_report import comparison_figure, compression_report
+from cvae.codec import load_codec
+from cvae.codec.report import comparison_figure, compression_report
 from cvae.arguments import HelpFormatter, add_showcase_arguments
 from cvae.errors import CvaeError, run_script
-from cvae.files import (DEFAULT_MODEL_PATH, REPOSITORY_ROOT, load_model,
-                        replace_between_markers, write_text)
+from cvae.files import DEFAULT_MODEL_PATH, REPOSITORY_ROOT, replace_between_markers, write_text
 
 OTHER_STEPS = (2.0, 3.0, 5.0, 6.0, 8.0)
 
@@ -45,8 +44,8 @@ def main(argv=None):
     add_showcase_arguments(parser)
     args = parser.parse_args(argv)
 
-    model = load_model(args.model)
-    codec = codec_for(model)
+    codec = load_codec(args.model)
+    model = codec.model
     if codec.table is None:
         raise CvaeError(f"{args.model} has no codec table; run `cvae calibrate` first")
     config = model.config

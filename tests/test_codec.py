@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 import cvae
-from cvae import codec_format, entropy_coding
-from cvae.codec import Codec, CodecTable, calibrate, table_path, weights_sha256
-from cvae.codec_format import FormatError, Header
+from cvae.codec import entropy_coding
+from cvae.codec import format as codec_format
+from cvae.codec import Codec, CodecTable, calibrate, load_codec, table_path, weights_sha256
+from cvae.codec.format import FormatError, Header
 from cvae.errors import CvaeError
 from cvae.files import load_model, save_model
 from cvae.model import VAE
@@ -186,11 +187,14 @@ def test_calibration_picks_a_step_and_travels_with_the_model(tmp_path, tiny_imag
     path = tmp_path / "model.keras"
     save_model(trained, path)
     table.save(table_path(path))
-    loaded = load_model(path)
-    assert loaded.codec_table == table
+    codec = load_codec(path)  # The table is found beside the model.
+    assert codec.table == table
     image = tiny_images[0]
-    assert cvae.decompress(cvae.compress(image, loaded), loaded).shape == image.shape
+    restored = cvae.decompress(cvae.compress(image, codec.model, table=codec.table),
+                               codec.model, table=codec.table)
+    assert restored.shape == image.shape
+    assert not hasattr(load_model(path), "codec_table")  # load_model loads a model only.
 
     save_model(VAE(TINY.replace(decoder_scale="learned"), seed=5), path)  # New weights.
     with pytest.warns(UserWarning, match="other weights"):
-        assert load_model(path).codec_table is None
+        assert load_codec(path).table is None

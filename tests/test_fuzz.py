@@ -13,9 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from cvae import codec_format, data, entropy_coding
+from cvae import data
+from cvae.codec import entropy_coding
+from cvae.codec import format as codec_format
 from cvae.codec import Codec, CodecTable, weights_sha256
-from cvae.codec_format import FormatError, Header
+from cvae.codec.format import FormatError, Header
 from cvae.errors import CvaeError
 from cvae.model import VAE
 from tests.helpers import TINY, smooth_images

@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cvae import codec_format, entropy_coding
-from cvae.codec_format import FormatError, Header
+from cvae.codec import entropy_coding
+from cvae.codec import format as codec_format
+from cvae.codec.format import FormatError, Header
 from cvae.errors import CvaeError
 from cvae.files import write_text
 from cvae.plotting import to_uint8
@@ -274,10 +275,28 @@ def calibrate(model, images, max_psnr_loss=0.2, steps=CALIBRATION_STEPS, log=Non
 _CODECS = weakref.WeakKeyDictionary()
 
 
+def load_codec(path=None, precision=None):
+    """The Codec of a model file (default: the default model) with the table
+    saved beside it (MODEL.codec.json), when that table was measured for these
+    weights; found exactly like the mixture beside a model."""
+    import warnings
+
+    from cvae.files import default_model_path, load_model
+
+    path = Path(path) if path is not None else default_model_path()
+    model = load_model(path, precision=precision)
+    table = None
+    if table_path(path).is_file():
+        table = CodecTable.load(table_path(path))
+        if table.weights_sha256 != weights_sha256(model):
+            warnings.warn(f"ignoring {table_path(path)}: it was measured for other weights "
+                          f"(rerun `cvae calibrate`)")
+            table = None
+    return codec_for(model, table)
+
+
 def codec_for(model, table=None):
-    """A Codec for `model`, reused across calls; the table defaults to the one
-    `load_model` found beside the model file."""
-    table = table if table is not None else getattr(model, "codec_table", None)
+    """A Codec for a model in memory, reused across calls with the same table."""
     codec = _CODECS.get(model)
     if codec is None or codec.table is not table:
         codec = _CODECS[model] = Codec(model, table)

@@ -13,7 +13,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from cvae import codec_format, metrics
+from cvae import metrics
+from cvae.codec import format as codec_format
 
 LOWEST_QUALITY = {"JPEG": 1, "WEBP": 0}
 _SIDES = tuple(range(128, 7, -8))

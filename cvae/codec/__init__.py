@@ -1,0 +1,18 @@
+"""The face codec: a face to a `.cvae` file of a few dozen bytes and back.
+
+- `codec.py`: `Codec` (quantize, entropy-code, decode), its `CodecTable`, and
+  `load_codec`, which finds the table beside a model file;
+- `format.py`: the `.cvae` byte layout (the one description of it);
+- `entropy_coding.py`: the arithmetic coder;
+- `batch.py`: compressing and decompressing files in batches;
+- `report.py`: bytes and quality beside JPEG and WebP.
+"""
+
+from cvae.codec.codec import (CALIBRATION_STEPS, DEFAULT_MODE, TABLE_SUFFIX, Codec, CodecTable,
+                              calibrate, codec_for, compress, decompress, load_codec, table_path,
+                              weights_sha256)
+from cvae.codec.format import MODES
+
+__all__ = ["CALIBRATION_STEPS", "DEFAULT_MODE", "MODES", "TABLE_SUFFIX", "Codec", "CodecTable",
+           "calibrate", "codec_for", "compress", "decompress", "load_codec", "table_path",
+           "weights_sha256"]
