@@ -29,7 +29,7 @@ from PIL import Image
 
 from cvae import data
 from cvae.align import find_face, warp
-from cvae.arguments import HelpFormatter, positive_int
+from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.errors import CvaeError, run_script
 from cvae.files import REPOSITORY_ROOT, SHOWCASE_IMAGE, replace_between_markers, write_text
 

@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPOSITORY))
 from benchmarks import baseline  # noqa: E402
 from cvae import data  # noqa: E402
 from cvae.config import get_preset  # noqa: E402
-from cvae.arguments import HelpFormatter, positive_int  # noqa: E402
+from cvae.cli.arguments import HelpFormatter, positive_int  # noqa: E402
 from cvae.errors import CvaeError, run_script  # noqa: E402
 from cvae.files import load_model, replace_between_markers, write_text  # noqa: E402
 from cvae.model import VAE  # noqa: E402

@@ -26,7 +26,7 @@ import numpy as np
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
-from cvae.arguments import HelpFormatter, positive_int  # noqa: E402
+from cvae.cli.arguments import HelpFormatter, positive_int  # noqa: E402
 from cvae.errors import run_script  # noqa: E402
 from cvae.files import replace_between_markers  # noqa: E402
 

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from cvae.arguments import HelpFormatter, positive_int
+from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.errors import CvaeError, run_script
 from cvae.files import (DEFAULT_MODEL_PATH, REPOSITORY_ROOT, replace_between_markers,
                         write_text)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPOSITORY))
 
 from cvae import data  # noqa: E402
 from cvae.config import PRESETS, get_preset  # noqa: E402
-from cvae.arguments import HelpFormatter, positive_int  # noqa: E402
+from cvae.cli.arguments import HelpFormatter, positive_int  # noqa: E402
 from cvae.errors import run_script  # noqa: E402
 from cvae.files import replace_between_markers  # noqa: E402
 from cvae.model import VAE  # noqa: E402

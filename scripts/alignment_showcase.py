@@ -30,7 +30,7 @@ import numpy as np
 
 from cvae import data, metrics
 from cvae.align import paste_into
-from cvae.arguments import HelpFormatter, positive_int
+from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.codec import load_codec
 from cvae.detection import contains_face
 from cvae.errors import CvaeError, run_script

@@ -26,7 +26,7 @@ import numpy as np
 from cvae import data, metrics
 from cvae.codec import load_codec
 from cvae.codec.report import comparison_figure, compression_report
-from cvae.arguments import HelpFormatter, add_showcase_arguments
+from cvae.cli.arguments import HelpFormatter, add_showcase_arguments
 from cvae.errors import CvaeError, run_script
 from cvae.files import DEFAULT_MODEL_PATH, REPOSITORY_ROOT, replace_between_markers, write_text
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from cvae import data, metrics
-from cvae.arguments import HelpFormatter, positive_int
+from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.errors import run_script
 from cvae.evaluation import reconstruction_metrics, split_halves, swd_entry
 from cvae.files import (DEFAULT_MODEL_PATH, MODEL_FILE, REPOSITORY_ROOT, RUN_RECORD_FILE,

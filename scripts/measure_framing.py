@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from cvae.align import locate_face
-from cvae.arguments import HelpFormatter, positive_int
+from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.data import list_image_files
 from cvae.errors import CvaeError, run_script
 

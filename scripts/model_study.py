@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from cvae import data
-from cvae.arguments import HelpFormatter, crop_box, positive_float, positive_int
+from cvae.cli.arguments import HelpFormatter, crop_box, positive_float, positive_int
 from cvae.detection import face_rate
 from cvae.errors import CvaeError, run_script
 from cvae.evaluation import fit_pca, reconstruction_metrics, swd_entry

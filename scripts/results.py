@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from cvae import data
-from cvae.arguments import HelpFormatter, add_showcase_arguments, positive_int
+from cvae.cli.arguments import HelpFormatter, add_showcase_arguments, positive_int
 from cvae.errors import run_script
 from cvae.evaluation import evaluate, fit_pca, split_halves, swd_entry
 from cvae.files import (DEFAULT_MODEL_PATH, REPOSITORY_ROOT, load_model, replace_between_markers,

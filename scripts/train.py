@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 
 from cvae import data
-from cvae.arguments import HelpFormatter, positive_int
+from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.config import DEFAULT_PRESET, PRESETS, get_preset
 from cvae.errors import run_script
 from cvae.model import VAE

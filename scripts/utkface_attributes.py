@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from cvae import data
-from cvae.arguments import HelpFormatter, positive_int
+from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.errors import run_script
 from cvae.exploration import attribute, edited
 from cvae.files import (REPOSITORY_ROOT, SHOWCASE_CROP_BOX, SHOWCASE_IMAGE, atomic_path,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cvae.arguments import (HelpFormatter, add_framing, floats, framing, non_negative_float,
+from cvae.cli.arguments import (HelpFormatter, add_framing, floats, framing, non_negative_float,
                             non_negative_ints, positive_int, warn_if_not_aligned)
 from cvae.errors import CvaeError
 from cvae.plotting import check_image_path

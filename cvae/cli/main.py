@@ -8,8 +8,9 @@ import os
 import sys
 import warnings
 
-from cvae import cli_codec, cli_explore
-from cvae.arguments import (HelpFormatter, add_framing, decoder_scale, non_negative_float,
+from cvae.cli import codec as codec_commands
+from cvae.cli import explore as explore_commands
+from cvae.cli.arguments import (HelpFormatter, add_framing, decoder_scale, non_negative_float,
                             fraction, port_number, positive_ints,
                             non_negative_int, positive_float, positive_int)
 from cvae.errors import CvaeError, Interrupted, run_command
@@ -159,8 +160,8 @@ def build_parser():
     second.add_argument("--force", action="store_true", help="replace an existing output")
     second.set_defaults(handler=_second_stage)
 
-    cli_codec.add_commands(commands)
-    cli_explore.add_commands(commands)
+    codec_commands.add_commands(commands)
+    explore_commands.add_commands(commands)
 
     serve = commands.add_parser(
         "serve", help="a local web page to compress, decompress and generate faces",
@@ -206,7 +207,7 @@ def _evaluate(args):
     from pathlib import Path
 
     from cvae import data
-    from cvae.arguments import framing
+    from cvae.cli.arguments import framing
     from cvae.evaluation import evaluate, format_report, load_inception
     from cvae.files import load_model
 
@@ -313,6 +314,3 @@ def _quiet_libraries():
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     print(f"cvae: warning: {message}", file=sys.stderr)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,7 +2,7 @@
 
 import sys
 
-from cvae.arguments import (HelpFormatter, add_framing, framing, positive_float,
+from cvae.cli.arguments import (HelpFormatter, add_framing, framing, positive_float,
                             positive_floats, positive_int, warn_if_not_aligned)
 from cvae.errors import CvaeError
 
