@@ -31,7 +31,8 @@ from cvae import data
 from cvae.align import find_face, warp
 from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.errors import CvaeError, run_script
-from cvae.files import REPOSITORY_ROOT, SHOWCASE_IMAGE, replace_between_markers, write_text
+from cvae.atomic import write_text
+from cvae.repository import REPOSITORY_ROOT, SHOWCASE_IMAGE, replace_between_markers
 
 CANVAS = (1200, 850)
 

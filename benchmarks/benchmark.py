@@ -40,7 +40,9 @@ from cvae import data  # noqa: E402
 from cvae.config import get_preset  # noqa: E402
 from cvae.cli.arguments import HelpFormatter, positive_int  # noqa: E402
 from cvae.errors import CvaeError, run_script  # noqa: E402
-from cvae.files import load_model, replace_between_markers, write_text  # noqa: E402
+from cvae.atomic import write_text
+from cvae.repository import replace_between_markers
+from cvae.saving import load_model
 from cvae.model import VAE  # noqa: E402
 from cvae.plotting import save_image  # noqa: E402
 from cvae.precision import resolve_precision  # noqa: E402

@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPOSITORY))
 
 from cvae.cli.arguments import HelpFormatter, positive_int  # noqa: E402
 from cvae.errors import run_script  # noqa: E402
-from cvae.files import replace_between_markers  # noqa: E402
+from cvae.repository import replace_between_markers
 
 BATCH = 64
 SHAPES = ((128, 64, 16, "relu"), (64, 32, 32, "relu"), (32, 3, 64, None))  # in, out, side, act

@@ -23,8 +23,9 @@ import time
 
 from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.errors import CvaeError, run_script
-from cvae.files import (DEFAULT_MODEL_PATH, REPOSITORY_ROOT, replace_between_markers,
-                        write_text)
+from cvae.atomic import write_text
+from cvae.repository import REPOSITORY_ROOT, replace_between_markers
+from cvae.saving import DEFAULT_MODEL_PATH
 
 FACE = REPOSITORY_ROOT / "data" / "astronaut_face.png"
 CLIENTS = (1, 4, 16)

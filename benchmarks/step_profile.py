@@ -29,7 +29,7 @@ from cvae import data  # noqa: E402
 from cvae.config import PRESETS, get_preset  # noqa: E402
 from cvae.cli.arguments import HelpFormatter, positive_int  # noqa: E402
 from cvae.errors import run_script  # noqa: E402
-from cvae.files import replace_between_markers  # noqa: E402
+from cvae.repository import replace_between_markers
 from cvae.model import VAE  # noqa: E402
 
 BATCH = 64

@@ -303,7 +303,7 @@ class PlacementCache:
     def save(self):
         if not self.changed:
             return
-        from cvae.files import write_text
+        from cvae.atomic import write_text
 
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,8 @@ import numpy as np
 from PIL import Image
 
 from cvae.errors import CvaeError
-from cvae.files import atomic_path, read_history
+from cvae.atomic import atomic_path
+from cvae.runs import read_history
 
 _GAP = 2
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cvae.errors import CvaeError
-from cvae.files import atomic_path
+from cvae.atomic import atomic_path
 
 SAMPLERS = ("second-stage", "prior", "gmm")
 # The name earlier versions used for "prior".

@@ -1,15 +1,5 @@
-"""The training pipeline: data -> model -> `fit` with checkpoints, logs and figures.
-
-A run directory holds:
-  model.keras           the best model so far (by val_loss, or loss without validation)
-  run.json              the configuration and options of the run
-  history.csv           per-epoch metrics; loss_curves.png plots them
-  images/               per-epoch reconstructions (originals | reconstructions) and samples
-  backup/               the resume point while training is unfinished
-  final/                the finished run's last state (weights, optimizer, epoch), from
-                        which a rerun with more --epochs trains on
-  logs/                 TensorBoard
-"""
+"""The training pipeline: data -> model -> `fit` with checkpoints, logs and
+figures, into a run directory whose layout `cvae.runs` owns."""
 
 import dataclasses
 import json
@@ -22,20 +12,17 @@ import keras
 import numpy as np
 
 from cvae import data as data_module
+from cvae.atomic import TEMPORARY_PREFIX, atomic_path, write_text
 from cvae.config import DEFAULT_PRESET, get_preset
 from cvae.distribution import distribution_strategy, needs_float_batches
 from cvae.errors import CvaeError
-from cvae.files import (MODEL_FILE, RUN_RECORD_FILE, TEMPORARY_PREFIX, atomic_path, load_model,
-                        read_history, save_model, write_text)
 from cvae.model import VAE
 from cvae.plotting import image_grid, plot_history, save_image
 from cvae.precision import resolve_precision
+from cvae.runs import (BACKUP_DIR, CURVES_FILE, FINAL_DIR, HISTORY_FILE, IMAGES_DIR, LOGS_DIR,
+                       MODEL_FILE, RUN_FILES, RUN_RECORD_FILE, read_history)
+from cvae.saving import load_model, save_model
 
-BACKUP_DIR = "backup"
-FINAL_DIR = "final"
-# What a run directory holds (besides temporary files): --overwrite removes these.
-RUN_FILES = (MODEL_FILE, "model.best.json", RUN_RECORD_FILE, "history.csv", "loss_curves.png",
-             "images", "logs", BACKUP_DIR, FINAL_DIR)
 GRID_IMAGES = 8
 
 
@@ -126,13 +113,13 @@ def train(options):
     preview = validation_images if len(validation_images) >= GRID_IMAGES else train_images
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
-        WallClock(out / "history.csv" if resuming else None, options.time_limit_minutes),
+        WallClock(out / HISTORY_FILE if resuming else None, options.time_limit_minutes),
         AtomicBestCheckpoint(out / MODEL_FILE, monitor, resume=resuming),
-        keras.callbacks.CSVLogger(str(out / "history.csv"), append=resuming),
+        keras.callbacks.CSVLogger(str(out / HISTORY_FILE), append=resuming),
         TrainingFigures(out, preview[:GRID_IMAGES], seed=0),
     ]
     if options.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(str(out / "logs")))
+        callbacks.append(keras.callbacks.TensorBoard(str(out / LOGS_DIR)))
     # Last, so an epoch counts as done only after its checkpoint and logs are written.
     callbacks.append(AtomicBackupAndRestore(str(out / BACKUP_DIR)))
     history = model.fit(train_set, validation_data=validation_set, epochs=options.epochs,
@@ -168,7 +155,7 @@ def _prepare_run_directory(out, options):
     if options.epochs <= done:
         raise CvaeError(f"{out} holds a finished run of {done} epoch(s); rerun with --epochs "
                         f"above {done} to train on from it, or --overwrite to start again")
-    spent = _last_wall_time(out / "history.csv")
+    spent = _last_wall_time(out / HISTORY_FILE)
     if options.time_limit_minutes is not None and spent >= 60 * options.time_limit_minutes:
         raise CvaeError(f"{out} stopped at its time limit after {spent / 60:.1f} minutes; rerun "
                         f"with a larger --time-limit to train on, or --overwrite to start again")
@@ -362,13 +349,13 @@ class TrainingFigures(keras.callbacks.Callback):
         self.seed = seed
 
     def on_epoch_end(self, epoch, logs=None):
-        images = self.out / "images"
+        images = self.out / IMAGES_DIR
         reconstructions = self.model.reconstruct(self.preview_images)
         save_image(image_grid([self.preview_images, reconstructions]),
                  images / f"epoch_{epoch + 1:03d}_reconstructions.png")
         samples = self.model.generate(2 * GRID_IMAGES, seed=self.seed)
         save_image(image_grid([samples[:GRID_IMAGES], samples[GRID_IMAGES:]]),
                  images / f"epoch_{epoch + 1:03d}_samples.png")
-        history = self.out / "history.csv"
+        history = self.out / HISTORY_FILE
         if history.exists():
-            plot_history(history, self.out / "loss_curves.png")
+            plot_history(history, self.out / CURVES_FILE)

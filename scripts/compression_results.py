@@ -28,7 +28,9 @@ from cvae.codec import load_codec
 from cvae.codec.report import comparison_figure, compression_report
 from cvae.cli.arguments import HelpFormatter, add_showcase_arguments
 from cvae.errors import CvaeError, run_script
-from cvae.files import DEFAULT_MODEL_PATH, REPOSITORY_ROOT, replace_between_markers, write_text
+from cvae.atomic import write_text
+from cvae.repository import REPOSITORY_ROOT, replace_between_markers
+from cvae.saving import DEFAULT_MODEL_PATH
 
 OTHER_STEPS = (2.0, 3.0, 5.0, 6.0, 8.0)
 

@@ -31,10 +31,12 @@ from cvae import data, metrics
 from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.errors import run_script
 from cvae.evaluation import reconstruction_metrics, split_halves, swd_entry
-from cvae.files import (DEFAULT_MODEL_PATH, MODEL_FILE, REPOSITORY_ROOT, RUN_RECORD_FILE,
-                        load_model, replace_between_markers, write_text)
+from cvae.atomic import write_text
+from cvae.repository import REPOSITORY_ROOT, replace_between_markers
+from cvae.runs import MODEL_FILE, RUN_RECORD_FILE, is_unfinished
+from cvae.saving import DEFAULT_MODEL_PATH, load_model
 from cvae.plotting import image_grid, plot_latent_histograms, save_image
-from cvae.training import BACKUP_DIR, TrainOptions, train
+from cvae.training import TrainOptions, train
 
 SIZE = 64
 COMMON = {"image_size": SIZE, "likelihood": "gaussian", "decoder_scale": "learned",
@@ -53,7 +55,7 @@ SHOWN = 10
 def _finished(run, epochs):
     """Whether `run` finished training for `epochs` epochs, so it can be reused."""
     if not (run / MODEL_FILE).is_file() or not (run / RUN_RECORD_FILE).is_file() \
-            or (run / BACKUP_DIR).exists():
+            or is_unfinished(run):
         return False
     record = json.loads((run / RUN_RECORD_FILE).read_text(encoding="utf-8"))
     return record.get("options", {}).get("epochs") == epochs
@@ -140,9 +142,9 @@ def main(argv=None):
 
 
 def _history(run):
-    from cvae.files import read_history
+    from cvae.runs import HISTORY_FILE, read_history
 
-    history = run / "history.csv"
+    history = run / HISTORY_FILE
     return read_history(history) if history.is_file() else []
 
 

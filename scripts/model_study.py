@@ -36,11 +36,13 @@ from cvae.cli.arguments import HelpFormatter, crop_box, positive_float, positive
 from cvae.detection import face_rate
 from cvae.errors import CvaeError, run_script
 from cvae.evaluation import fit_pca, reconstruction_metrics, swd_entry
-from cvae.files import (MODEL_FILE, REPOSITORY_ROOT, atomic_path, load_model, read_history,
-                        replace_between_markers, write_text)
+from cvae.atomic import atomic_path, write_text
+from cvae.repository import REPOSITORY_ROOT, replace_between_markers
+from cvae.runs import HISTORY_FILE, MODEL_FILE, is_unfinished, read_history
+from cvae.saving import load_model
 from cvae.plotting import image_grid, save_image
 from cvae.second_stage import fit_second_stage
-from cvae.training import BACKUP_DIR, TrainOptions, train
+from cvae.training import TrainOptions, train
 
 # Same for every candidate: the KL ramp is shortened from the faces preset's
 # 2,000 steps because a 30-minute budget is about 2,000 steps in all.
@@ -94,7 +96,7 @@ def main(argv=None):
             print(f"{name}: already scored ({result_file})", flush=True)
             continue
         run = runs / name
-        if not (run / MODEL_FILE).is_file() or (run / BACKUP_DIR).exists():
+        if not (run / MODEL_FILE).is_file() or is_unfinished(run):
             print(f"{name}: training for {args.minutes:g} minutes", flush=True)
             train(TrainOptions(data=str(arrays["train"]), validation_data=str(arrays["utk_val"]),
                                out=str(run), epochs=1000, batch_size=args.batch_size,
@@ -139,7 +141,7 @@ def score(name, run, arrays):
     print(f"{name}: fitting the second stage", flush=True)
     model = fit_second_stage(model, subset)
     pca = fit_pca(subset, model.config.latent_dim, log=print)
-    history = read_history(run / "history.csv")
+    history = read_history(run / HISTORY_FILE)
     result = {"name": name, "description": CANDIDATES[name][0],
               "config": model.config.to_dict(), "epochs": len(history),
               "training_s": history[-1].get("wall_time_s") if history else None,

@@ -29,8 +29,9 @@ from cvae import data
 from cvae.cli.arguments import HelpFormatter, add_showcase_arguments, positive_int
 from cvae.errors import run_script
 from cvae.evaluation import evaluate, fit_pca, split_halves, swd_entry
-from cvae.files import (DEFAULT_MODEL_PATH, REPOSITORY_ROOT, load_model, replace_between_markers,
-                        write_text)
+from cvae.atomic import write_text
+from cvae.repository import REPOSITORY_ROOT, replace_between_markers
+from cvae.saving import DEFAULT_MODEL_PATH, load_model
 from cvae.plotting import image_grid, save_image, tiled
 from cvae.samplers import mixture_beside
 

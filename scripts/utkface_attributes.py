@@ -29,8 +29,9 @@ from cvae import data
 from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.errors import run_script
 from cvae.exploration import attribute, edited
-from cvae.files import (REPOSITORY_ROOT, SHOWCASE_CROP_BOX, SHOWCASE_IMAGE, atomic_path,
-                        default_model_path, load_model)
+from cvae.atomic import atomic_path
+from cvae.repository import REPOSITORY_ROOT, SHOWCASE_CROP_BOX, SHOWCASE_IMAGE
+from cvae.saving import default_model_path, load_model
 from cvae.plotting import image_grid, save_image
 from cvae.samplers import mixture_beside, sample_latents
 

@@ -12,7 +12,7 @@ from PIL import Image
 from cvae import data
 from cvae.cli import main
 from cvae.codec import CodecTable, table_path, weights_sha256
-from cvae.files import save_model
+from cvae.saving import save_model
 from cvae.model import VAE
 from tests.helpers import TINY
 

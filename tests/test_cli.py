@@ -8,7 +8,7 @@ import pytest
 
 from cvae import training
 from cvae.cli import main
-from cvae.files import load_model
+from cvae.saving import load_model
 from tests.helpers import write_image_folder
 
 TINY_RUN = ["--preset", "seed", "--image-size", "16", "--latent-dim", "4", "--batch-size", "8",
@@ -313,3 +313,30 @@ def test_train_on_several_sources_together(tmp_path, capsys):
     assert "training on 20 images, validating on 12" in capsys.readouterr().out
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["options"]["data"] == [str(first), str(second)]
+
+
+def test_a_one_epoch_history_plots_visible_points(tmp_path, monkeypatch):
+    from cvae import plotting
+
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,kl_loss,loss,reconstruction_loss\n0,1.0,2.0,1.0\n")
+    drawn = {}
+    monkeypatch.setattr(plotting, "save_figure", lambda figure, path: drawn.update(figure=figure))
+    plotting.plot_history(history, tmp_path / "curves.png")
+    lines = [line for axis in drawn["figure"].axes for line in axis.get_lines()]
+    assert lines and all(line.get_marker() not in (None, "None", "") for line in lines)
+
+
+def test_help_texts_name_readme_sections_that_exist():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    headings = set(re.findall(r"^#+ (.+)$", readme, re.M))
+    from cvae.cli import build_parser
+
+    parser = build_parser()
+    texts = [action.help or "" for sub in parser._subparsers._group_actions[0].choices.values()
+             for action in sub._actions]
+    named = {name for text in texts for name in re.findall(r'README "([^"]+)"', text)}
+    assert named and named <= headings, named - headings

@@ -13,7 +13,7 @@ from cvae.codec import format as codec_format
 from cvae.codec import Codec, CodecTable, calibrate, load_codec, table_path, weights_sha256
 from cvae.codec.format import FormatError, Header
 from cvae.errors import CvaeError
-from cvae.files import load_model, save_model
+from cvae.saving import load_model, save_model
 from cvae.model import VAE
 from tests.helpers import TINY, smooth_images
 

@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from cvae.files import load_model
+from cvae.saving import load_model
 from tests.helpers import smooth_images
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -6,7 +6,7 @@ import pytest
 
 from cvae.cli import main
 from cvae.evaluation import evaluate, likelihood_bounds, load_inception
-from cvae.files import save_model
+from cvae.saving import save_model
 from cvae.model import VAE
 from tests.helpers import TINY, smooth_images, write_image_folder
 

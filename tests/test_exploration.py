@@ -11,7 +11,7 @@ from PIL import Image
 
 from cvae import exploration, samplers
 from cvae.cli import main
-from cvae.files import save_model
+from cvae.saving import save_model
 from cvae.model import VAE
 from tests.helpers import TINY, smooth_images
 

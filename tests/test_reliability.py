@@ -18,7 +18,7 @@ from PIL import Image
 from cvae import data
 from cvae.cli import main
 from cvae.errors import CvaeError
-from cvae.files import load_model, save_model
+from cvae.saving import load_model, save_model
 from cvae.model import VAE
 from tests.helpers import TINY, smooth_images
 

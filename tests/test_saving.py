@@ -8,7 +8,7 @@ import pytest
 
 import cvae
 from cvae.errors import CvaeError
-from cvae.files import load_model, save_model
+from cvae.saving import load_model, save_model
 from cvae.model import VAE
 
 FRESH_PROCESS = """

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from cvae.errors import CvaeError
-from cvae.files import load_model, save_model
+from cvae.saving import load_model, save_model
 from cvae.model import VAE
 from cvae.samplers import default_sampler, resolve_sampler, sample_latents
 from cvae.second_stage import fit_second_stage

@@ -21,7 +21,7 @@ from PIL import Image
 
 from cvae import serve
 from cvae.codec import Codec, CodecTable, table_path, weights_sha256
-from cvae.files import save_model
+from cvae.saving import save_model
 from cvae.model import VAE
 from tests.helpers import TINY, smooth_images
 

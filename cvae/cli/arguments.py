@@ -119,7 +119,7 @@ def framing(args):
 
 def add_showcase_arguments(parser):
     """--showcase and --showcase-crop, for the scripts that draw a README figure."""
-    from cvae.files import SHOWCASE_CROP_BOX, SHOWCASE_IMAGE
+    from cvae.repository import SHOWCASE_CROP_BOX, SHOWCASE_IMAGE
 
     parser.add_argument("--showcase", default=str(SHOWCASE_IMAGE),
                         help="the public-domain face the README figure shows")

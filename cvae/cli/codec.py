@@ -83,7 +83,7 @@ def add_commands(commands):
 def _compress(args):
     from cvae.codec import load_codec, table_path
     from cvae.codec.batch import compress_files
-    from cvae.files import default_model_path
+    from cvae.saving import default_model_path
 
     if not args.report and not args.out:
         raise CvaeError("give an output folder with -o OUT_DIR (or use --report)")
@@ -155,7 +155,7 @@ def _decompress(args):
 def _calibrate(args):
     from cvae import data
     from cvae.codec import calibrate, table_path
-    from cvae.files import default_model_path, load_model
+    from cvae.saving import default_model_path, load_model
 
     model_path = args.model or default_model_path()
     model = load_model(model_path)

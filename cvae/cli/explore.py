@@ -217,7 +217,7 @@ def _traverse(args):
 def _attribute(args):
     from cvae import data
     from cvae.exploration import attribute
-    from cvae.files import atomic_path
+    from cvae.atomic import atomic_path
 
     if not args.out.endswith(".npy"):
         raise CvaeError(f"the output must end in .npy, got {args.out}")
@@ -259,7 +259,7 @@ def _edit(args):
 def _latent_stats(args):
     from cvae import data
     from cvae.exploration import latent_statistics
-    from cvae.files import write_text
+    from cvae.atomic import write_text
     from cvae.plotting import plot_kl_per_dimension, plot_latent_histograms
 
     model, _ = _load(args)
@@ -281,7 +281,7 @@ def _latent_stats(args):
 
 
 def _load(args):
-    from cvae.files import default_model_path, load_model
+    from cvae.saving import default_model_path, load_model
 
     path = args.model or default_model_path()
     return load_model(path), path

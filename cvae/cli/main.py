@@ -209,7 +209,7 @@ def _evaluate(args):
     from cvae import data
     from cvae.cli.arguments import framing
     from cvae.evaluation import evaluate, format_report, load_inception
-    from cvae.files import load_model
+    from cvae.saving import load_model
 
     if args.inception_weights and not Path(args.inception_weights).is_file():
         raise CvaeError(f"no such Inception weights file: {args.inception_weights}")
@@ -236,7 +236,7 @@ def _evaluate(args):
 def _export(args):
     from pathlib import Path
 
-    from cvae.files import MODEL_FILE, export_model
+    from cvae.runs import MODEL_FILE, export_model
 
     if not Path(args.run_dir, MODEL_FILE).is_file():
         raise CvaeError(f"{args.run_dir} is not a training run (it has no {MODEL_FILE})")
@@ -255,7 +255,7 @@ def _second_stage(args):
     import numpy as np
 
     from cvae import data
-    from cvae.files import load_model, save_model
+    from cvae.saving import load_model, save_model
     from cvae.second_stage import fit_second_stage
 
     if not args.out.endswith(".keras"):
@@ -276,7 +276,7 @@ def _second_stage(args):
 
 def _serve(args):
     from cvae.codec import load_codec
-    from cvae.files import default_model_path
+    from cvae.saving import default_model_path
     from cvae.samplers import mixture_beside
     from cvae.serve import listening_socket, serve
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from cvae import data
 from cvae.errors import CvaeError
-from cvae.files import atomic_path
+from cvae.atomic import atomic_path
 from cvae.plotting import save_image
 
 COMPRESSED_SUFFIX = ".cvae"

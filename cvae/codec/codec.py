@@ -32,7 +32,7 @@ from cvae.codec import entropy_coding
 from cvae.codec import format as codec_format
 from cvae.codec.format import FormatError, Header
 from cvae.errors import CvaeError
-from cvae.files import write_text
+from cvae.atomic import write_text
 from cvae.plotting import to_uint8
 
 DEFAULT_MODE = "entropy"
@@ -281,7 +281,7 @@ def load_codec(path=None, precision=None):
     weights; found exactly like the mixture beside a model."""
     import warnings
 
-    from cvae.files import default_model_path, load_model
+    from cvae.saving import default_model_path, load_model
 
     path = Path(path) if path is not None else default_model_path()
     model = load_model(path, precision=precision)

@@ -1,0 +1,26 @@
+"""Things of this repository, not of an installed package: the showcase face
+of the README's figures and the rewriting of the documents' measured
+sections. Only scripts/ and benchmarks/ use them."""
+
+from pathlib import Path
+
+from cvae.atomic import write_text
+from cvae.errors import CvaeError
+
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+# The public-domain face the README's figures show (dataset faces may not be
+# published), and the box around the face in it.
+SHOWCASE_IMAGE = REPOSITORY_ROOT / "data" / "astronaut.png"
+SHOWCASE_CROP_BOX = (150, 30, 140, 140)
+
+
+def replace_between_markers(path, name, text):
+    """Replace what lies between `<!-- name:begin -->` and `<!-- name:end -->` in a
+    document (how the scripts keep the README's measured numbers current)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    document = Path(path).read_text(encoding="utf-8")
+    if begin not in document or end not in document:
+        raise CvaeError(f"{path} has no {begin} ... {end} section")
+    head, rest = document.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    write_text(path, f"{head}{begin}\n{text}\n{end}{tail}")

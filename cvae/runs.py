@@ -1,0 +1,76 @@
+"""The run directory of `cvae train`: the one owner of its layout.
+
+  model.keras        the best model so far (by val_loss, or loss without validation)
+  model.best.json    which epoch that is and its value
+  run.json           the configuration and options of the run
+  history.csv        per-epoch metrics (Keras' CSVLogger); loss_curves.png plots them
+  images/            per-epoch reconstructions and samples
+  logs/              TensorBoard
+  backup/            the resume point while training is unfinished
+  final/             a finished run's last state, from which more epochs train on
+"""
+
+import json
+from pathlib import Path
+
+from cvae.atomic import write_text
+from cvae.saving import load_model, rebuilt, save_model
+
+MODEL_FILE = "model.keras"
+BEST_RECORD_FILE = "model.best.json"
+RUN_RECORD_FILE = "run.json"
+HISTORY_FILE = "history.csv"
+CURVES_FILE = "loss_curves.png"
+IMAGES_DIR = "images"
+LOGS_DIR = "logs"
+BACKUP_DIR = "backup"
+FINAL_DIR = "final"
+# Everything a run directory holds (besides temporary files): --overwrite removes these.
+RUN_FILES = (MODEL_FILE, BEST_RECORD_FILE, RUN_RECORD_FILE, HISTORY_FILE, CURVES_FILE,
+             IMAGES_DIR, LOGS_DIR, BACKUP_DIR, FINAL_DIR)
+
+
+def is_unfinished(run_dir):
+    """Whether a run directory holds a run that stopped before its end."""
+    return (Path(run_dir) / BACKUP_DIR).exists()
+
+
+def read_history(path):
+    """The rows of a run's history.csv (Keras' CSVLogger) as dicts of floats.
+
+    Cells of a metric missing from an epoch are left out of its row: empty,
+    or "NA", which CSVLogger writes in every val_ column of a run without
+    validation data.
+    """
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [{key: float(value) for key, value in row.items() if value and value != "NA"}
+                for row in csv.DictReader(handle)]
+
+
+def export_model(run_dir, path):
+    """Publish a run's best model: weights without optimizer state (a third of
+    the size), plus `<path stem>.json` recording how it was trained (with,
+    under "initial", the record of the model a fine-tuning run started from)."""
+    run_dir = Path(run_dir)
+    model = load_model(run_dir / MODEL_FILE)
+    record = {}
+    if (run_dir / RUN_RECORD_FILE).is_file():
+        record.update(json.loads((run_dir / RUN_RECORD_FILE).read_text(encoding="utf-8")))
+    # A fine-tuned model's record includes how its starting model was trained
+    # (read before the write below, which may replace that very model).
+    initial = record.get("options", {}).get("initial_model")
+    if initial and Path(initial).with_suffix(".json").is_file():
+        record["initial"] = json.loads(Path(initial).with_suffix(".json").read_text(
+            encoding="utf-8"))
+    # Keras' .keras format always stores a compiled model's optimizer; an
+    # uncompiled copy has none.
+    save_model(rebuilt(model, model.dtype_policy.name), path)
+    if (run_dir / BEST_RECORD_FILE).is_file():
+        record["best"] = json.loads((run_dir / BEST_RECORD_FILE).read_text(encoding="utf-8"))
+    if (run_dir / HISTORY_FILE).is_file():
+        record["history"] = read_history(run_dir / HISTORY_FILE)
+        record["epochs_run"] = len(record["history"])
+    write_text(Path(path).with_suffix(".json"), json.dumps(record, indent=2) + "\n")
+    return Path(path)

@@ -1,0 +1,72 @@
+"""Saving and loading models, and where the default model is found."""
+
+import os
+import zipfile
+from pathlib import Path
+
+from cvae.atomic import atomic_path
+from cvae.errors import CvaeError, first_line
+
+DEFAULT_MODEL_NAME = "cvae-faces.keras"
+
+
+def _installed_models():
+    """The folder of the models installed with the package (saved_models/ in
+    the repository, mapped to cvae.saved_models by pyproject.toml)."""
+    import importlib.resources
+
+    try:
+        return Path(str(importlib.resources.files("cvae.saved_models")))
+    except ModuleNotFoundError:  # Running from a checkout that was never installed.
+        return Path(__file__).resolve().parent.parent / "saved_models"
+
+
+DEFAULT_MODEL_PATH = _installed_models() / DEFAULT_MODEL_NAME
+
+
+def save_model(model, path):
+    with atomic_path(path) as temporary:
+        model.save(temporary)
+
+
+def default_model_path():
+    """The model used without --model: $CVAE_MODEL, else the installed default."""
+    return Path(os.environ.get("CVAE_MODEL", DEFAULT_MODEL_PATH))
+
+
+def load_model(path=None, precision=None):
+    """Load a VAE saved as `.keras`, in Keras safe mode (no arbitrary code).
+
+    path None loads the default model (saved_models/, or $CVAE_MODEL).
+    precision rebuilds the model in another dtype policy, e.g. "float32" for
+    inference on a CPU without bfloat16; the optimizer state is then dropped.
+    """
+    import keras
+
+    from cvae.model import VAE
+
+    path = Path(path) if path is not None else default_model_path()
+    if not path.is_file():
+        hint = " (no default model has been trained yet; pass --model)" if path == DEFAULT_MODEL_PATH else ""
+        raise CvaeError(f"no such model file: {path}{hint}")
+    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
+        # Keras' own message for these is a paragraph about other formats.
+        raise CvaeError(f"cannot load model {path}: not a .keras model file")
+    try:
+        model = keras.saving.load_model(path, safe_mode=True)
+    except Exception as error:  # Keras raises many types for a bad file; all mean "unloadable".
+        raise CvaeError(f"cannot load model {path}: {first_line(error)}") from None
+    if not isinstance(model, VAE):
+        raise CvaeError(f"{path} holds a {type(model).__name__}, not a cvae VAE")
+    if precision is not None and precision != model.dtype_policy.name:
+        model = rebuilt(model, precision)
+    return model
+
+
+def rebuilt(model, precision):
+    """An uncompiled copy of a VAE with the same weights, in `precision`."""
+    from cvae.model import VAE
+
+    copy = VAE(model.config, seed=model.seed, dtype=precision, name=model.name)
+    copy.set_weights(model.get_weights())
+    return copy
