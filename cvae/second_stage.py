@@ -97,8 +97,6 @@ def fit_second_stage(model, images, units=DEFAULT_UNITS, epochs=100, batch_size=
     """
     import tensorflow as tf
 
-    from cvae.model import VAE  # Deferred: cvae.model builds on this module.
-
     z_mean, z_log_var = model.encode(images)
     keras.utils.set_random_seed(seed)
     second = SecondStageVAE(model.config.latent_dim, units, seed=seed)
@@ -110,7 +108,9 @@ def fit_second_stage(model, images, units=DEFAULT_UNITS, epochs=100, batch_size=
                .shuffle(len(z_mean), seed=seed).batch(batch_size).prefetch(2))
     second.fit(dataset, epochs=epochs, verbose=verbose, shuffle=False)
     config = model.config.replace(second_stage_units=tuple(units))
-    combined = VAE(config, seed=model.seed, dtype=model.dtype_policy.name)
+    # The model's own class, so this module needs no import of cvae.model
+    # (which builds on this one).
+    combined = type(model)(config, seed=model.seed, dtype=model.dtype_policy.name)
     combined.set_first_stage_weights(model)
     combined.second_stage_decoder.set_weights(second.decoder.get_weights())
     return combined
