@@ -13,7 +13,7 @@
   5. `cvae compress` / `cvae decompress` wall time per file, start-up
      included, for one file and per file in a batch of 100, with peak memory.
 
-Writes benchmarks/results.json and the README between the "benchmarks"
+Writes benchmarks/results.json and docs/speed.md between the "benchmarks"
 markers.
 
     python benchmarks/benchmark.py --data ../shared/faces/utkface/train
@@ -60,7 +60,7 @@ def main(argv=None):
                         help="alternating rounds of the two trainers")
     parser.add_argument("--out", default=str(REPOSITORY / "benchmarks/results.json"),
                         help="the JSON file of all measurements")
-    parser.add_argument("--readme", default=str(REPOSITORY / "README.md"),
+    parser.add_argument("--readme", default=str(REPOSITORY / "docs/speed.md"),
                         help="the document whose \"benchmarks\" section is rewritten")
     args = parser.parse_args(argv)
 

@@ -11,7 +11,7 @@ ReLU oneDNN fuses. For each Conv2DTranspose of the `seed` preset's decoder
 (batch 64), this times a forward and backward pass of both, in float32 and
 in mixed_bfloat16, and checks that they agree.
 
-Writes the table into README.md between the "conv-transpose" markers.
+Writes the table into docs/speed.md between the "conv-transpose" markers.
 
     python benchmarks/conv_transpose.py
 """
@@ -42,7 +42,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=HelpFormatter)
     parser.add_argument("--repeats", type=positive_int, default=15, help="timed passes per layer")
-    parser.add_argument("--readme", default=str(REPOSITORY / "README.md"),
+    parser.add_argument("--readme", default=str(REPOSITORY / "docs/speed.md"),
                         help="the document whose \"conv-transpose\" section is rewritten")
     args = parser.parse_args(argv)
 

@@ -6,7 +6,7 @@ each number of concurrent clients, sends --requests requests of each kind:
 generate (one face) and compress (the public-domain astronaut's face).
 Reports requests/s (all answered 200 counted) and the median latency.
 
-Writes benchmarks/serve_load.json and the README between the "serve-load"
+Writes benchmarks/serve_load.json and docs/speed.md between the "serve-load"
 markers. Run it on an otherwise idle machine.
 
     python benchmarks/serve_load.py
@@ -41,7 +41,7 @@ def main(argv=None):
                         help="requests of each kind per number of clients")
     parser.add_argument("--out", default=str(REPOSITORY_ROOT / "benchmarks/serve_load.json"),
                         help="the JSON file of the measurements")
-    parser.add_argument("--readme", default=str(REPOSITORY_ROOT / "README.md"),
+    parser.add_argument("--readme", default=str(REPOSITORY_ROOT / "docs/speed.md"),
                         help="the document whose \"serve-load\" section is rewritten")
     args = parser.parse_args(argv)
 

@@ -7,7 +7,7 @@ the time the ops of each kind of layer took, forward and backward together.
 Ops run one at a time, each on every core, so that what one costs does not
 depend on what else ran beside it; their times add up to about a step's.
 
-Writes the tables into README.md between the "step-profile-PRESET" markers.
+Writes the tables into docs/speed.md between the "step-profile-PRESET" markers.
 
     python benchmarks/step_profile.py
     python benchmarks/step_profile.py --preset faces --steps 4
@@ -47,7 +47,7 @@ def main(argv=None):
                         help="training steps traced per precision")
     parser.add_argument("--preset", default="seed", choices=sorted(PRESETS),
                         help="the network to profile")
-    parser.add_argument("--readme", default=str(REPOSITORY / "README.md"),
+    parser.add_argument("--readme", default=str(REPOSITORY / "docs/speed.md"),
                         help="the document whose \"step-profile-PRESET\" section is rewritten")
     args = parser.parse_args(argv)
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The README's alignment figure: a public-domain photo compressed with and
+"""The alignment figure (docs/alignment.md): a public-domain photo compressed with and
 without face alignment.
 
 For each photo (default: the astronaut in data/): the centred-square crop
@@ -16,7 +16,7 @@ which the detector finds a face, and the mean PSNR, for both crops. Photos
 in which --align on finds no face count as failures of the aligned path.
 
 Writes docs/results/alignment.png, docs/results/alignment.json and the
-README between the "alignment" markers (and "alignment-folder" with --data).
+docs/alignment.md between the "alignment" markers (and "alignment-folder" with --data).
 
     python scripts/alignment_showcase.py --data ../shared/faces/celeba_small --max-images 1000
 """
@@ -48,7 +48,7 @@ def main(argv=None):
     parser.add_argument("--model", default=str(DEFAULT_MODEL_PATH), help="the model to use")
     parser.add_argument("--out", default=str(REPOSITORY_ROOT / "docs/results"),
                         help="folder for alignment.png and alignment.json")
-    parser.add_argument("--readme", default=str(REPOSITORY_ROOT / "README.md"),
+    parser.add_argument("--readme", default=str(REPOSITORY_ROOT / "docs/alignment.md"),
                         help="the document whose \"alignment\" section is rewritten")
     parser.add_argument("--data", help="also measure this folder of photos")
     parser.add_argument("--max-images", type=positive_int, default=1000,

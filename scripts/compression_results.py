@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Regenerate the README's compression section: the codec against JPEG and WebP.
+"""Regenerate docs/codec.md's compression section: the codec against JPEG and WebP.
 
 Runs `cvae compress --report`'s code on held-out faces with the shipped model
 and its codec table, then measures the entropy mode at other steps, and writes:
@@ -7,7 +7,7 @@ and its codec table, then measures the entropy mode at other steps, and writes:
   docs/results/compression.json  every number
   docs/results/compression.png   a public-domain face (data/astronaut.png):
                                  original | cvae | JPEG q1 | WebP size-matched
-  README.md, between the "compression" markers
+  docs/codec.md, between the "compression" markers
 
     python scripts/compression_results.py --data ../shared/faces/utkface/val
 
@@ -65,7 +65,7 @@ def main(argv=None):
     comparison_figure(compression_report(codec, face), face, out / "compression.png")
 
     section = compression_section(report, args)
-    replace_between_markers(REPOSITORY_ROOT / "README.md", "compression", section)
+    replace_between_markers(REPOSITORY_ROOT / "docs/codec.md", "compression", section)
     print(section)
     return 0
 

@@ -13,7 +13,7 @@ images (area-downsampled from 128x128):
      only (the autoencoder): latent histograms and samples.
 
 Writes docs/results/experiments/ (samples.png, latent_<name>.png,
-experiments.json) and the README between the "experiments" markers. Runs go
+experiments.json) and docs/exploration.md between the "experiments" markers. Runs go
 to runs/experiments/<name>; a finished run is reused, an interrupted one resumes.
 
     python scripts/experiments.py --data ../shared/faces/utkface/train \
@@ -74,7 +74,7 @@ def main(argv=None):
     parser.add_argument("--default-model",
                         default=str(DEFAULT_MODEL_PATH),
                         help="the model of the table's last row")
-    parser.add_argument("--readme", default=str(REPOSITORY_ROOT / "README.md"),
+    parser.add_argument("--readme", default=str(REPOSITORY_ROOT / "docs/exploration.md"),
                         help="the document whose \"experiments\" section is rewritten")
     args = parser.parse_args(argv)
 

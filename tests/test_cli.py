@@ -327,16 +327,18 @@ def test_a_one_epoch_history_plots_visible_points(tmp_path, monkeypatch):
     assert lines and all(line.get_marker() not in (None, "None", "") for line in lines)
 
 
-def test_help_texts_name_readme_sections_that_exist():
+def test_help_texts_name_doc_sections_that_exist():
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    headings = set(re.findall(r"^#+ (.+)$", readme, re.M))
     from cvae.cli import build_parser
 
     parser = build_parser()
     texts = [action.help or "" for sub in parser._subparsers._group_actions[0].choices.values()
              for action in sub._actions]
-    named = {name for text in texts for name in re.findall(r'README "([^"]+)"', text)}
-    assert named and named <= headings, named - headings
+    named = [reference for text in texts
+             for reference in re.findall(r'(docs/[\w.]+\.md), "([^"]+)"', text)]
+    assert named
+    for page, section in named:
+        document = (Path(__file__).resolve().parent.parent / page).read_text(encoding="utf-8")
+        assert section in re.findall(r"^#+ (.+)$", document, re.M), (page, section)

@@ -52,7 +52,7 @@ def build_parser():
     train.add_argument("--validation-split", type=fraction, default=0.05,
                        help="share of --data held out for validation when --val-data is absent")
     train.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
-                       help="the network and objective to start from (README \"Presets\")")
+                       help="the network and objective to start from (docs/model.md, \"Presets\")")
     train.add_argument("--epochs", type=positive_int, default=10, help="passes over the training set")
     train.add_argument("--batch-size", type=positive_int, default=64, help="images per training step")
     train.add_argument("--learning-rate", type=positive_float, default=1e-3, help="Adam's step size")
@@ -90,7 +90,7 @@ def build_parser():
     overrides.add_argument("--channels", type=int, choices=(1, 3), help="1: grey, 3: RGB")
     overrides.add_argument("--latent-dim", type=positive_int, help="dimensions of the latent code z")
     overrides.add_argument("--likelihood", choices=LIKELIHOODS,
-                           help="the decoder's distribution p(x|z) (README \"The model\")")
+                           help="the decoder's distribution p(x|z) (docs/model.md, \"The model\")")
     overrides.add_argument("--decoder-scale", type=decoder_scale,
                            help="a positive number, 'learned' or 'calibrated'")
     overrides.add_argument("--beta", type=non_negative_float, help="weight of the KL term")
