@@ -11,7 +11,7 @@
 Writes benchmarks/align_speed.json and docs/speed.md between the
 "align-speed" markers. Run it on an otherwise idle machine.
 
-    python benchmarks/align_speed.py
+    python -m benchmarks.align_speed
 """
 
 import argparse
@@ -29,9 +29,9 @@ from PIL import Image
 
 from cvae import data
 from cvae.align import find_face, warp
+from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.errors import CvaeError, run_script
-from cvae.atomic import write_text
 from cvae.repository import REPOSITORY_ROOT, SHOWCASE_IMAGE, replace_between_markers
 
 CANVAS = (1200, 850)

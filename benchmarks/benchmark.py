@@ -16,7 +16,7 @@
 Writes benchmarks/results.json and docs/speed.md between the "benchmarks"
 markers.
 
-    python benchmarks/benchmark.py --data ../shared/faces/utkface/train
+    python -m benchmarks.benchmark --data ../shared/faces/utkface/train
 """
 
 import argparse
@@ -32,20 +32,17 @@ from pathlib import Path
 
 import numpy as np
 
-REPOSITORY = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPOSITORY))
-
-from benchmarks import baseline  # noqa: E402
-from cvae import data  # noqa: E402
-from cvae.config import get_preset  # noqa: E402
-from cvae.cli.arguments import HelpFormatter, positive_int  # noqa: E402
-from cvae.errors import CvaeError, run_script  # noqa: E402
+from benchmarks import baseline
+from cvae import data
 from cvae.atomic import write_text
-from cvae.repository import replace_between_markers
+from cvae.cli.arguments import HelpFormatter, positive_int
+from cvae.config import get_preset
+from cvae.errors import CvaeError, run_script
+from cvae.model import VAE
+from cvae.plotting import save_image
+from cvae.precision import resolve_precision
+from cvae.repository import REPOSITORY_ROOT, replace_between_markers
 from cvae.saving import load_model
-from cvae.model import VAE  # noqa: E402
-from cvae.plotting import save_image  # noqa: E402
-from cvae.precision import resolve_precision  # noqa: E402
 
 BATCH = 64
 
@@ -58,9 +55,9 @@ def main(argv=None):
     parser.add_argument("--epochs", type=positive_int, default=2, help="timed epochs per round and side")
     parser.add_argument("--rounds", type=positive_int, default=3,
                         help="alternating rounds of the two trainers")
-    parser.add_argument("--out", default=str(REPOSITORY / "benchmarks/results.json"),
+    parser.add_argument("--out", default=str(REPOSITORY_ROOT / "benchmarks/results.json"),
                         help="the JSON file of all measurements")
-    parser.add_argument("--readme", default=str(REPOSITORY / "docs/speed.md"),
+    parser.add_argument("--readme", default=str(REPOSITORY_ROOT / "docs/speed.md"),
                         help="the document whose \"benchmarks\" section is rewritten")
     args = parser.parse_args(argv)
 
@@ -291,7 +288,7 @@ def benchmark_section(results):
         f"delivers {results['pipeline_images_per_s'] / seed['project_images_per_s']:.0f}× "
         f"the images the fastest training step consumes, so it is never the bottleneck.",
         "",
-        "Reproduce: `python benchmarks/benchmark.py --data ../shared/faces/utkface/train` "
+        "Reproduce: `python -m benchmarks.benchmark --data ../shared/faces/utkface/train` "
         "(about 5 minutes, on an otherwise idle machine). The machines are noisy: compare "
         "ratios from one run, not "
         "absolute rates across runs.",

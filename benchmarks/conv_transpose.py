@@ -13,22 +13,18 @@ in mixed_bfloat16, and checks that they agree.
 
 Writes the table into docs/speed.md between the "conv-transpose" markers.
 
-    python benchmarks/conv_transpose.py
+    python -m benchmarks.conv_transpose
 """
 
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-REPOSITORY = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPOSITORY))
-
-from cvae.cli.arguments import HelpFormatter, positive_int  # noqa: E402
-from cvae.errors import run_script  # noqa: E402
-from cvae.repository import replace_between_markers
+from cvae.cli.arguments import HelpFormatter, positive_int
+from cvae.errors import run_script
+from cvae.repository import REPOSITORY_ROOT, replace_between_markers
 
 BATCH = 64
 SHAPES = ((128, 64, 16, "relu"), (64, 32, 32, "relu"), (32, 3, 64, None))  # in, out, side, act
@@ -42,7 +38,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=HelpFormatter)
     parser.add_argument("--repeats", type=positive_int, default=15, help="timed passes per layer")
-    parser.add_argument("--readme", default=str(REPOSITORY / "docs/speed.md"),
+    parser.add_argument("--readme", default=str(REPOSITORY_ROOT / "docs/speed.md"),
                         help="the document whose \"conv-transpose\" section is rewritten")
     args = parser.parse_args(argv)
 
@@ -149,7 +145,7 @@ def conv_transpose_section(rows):
                      f"({native_32 / native_16:.2f}×) | {sub_32:.1f} ms | {sub_16:.1f} ms |")
     return "\n".join(lines + [
         "", "Forward and backward pass, median of repeated passes. Reproduce: "
-        "`python benchmarks/conv_transpose.py` (about a minute, on an otherwise idle machine)."])
+        "`python -m benchmarks.conv_transpose` (about a minute, on an otherwise idle machine)."])
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ Reports requests/s (all answered 200 counted) and the median latency.
 Writes benchmarks/serve_load.json and docs/speed.md between the "serve-load"
 markers. Run it on an otherwise idle machine.
 
-    python benchmarks/serve_load.py
+    python -m benchmarks.serve_load
 """
 
 import argparse
@@ -21,9 +21,9 @@ import subprocess
 import sys
 import time
 
+from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.errors import CvaeError, run_script
-from cvae.atomic import write_text
 from cvae.repository import REPOSITORY_ROOT, replace_between_markers
 from cvae.saving import DEFAULT_MODEL_PATH
 

@@ -9,8 +9,8 @@ depend on what else ran beside it; their times add up to about a step's.
 
 Writes the tables into docs/speed.md between the "step-profile-PRESET" markers.
 
-    python benchmarks/step_profile.py
-    python benchmarks/step_profile.py --preset faces --steps 4
+    python -m benchmarks.step_profile
+    python -m benchmarks.step_profile --preset faces --steps 4
 """
 
 import argparse
@@ -22,15 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-REPOSITORY = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPOSITORY))
-
-from cvae import data  # noqa: E402
-from cvae.config import PRESETS, get_preset  # noqa: E402
-from cvae.cli.arguments import HelpFormatter, positive_int  # noqa: E402
-from cvae.errors import run_script  # noqa: E402
-from cvae.repository import replace_between_markers
-from cvae.model import VAE  # noqa: E402
+from cvae import data
+from cvae.cli.arguments import HelpFormatter, positive_int
+from cvae.config import PRESETS, get_preset
+from cvae.errors import run_script
+from cvae.model import VAE
+from cvae.repository import REPOSITORY_ROOT, replace_between_markers
 
 BATCH = 64
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -47,7 +44,7 @@ def main(argv=None):
                         help="training steps traced per precision")
     parser.add_argument("--preset", default="seed", choices=sorted(PRESETS),
                         help="the network to profile")
-    parser.add_argument("--readme", default=str(REPOSITORY / "docs/speed.md"),
+    parser.add_argument("--readme", default=str(REPOSITORY_ROOT / "docs/speed.md"),
                         help="the document whose \"step-profile-PRESET\" section is rewritten")
     args = parser.parse_args(argv)
 
@@ -140,7 +137,7 @@ def profile_section(op_times, preset, steps):
         "", *table("layers", 0, 8), "",
         "Inside the decoder's Conv2DTranspose layers, by op:",
         "", *table("op", 1, 8, keep=lambda key: key[0] == transposed), "",
-        f"Reproduce: `python benchmarks/step_profile.py --preset {preset} --steps {steps}` "
+        f"Reproduce: `python -m benchmarks.step_profile --preset {preset} --steps {steps}` "
         "(a minute or two, on an otherwise idle machine).",
     ])
 

@@ -22,7 +22,7 @@ _EXPORTS = {
     "load_model": "cvae.saving",
     "save_model": "cvae.saving",
     "CvaeError": "cvae.errors",
-    "TrainOptions": "cvae.training",
+    "TrainOptions": "cvae.runs",
     "train": "cvae.training",
     "read_dataset": "cvae.data",
     "make_dataset": "cvae.data",

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cvae.errors import CvaeError
 from cvae.atomic import atomic_path
+from cvae.errors import CvaeError
 from cvae.runs import read_history
 
 _GAP = 2

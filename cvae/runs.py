@@ -10,10 +10,12 @@
   final/             a finished run's last state, from which more epochs train on
 """
 
+import dataclasses
 import json
 from pathlib import Path
 
 from cvae.atomic import write_text
+from cvae.config import DEFAULT_PRESET
 from cvae.saving import load_model, rebuilt, save_model
 
 MODEL_FILE = "model.keras"
@@ -28,6 +30,52 @@ FINAL_DIR = "final"
 # Everything a run directory holds (besides temporary files): --overwrite removes these.
 RUN_FILES = (MODEL_FILE, BEST_RECORD_FILE, RUN_RECORD_FILE, HISTORY_FILE, CURVES_FILE,
              IMAGES_DIR, LOGS_DIR, BACKUP_DIR, FINAL_DIR)
+
+
+@dataclasses.dataclass
+class TrainOptions:
+    # A folder or array file, or a list of them trained on together.
+    data: object
+    # The run directory; None: runs/PRESET (see run_directory).
+    out: str = None
+    preset: str = DEFAULT_PRESET
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    # "cosine" decays the rate to zero over all epochs; "constant" keeps it.
+    learning_rate_schedule: str = "constant"
+    # Stop (cleanly, after validating and saving) once training has run this
+    # many minutes, counted across resumes.
+    time_limit_minutes: float = None
+    precision: str = "auto"
+    # XLA: "auto" lets Keras enable it on GPUs (it stays off on CPU-only machines).
+    jit_compile: object = "auto"
+    validation_data: object = None
+    validation_fraction: float = 0.05
+    crop_box: tuple = None
+    # "off" (training sets are usually framed already), "auto" or "on": see cvae.data.Framing.
+    align: str = "off"
+    face_index: int = 0
+    flip: bool = True
+    seed: int = None
+    tensorboard: bool = True
+    verbose: object = "auto"
+    # Overrides of the preset's VAEConfig fields (image_size, latent_dim, beta, ...).
+    config_overrides: dict = dataclasses.field(default_factory=dict)
+    # "none", "mirrored" (all local GPUs) or "multiworker" (TF_CONFIG).
+    # batch_size is the global batch, split across replicas.
+    distribute: str = "none"
+    # Fine-tune: start from this saved model's weights and configuration
+    # (the preset and overrides then do not apply) with a fresh optimizer.
+    initial_model: str = None
+    # Start again in a run directory that holds a finished run (its files are
+    # deleted first); without it such a run is never replaced.
+    overwrite: bool = False
+
+
+def run_directory(options):
+    """Where a run goes: --out, or runs/PRESET by default."""
+    return Path(options.out) if options.out else Path("runs") / options.preset
 
 
 def is_unfinished(run_dir):

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cvae.errors import CvaeError
 from cvae.atomic import atomic_path
+from cvae.errors import CvaeError
 
 SAMPLERS = ("second-stage", "prior", "gmm")
 # The name earlier versions used for "prior".

@@ -13,62 +13,33 @@ import numpy as np
 
 from cvae import data as data_module
 from cvae.atomic import TEMPORARY_PREFIX, atomic_path, write_text
-from cvae.config import DEFAULT_PRESET, get_preset
+from cvae.config import get_preset
 from cvae.distribution import distribution_strategy, needs_float_batches
 from cvae.errors import CvaeError
 from cvae.model import VAE
 from cvae.plotting import image_grid, plot_history, save_image
 from cvae.precision import resolve_precision
-from cvae.runs import (BACKUP_DIR, CURVES_FILE, FINAL_DIR, HISTORY_FILE, IMAGES_DIR, LOGS_DIR,
-                       MODEL_FILE, RUN_FILES, RUN_RECORD_FILE, read_history)
+from cvae.runs import (
+    BACKUP_DIR,
+    CURVES_FILE,
+    FINAL_DIR,
+    HISTORY_FILE,
+    IMAGES_DIR,
+    LOGS_DIR,
+    MODEL_FILE,
+    RUN_FILES,
+    RUN_RECORD_FILE,
+    read_history,
+    run_directory,
+)
 from cvae.saving import load_model, save_model
 
 GRID_IMAGES = 8
 
 
-@dataclasses.dataclass
-class TrainOptions:
-    # A folder or array file, or a list of them trained on together.
-    data: object
-    out: str = "runs/faces"
-    preset: str = DEFAULT_PRESET
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    # "cosine" decays the rate to zero over all epochs; "constant" keeps it.
-    learning_rate_schedule: str = "constant"
-    # Stop (cleanly, after validating and saving) once training has run this
-    # many minutes, counted across resumes.
-    time_limit_minutes: float = None
-    precision: str = "auto"
-    # XLA: "auto" lets Keras enable it on GPUs (it stays off on CPU-only machines).
-    jit_compile: object = "auto"
-    validation_data: object = None
-    validation_fraction: float = 0.05
-    crop_box: tuple = None
-    # "off" (training sets are usually framed already), "auto" or "on": see cvae.data.Framing.
-    align: str = "off"
-    face_index: int = 0
-    flip: bool = True
-    seed: int = None
-    tensorboard: bool = True
-    verbose: object = "auto"
-    # Overrides of the preset's VAEConfig fields (image_size, latent_dim, beta, ...).
-    config_overrides: dict = dataclasses.field(default_factory=dict)
-    # "none", "mirrored" (all local GPUs) or "multiworker" (TF_CONFIG).
-    # batch_size is the global batch, split across replicas.
-    distribute: str = "none"
-    # Fine-tune: start from this saved model's weights and configuration
-    # (the preset and overrides then do not apply) with a fresh optimizer.
-    initial_model: str = None
-    # Start again in a run directory that holds a finished run (its files are
-    # deleted first); without it such a run is never replaced.
-    overwrite: bool = False
-
-
 def train(options):
     """Train a VAE as described by `options`; returns (model, keras History)."""
-    out = Path(options.out)
+    out = run_directory(options)
     # First: a multi-worker strategy must exist before TensorFlow runs any op.
     strategy = distribution_strategy(options.distribute)
     initial = _load_initial_model(options)

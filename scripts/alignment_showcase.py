@@ -30,14 +30,14 @@ import numpy as np
 
 from cvae import data, metrics
 from cvae.align import paste_into
+from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.codec import load_codec
 from cvae.detection import contains_face
 from cvae.errors import CvaeError, run_script
-from cvae.atomic import write_text
+from cvae.plotting import image_grid, save_image
 from cvae.repository import REPOSITORY_ROOT, SHOWCASE_IMAGE, replace_between_markers
 from cvae.saving import DEFAULT_MODEL_PATH
-from cvae.plotting import image_grid, save_image
 
 
 def main(argv=None):

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from cvae import data, metrics
+from cvae.atomic import write_text
+from cvae.cli.arguments import HelpFormatter, add_showcase_arguments
 from cvae.codec import load_codec
 from cvae.codec.report import comparison_figure, compression_report
-from cvae.cli.arguments import HelpFormatter, add_showcase_arguments
 from cvae.errors import CvaeError, run_script
-from cvae.atomic import write_text
 from cvae.repository import REPOSITORY_ROOT, replace_between_markers
 from cvae.saving import DEFAULT_MODEL_PATH
 

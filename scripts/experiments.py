@@ -28,15 +28,15 @@ from pathlib import Path
 import numpy as np
 
 from cvae import data, metrics
+from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.errors import run_script
 from cvae.evaluation import reconstruction_metrics, split_halves, swd_entry
-from cvae.atomic import write_text
-from cvae.repository import REPOSITORY_ROOT, replace_between_markers
-from cvae.runs import MODEL_FILE, RUN_RECORD_FILE, is_unfinished
-from cvae.saving import DEFAULT_MODEL_PATH, load_model
 from cvae.plotting import image_grid, plot_latent_histograms, save_image
-from cvae.training import TrainOptions, train
+from cvae.repository import REPOSITORY_ROOT, replace_between_markers
+from cvae.runs import MODEL_FILE, RUN_RECORD_FILE, TrainOptions, is_unfinished
+from cvae.saving import DEFAULT_MODEL_PATH, load_model
+from cvae.training import train
 
 SIZE = 64
 COMMON = {"image_size": SIZE, "likelihood": "gaussian", "decoder_scale": "learned",

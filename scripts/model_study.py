@@ -32,17 +32,17 @@ from pathlib import Path
 import numpy as np
 
 from cvae import data
+from cvae.atomic import atomic_path, write_text
 from cvae.cli.arguments import HelpFormatter, crop_box, positive_float, positive_int
 from cvae.detection import face_rate
 from cvae.errors import CvaeError, run_script
 from cvae.evaluation import fit_pca, reconstruction_metrics, swd_entry
-from cvae.atomic import atomic_path, write_text
-from cvae.repository import REPOSITORY_ROOT, replace_between_markers
-from cvae.runs import HISTORY_FILE, MODEL_FILE, is_unfinished, read_history
-from cvae.saving import load_model
 from cvae.plotting import image_grid, save_image
+from cvae.repository import REPOSITORY_ROOT, replace_between_markers
+from cvae.runs import HISTORY_FILE, MODEL_FILE, TrainOptions, is_unfinished, read_history
+from cvae.saving import load_model
 from cvae.second_stage import fit_second_stage
-from cvae.training import TrainOptions, train
+from cvae.training import train
 
 # Same for every candidate: the KL ramp is shortened from the faces preset's
 # 2,000 steps because a 30-minute budget is about 2,000 steps in all.

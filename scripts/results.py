@@ -30,14 +30,14 @@ from pathlib import Path
 import numpy as np
 
 from cvae import data
+from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter, add_showcase_arguments, positive_int
 from cvae.errors import run_script
 from cvae.evaluation import evaluate, fit_pca, split_halves, swd_entry
-from cvae.atomic import write_text
-from cvae.repository import REPOSITORY_ROOT, replace_between_markers
-from cvae.saving import DEFAULT_MODEL_PATH, load_model
 from cvae.plotting import image_grid, save_image, tiled
+from cvae.repository import REPOSITORY_ROOT, replace_between_markers
 from cvae.samplers import mixture_beside
+from cvae.saving import DEFAULT_MODEL_PATH, load_model
 
 SHOWN = 8
 # The share of CelebA held out (the same hash split as the training scripts).

@@ -26,14 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from cvae import data
+from cvae.atomic import atomic_path
 from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.errors import run_script
 from cvae.exploration import attribute, edited
-from cvae.atomic import atomic_path
-from cvae.repository import REPOSITORY_ROOT, SHOWCASE_CROP_BOX, SHOWCASE_IMAGE
-from cvae.saving import default_model_path, load_model
 from cvae.plotting import image_grid, save_image
+from cvae.repository import REPOSITORY_ROOT, SHOWCASE_CROP_BOX, SHOWCASE_IMAGE
 from cvae.samplers import mixture_beside, sample_latents
+from cvae.saving import default_model_path, load_model
 
 SCALES = (-2.0, -1.0, 0.0, 1.0, 2.0)
 GROUPS = {

@@ -12,8 +12,8 @@ from PIL import Image
 from cvae import data
 from cvae.cli import main
 from cvae.codec import CodecTable, table_path, weights_sha256
-from cvae.saving import save_model
 from cvae.model import VAE
+from cvae.saving import save_model
 from tests.helpers import TINY
 
 ASTRONAUT = Path(__file__).resolve().parent.parent / "data" / "astronaut.png"

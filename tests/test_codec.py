@@ -8,13 +8,20 @@ import numpy as np
 import pytest
 
 import cvae
-from cvae.codec import entropy_coding
+from cvae.codec import (
+    Codec,
+    CodecTable,
+    calibrate,
+    entropy_coding,
+    load_codec,
+    table_path,
+    weights_sha256,
+)
 from cvae.codec import format as codec_format
-from cvae.codec import Codec, CodecTable, calibrate, load_codec, table_path, weights_sha256
 from cvae.codec.format import FormatError, Header
 from cvae.errors import CvaeError
-from cvae.saving import load_model, save_model
 from cvae.model import VAE
+from cvae.saving import load_model, save_model
 from tests.helpers import TINY, smooth_images
 
 

@@ -6,8 +6,8 @@ import pytest
 
 from cvae.cli import main
 from cvae.evaluation import evaluate, likelihood_bounds, load_inception
-from cvae.saving import save_model
 from cvae.model import VAE
+from cvae.saving import save_model
 from tests.helpers import TINY, smooth_images, write_image_folder
 
 

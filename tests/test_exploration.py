@@ -11,8 +11,8 @@ from PIL import Image
 
 from cvae import exploration, samplers
 from cvae.cli import main
-from cvae.saving import save_model
 from cvae.model import VAE
+from cvae.saving import save_model
 from tests.helpers import TINY, smooth_images
 
 

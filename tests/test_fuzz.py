@@ -14,9 +14,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from cvae import data
-from cvae.codec import entropy_coding
+from cvae.codec import Codec, CodecTable, entropy_coding, weights_sha256
 from cvae.codec import format as codec_format
-from cvae.codec import Codec, CodecTable, weights_sha256
 from cvae.codec.format import FormatError, Header
 from cvae.errors import CvaeError
 from cvae.model import VAE

@@ -18,8 +18,8 @@ from PIL import Image
 from cvae import data
 from cvae.cli import main
 from cvae.errors import CvaeError
-from cvae.saving import load_model, save_model
 from cvae.model import VAE
+from cvae.saving import load_model, save_model
 from tests.helpers import TINY, smooth_images
 
 TINY_RUN = ["--preset", "seed", "--image-size", "16", "--latent-dim", "4", "--seed", "0",

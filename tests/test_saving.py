@@ -8,8 +8,8 @@ import pytest
 
 import cvae
 from cvae.errors import CvaeError
-from cvae.saving import load_model, save_model
 from cvae.model import VAE
+from cvae.saving import load_model, save_model
 
 FRESH_PROCESS = """
 import sys, numpy as np, cvae

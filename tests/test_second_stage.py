@@ -5,17 +5,17 @@ import numpy as np
 import pytest
 
 from cvae.errors import CvaeError
-from cvae.saving import load_model, save_model
 from cvae.model import VAE
 from cvae.samplers import default_sampler, resolve_sampler, sample_latents
+from cvae.saving import load_model, save_model
 from cvae.second_stage import fit_second_stage
 
 
 @pytest.fixture(scope="module")
 def first_stage():
-    from tests.helpers import TINY, smooth_images
-
     import keras
+
+    from tests.helpers import TINY, smooth_images
     keras.utils.set_random_seed(0)
     model = VAE(TINY, seed=0)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))

@@ -21,8 +21,8 @@ from PIL import Image
 
 from cvae import serve
 from cvae.codec import Codec, CodecTable, table_path, weights_sha256
-from cvae.saving import save_model
 from cvae.model import VAE
+from cvae.saving import save_model
 from tests.helpers import TINY, smooth_images
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

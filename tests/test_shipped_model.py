@@ -4,8 +4,8 @@ scripts/results.py, not here)."""
 import numpy as np
 
 from cvae.config import get_preset
-from cvae.saving import DEFAULT_MODEL_PATH, load_model, save_model
 from cvae.model import VAE
+from cvae.saving import DEFAULT_MODEL_PATH, load_model, save_model
 from tests.helpers import TINY
 
 

@@ -2,8 +2,15 @@
 
 import sys
 
-from cvae.cli.arguments import (HelpFormatter, add_framing, framing, positive_float,
-                            positive_floats, positive_int, warn_if_not_aligned)
+from cvae.cli.arguments import (
+    HelpFormatter,
+    add_framing,
+    framing,
+    positive_float,
+    positive_floats,
+    positive_int,
+    warn_if_not_aligned,
+)
 from cvae.errors import CvaeError
 
 

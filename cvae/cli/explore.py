@@ -9,8 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
-from cvae.cli.arguments import (HelpFormatter, add_framing, floats, framing, non_negative_float,
-                            non_negative_ints, positive_int, warn_if_not_aligned)
+from cvae.cli.arguments import (
+    HelpFormatter,
+    add_framing,
+    floats,
+    framing,
+    non_negative_float,
+    non_negative_ints,
+    positive_int,
+    warn_if_not_aligned,
+)
 from cvae.errors import CvaeError
 from cvae.plotting import check_image_path
 
@@ -216,8 +224,8 @@ def _traverse(args):
 
 def _attribute(args):
     from cvae import data
-    from cvae.exploration import attribute
     from cvae.atomic import atomic_path
+    from cvae.exploration import attribute
 
     if not args.out.endswith(".npy"):
         raise CvaeError(f"the output must end in .npy, got {args.out}")
@@ -258,8 +266,8 @@ def _edit(args):
 
 def _latent_stats(args):
     from cvae import data
-    from cvae.exploration import latent_statistics
     from cvae.atomic import write_text
+    from cvae.exploration import latent_statistics
     from cvae.plotting import plot_kl_per_dimension, plot_latent_histograms
 
     model, _ = _load(args)

@@ -10,10 +10,20 @@ import warnings
 
 from cvae.cli import codec as codec_commands
 from cvae.cli import explore as explore_commands
-from cvae.cli.arguments import (HelpFormatter, add_framing, decoder_scale, non_negative_float,
-                            fraction, port_number, positive_ints,
-                            non_negative_int, positive_float, positive_int)
+from cvae.cli.arguments import (
+    HelpFormatter,
+    add_framing,
+    decoder_scale,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    port_number,
+    positive_float,
+    positive_int,
+    positive_ints,
+)
 from cvae.errors import CvaeError, Interrupted, run_command
+from cvae.runs import MODEL_FILE, TrainOptions, run_directory
 
 
 def main(argv=None):
@@ -28,7 +38,7 @@ def main(argv=None):
 
 def build_parser():
     from cvae import __version__
-    from cvae.config import DEFAULT_PRESET, LIKELIHOODS, PRESETS
+    from cvae.config import LIKELIHOODS, PRESETS
     from cvae.distribution import DISTRIBUTIONS
     from cvae.precision import PRECISIONS
 
@@ -49,14 +59,19 @@ def build_parser():
     train.add_argument("--val-data", action="append",
                        help="folder of validation images, repeatable "
                             "(default: a fixed hash-based share of each --data)")
-    train.add_argument("--validation-split", type=fraction, default=0.05,
+    defaults = TrainOptions(data=None)
+    train.add_argument("--validation-split", type=fraction, default=defaults.validation_fraction,
                        help="share of --data held out for validation when --val-data is absent")
-    train.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
+    train.add_argument("--preset", default=defaults.preset, choices=sorted(PRESETS),
                        help="the network and objective to start from (docs/model.md, \"Presets\")")
-    train.add_argument("--epochs", type=positive_int, default=10, help="passes over the training set")
-    train.add_argument("--batch-size", type=positive_int, default=64, help="images per training step")
-    train.add_argument("--learning-rate", type=positive_float, default=1e-3, help="Adam's step size")
-    train.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
+    train.add_argument("--epochs", type=positive_int, default=defaults.epochs,
+                       help="passes over the training set")
+    train.add_argument("--batch-size", type=positive_int, default=defaults.batch_size,
+                       help="images per training step")
+    train.add_argument("--learning-rate", type=positive_float, default=defaults.learning_rate,
+                       help="Adam's step size")
+    train.add_argument("--lr-schedule", default=defaults.learning_rate_schedule,
+                       choices=("constant", "cosine"),
                        help="cosine: decay the learning rate to zero over all epochs")
     train.add_argument("--time-limit", type=positive_float, metavar="MINUTES",
                        help="stop cleanly after this much training time (counted across "
@@ -66,7 +81,7 @@ def build_parser():
                        help="start again in an --out that holds a finished run (its files are "
                             "deleted); without it a finished run is trained on only with more "
                             "--epochs, and never replaced")
-    train.add_argument("--precision", default="auto", choices=PRECISIONS,
+    train.add_argument("--precision", default=defaults.precision, choices=PRECISIONS,
                        help="auto: mixed_float16 on a GPU, mixed_bfloat16 on CPUs with "
                             "AVX-512 BF16 or AMX, else float32")
     train.add_argument("--xla", default="auto", choices=("auto", "on", "off"),
@@ -77,7 +92,7 @@ def build_parser():
     train.add_argument("--no-tensorboard", dest="tensorboard", action="store_false",
                        help="do not write TensorBoard logs to OUT/logs")
     train.add_argument("--seed", type=int, help="seed for weights, shuffling and sampling")
-    train.add_argument("--distribute", default="none", choices=DISTRIBUTIONS,
+    train.add_argument("--distribute", default=defaults.distribute, choices=DISTRIBUTIONS,
                        help="mirrored: every local GPU (tf.distribute.MirroredStrategy); "
                             "multiworker: the machines in TF_CONFIG "
                             "(MultiWorkerMirroredStrategy). --batch-size is the global batch")
@@ -178,12 +193,12 @@ def build_parser():
 
 
 def _train(args):
-    from cvae.training import TrainOptions, train
+    from cvae.training import train
 
     override_names = ("image_size", "channels", "latent_dim", "likelihood", "decoder_scale",
                       "beta", "kl_warmup_steps", "reconstruction_weight")
     options = TrainOptions(
-        data=args.data, out=args.out or os.path.join("runs", args.preset), preset=args.preset,
+        data=args.data, out=args.out, preset=args.preset,
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         learning_rate_schedule=args.lr_schedule, time_limit_minutes=args.time_limit,
         precision=args.precision, jit_compile={"on": True, "off": False}.get(args.xla, "auto"),
@@ -199,7 +214,7 @@ def _train(args):
     except KeyboardInterrupt:
         raise Interrupted("rerun the same command to resume from the last finished epoch") \
             from None
-    print(f"saved the best model to {os.path.join(options.out, 'model.keras')}")
+    print(f"saved the best model to {run_directory(options) / MODEL_FILE}")
 
 
 def _evaluate(args):
@@ -276,8 +291,8 @@ def _second_stage(args):
 
 def _serve(args):
     from cvae.codec import load_codec
-    from cvae.saving import default_model_path
     from cvae.samplers import mixture_beside
+    from cvae.saving import default_model_path
     from cvae.serve import listening_socket, serve
 
     # Bound first: a busy port or an unknown host fails at once, before the

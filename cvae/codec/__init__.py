@@ -8,9 +8,20 @@
 - `report.py`: bytes and quality beside JPEG and WebP.
 """
 
-from cvae.codec.codec import (CALIBRATION_STEPS, DEFAULT_MODE, TABLE_SUFFIX, Codec, CodecTable,
-                              calibrate, codec_for, compress, decompress, load_codec, table_path,
-                              weights_sha256)
+from cvae.codec.codec import (
+                              CALIBRATION_STEPS,
+                              DEFAULT_MODE,
+                              TABLE_SUFFIX,
+                              Codec,
+                              CodecTable,
+                              calibrate,
+                              codec_for,
+                              compress,
+                              decompress,
+                              load_codec,
+                              table_path,
+                              weights_sha256,
+)
 from cvae.codec.format import MODES
 
 __all__ = ["CALIBRATION_STEPS", "DEFAULT_MODE", "MODES", "TABLE_SUFFIX", "Codec", "CodecTable",

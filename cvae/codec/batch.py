@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from cvae import data
-from cvae.errors import CvaeError
 from cvae.atomic import atomic_path
+from cvae.errors import CvaeError
 from cvae.plotting import save_image
 
 COMPRESSED_SUFFIX = ".cvae"

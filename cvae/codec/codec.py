@@ -28,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from cvae.atomic import write_text
 from cvae.codec import entropy_coding
 from cvae.codec import format as codec_format
 from cvae.codec.format import FormatError, Header
 from cvae.errors import CvaeError
-from cvae.atomic import write_text
 from cvae.plotting import to_uint8
 
 DEFAULT_MODE = "entropy"
