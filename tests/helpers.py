@@ -29,3 +29,17 @@ def write_image_folder(folder, n=12, size=(24, 20), seed=0):
         picture = Image.fromarray(array).crop((0, 0) + size)
         picture.save(target.with_suffix(".png" if index % 2 else ".jpg"))
     return folder
+
+
+def tiny_model_file(folder):
+    """A tiny untrained model saved in `folder`, with a codec table beside it."""
+    from cvae.codec import CodecTable, table_path, weights_sha256
+    from cvae.model import VAE
+    from cvae.saving import save_model
+
+    model = VAE(TINY, seed=0)
+    path = folder / "tiny.keras"
+    save_model(model, path)
+    CodecTable((0.05, 0.1, 0.05, 0.2), (True, True, False, True), 1.0,
+               weights_sha256(model)).save(table_path(path))
+    return path

@@ -11,22 +11,14 @@ from PIL import Image
 
 from cvae import data
 from cvae.cli import main
-from cvae.codec import CodecTable, table_path, weights_sha256
-from cvae.model import VAE
-from cvae.saving import save_model
-from tests.helpers import TINY
+from tests.helpers import tiny_model_file
 
 ASTRONAUT = Path(__file__).resolve().parent.parent / "data" / "astronaut.png"
 
 
 @pytest.fixture
 def model_path(tmp_path):
-    model = VAE(TINY, seed=0)
-    path = tmp_path / "tiny.keras"
-    save_model(model, path)
-    CodecTable((0.05, 0.1, 0.05, 0.2), (True, True, False, True), 1.0,
-               weights_sha256(model)).save(table_path(path))
-    return path
+    return tiny_model_file(tmp_path)
 
 
 @pytest.fixture

@@ -20,10 +20,9 @@ import pytest
 from PIL import Image
 
 from cvae import serve
-from cvae.codec import Codec, CodecTable, table_path, weights_sha256
+from cvae.codec import Codec, CodecTable, weights_sha256
 from cvae.model import VAE
-from cvae.saving import save_model
-from tests.helpers import TINY, smooth_images
+from tests.helpers import TINY, smooth_images, tiny_model_file
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
@@ -147,11 +146,7 @@ def test_the_page_in_a_real_browser(tmp_path):
 
     model_path = os.environ.get("CVAE_DEMO_MODEL")
     if model_path is None:
-        model = VAE(TINY, seed=0)
-        model_path = tmp_path / "tiny.keras"
-        save_model(model, model_path)
-        CodecTable((0.05, 0.1, 0.05, 0.2), (True, True, False, True), 1.0,
-                   weights_sha256(model)).save(table_path(model_path))
+        model_path = tiny_model_file(tmp_path)
     face = Path(os.environ.get("CVAE_DEMO_FACE", tmp_path / "face.png"))
     if not face.exists():
         face.write_bytes(_png_bytes(64))
@@ -234,15 +229,6 @@ def _resident_kib(pid):
     return 0
 
 
-def _tiny_model_file(folder):
-    model = VAE(TINY, seed=0)
-    path = folder / "tiny.keras"
-    save_model(model, path)
-    CodecTable((0.05, 0.1, 0.05, 0.2), (True, True, False, True), 1.0,
-               weights_sha256(model)).save(table_path(path))
-    return path
-
-
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc for memory")
 def test_the_server_holds_up_under_concurrent_clients(tmp_path):
     """Bounded in count (160 requests, 16 at a time) and time (each 30 s at most)."""
@@ -250,7 +236,7 @@ def test_the_server_holds_up_under_concurrent_clients(tmp_path):
 
     import httpx2 as httpx
 
-    model_path = _tiny_model_file(tmp_path)
+    model_path = tiny_model_file(tmp_path)
     workdir = tmp_path / "cwd"
     workdir.mkdir()
     port = _free_port()
