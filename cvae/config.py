@@ -135,6 +135,16 @@ PRESETS = {
         kl_warmup_steps=2000,
     ),
 }
+# Model v2, chosen by the study in docs/model_study.md (its `residual`
+# candidate): the same widths without normalization, ReLU, a residual block
+# per stage each way (zero-initialised, so training starts stable), a
+# full-resolution output stage, and beta = 1 (a true ELBO; the second stage,
+# `cvae second-stage`, makes N(0, I) samples faces instead of a larger beta).
+# It trained 1.9x as fast as `faces` per image on this CPU and reconstructed
+# better at the same wall-clock budget.
+PRESETS["faces-v2"] = PRESETS["faces"].replace(
+    normalization="none", activation="relu", block="residual",
+    encoder_extra_convs=2, decoder_extra_convs=2, output_filters=16, beta=1.0)
 DEFAULT_PRESET = "faces"
 
 

@@ -68,3 +68,13 @@ def test_pyramid_weight_enters_the_training_loss():
 def test_bad_architecture_options_are_refused(field, value):
     with pytest.raises(ValueError, match=field):
         RESIDUAL.replace(**{field: value})
+
+
+def test_the_v2_preset_is_the_studys_residual_design():
+    from cvae.config import get_preset
+
+    v2 = get_preset("faces-v2")
+    assert (v2.block, v2.normalization, v2.output_filters, v2.beta) == ("residual", "none", 16, 1.0)
+    small = v2.replace(image_size=32, filters=(8, 16), latent_dim=4)
+    model = VAE(small)
+    assert model.decode(np.zeros((1, 4), np.float32)).shape == (1, 32, 32, 3)
