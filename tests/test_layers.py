@@ -1,3 +1,5 @@
+"""The custom layers: Sampling and SoftClamp."""
+
 import numpy as np
 import tensorflow as tf
 
