@@ -8,7 +8,7 @@
      no placement cache) by one worker thread and by the default pool:
      photos per second, and the speed-up from running in parallel.
 
-Writes benchmarks/align_speed.json and docs/speed.md between the
+Writes benchmarks/align_speed.json and docs/alignment.md between the
 "align-speed" markers. Run it on an otherwise idle machine.
 
     python -m benchmarks.align_speed
@@ -46,7 +46,7 @@ def main(argv=None):
                         help="photos in the folder of the second measurement")
     parser.add_argument("--out", default=str(REPOSITORY_ROOT / "benchmarks/align_speed.json"),
                         help="the JSON file of the measurements")
-    parser.add_argument("--readme", default=str(REPOSITORY_ROOT / "docs/speed.md"),
+    parser.add_argument("--readme", default=str(REPOSITORY_ROOT / "docs/alignment.md"),
                         help="the document whose \"align-speed\" section is rewritten")
     args = parser.parse_args(argv)
 
