@@ -29,7 +29,6 @@ import numpy as np
 
 from cvae.detection import detect_eyes, detect_faces, gray
 
-ALIGN_MODES = ("auto", "on", "off")
 # Photos are searched at this side or less: a face of a portrait is still
 # 60+ pixels wide there, and detection stays fast.
 DETECTION_SIDE = 400

@@ -116,22 +116,34 @@ def load_face(path, image_size, channels=3, framing=None, placement=None):
     from. Raises OSError/ValueError if unreadable, NoFaceError if
     framing.align is "on" and no face is found.
     """
-    from cvae.align import Placement, find_face, warp
+    from cvae.align import warp
 
     framing = as_framing(framing)
     image = open_photo(path, channels)
+    placement = face_placement(image, framing, placement)
+    if placement.aligned:
+        crop = warp(np.asarray(image), placement, image_size)
+        return crop.reshape(image_size, image_size, -1), placement
+    return _crop_and_resize(image, image_size, framing.crop_box), placement
+
+
+def face_placement(image, framing=None, placement=None):
+    """Where `framing` takes the crop of an opened (Pillow) photo: the aligned
+    face's Placement, or the crop box's, or the centred square's. A known
+    `placement` is used instead of searching the photo again. Raises
+    NoFaceError if framing.align is "on" and no face is found."""
+    from cvae.align import Placement, find_face
+
+    framing = as_framing(framing)
     if framing.aligning:
         if placement is None:
-            rgb = np.asarray(image.convert("RGB"))
-            placement = find_face(rgb, framing.face_index)
+            placement = find_face(np.asarray(image.convert("RGB")), framing.face_index)
         if placement is not None and placement.aligned:
-            crop = warp(np.asarray(image), placement, image_size)
-            return crop.reshape(image_size, image_size, -1), placement
+            return placement
         if framing.align == "on":
             raise NoFaceError("no face found (--align on)")
     left, top, right, bottom = _crop_rectangle(image.size, framing.crop_box)
-    return (_crop_and_resize(image, image_size, framing.crop_box),
-            Placement.from_box(left, top, right - left, bottom - top))
+    return Placement.from_box(left, top, right - left, bottom - top)
 
 
 def open_photo(path, channels=3):
@@ -236,7 +248,7 @@ def load_images(paths, image_size, channels=3, framing=None, workers=None, progr
                 if not placement.aligned:
                     fallbacks.append(path)
             return array, None
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        except (OSError, ValueError, SyntaxError) as error:
             # Pillow raises these for corrupt, truncated, empty or odd files.
             return None, str(error) or type(error).__name__
 

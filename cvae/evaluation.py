@@ -42,11 +42,12 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
 
     log(f"reconstructing {len(images)} images")
     z_mean, z_log_var = model.encode(images)
+    reconstructions = model.decode(z_mean)
     results = {
         "images": len(images),
         "image_shape": list(images.shape[1:]),
         "latent_dim": model.config.latent_dim,
-        "reconstruction": reconstruction_metrics(originals, model.decode(z_mean)),
+        "reconstruction": reconstruction_metrics(originals, reconstructions),
     }
     log(f"likelihood bounds with {iwae_samples} importance samples per image")
     results["likelihood"] = likelihood_bounds(model, images, iwae_samples, seed)
@@ -65,19 +66,23 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
     results["real_vs_real"] = {**swd_entry(reference, other_half, seed),
                                "face_rate": face_rate(other_half)}
     # Reconstructions of the other half against the reference half, as the
-    # floor compares the other half itself: how much texture they keep.
-    results["reconstruction_swd"] = swd_entry(reference, model.reconstruct(other_half), seed)
+    # floor compares the other half itself: how much texture they keep. The
+    # same split of the reconstructions picks exactly those images.
+    results["reconstruction_swd"] = swd_entry(
+        reference, split_halves(reconstructions, seed)[1], seed)
     if pca is None and train_images is not None:
         pca = fit_pca(train_images, model.config.latent_dim, pca_images, seed, log)
     if pca is not None:
         pca_samples = pca.sample(half, seed=seed)
+        pca_reconstructions = pca.reconstruct(originals)
         results["pca"] = {
             "components": pca.components,
             "fitted_on": pca.fitted_on,
-            "reconstruction": reconstruction_metrics(originals, pca.reconstruct(originals)),
+            "reconstruction": reconstruction_metrics(originals, pca_reconstructions),
             "samples": {**swd_entry(reference, pca_samples, seed),
                         "face_rate": face_rate(pca_samples)},
-            "reconstruction_swd": swd_entry(reference, pca.reconstruct(other_half), seed),
+            "reconstruction_swd": swd_entry(
+                reference, split_halves(pca_reconstructions, seed)[1], seed),
         }
     else:
         results["pca"] = None

@@ -140,6 +140,14 @@ def default_sampler(model):
     return "second-stage" if model.second_stage_decoder is not None else "prior"
 
 
+def available_samplers(model, mixture=None):
+    """The samplers this model (and mixture) can use, its default first."""
+    usable = {"second-stage": model.second_stage_decoder is not None, "prior": True,
+              "gmm": mixture is not None}
+    default = default_sampler(model)
+    return [default] + [name for name in SAMPLERS if name != default and usable[name]]
+
+
 def resolve_sampler(model, sampler=None, mixture=None):
     """The sampler to use: the one asked for (checked), else the model's default."""
     if sampler is None:

@@ -24,7 +24,7 @@ import numpy as np
 from cvae import data, metrics
 from cvae.errors import CvaeError
 from cvae.plotting import tiled
-from cvae.samplers import SAMPLERS, default_sampler, sample_latents
+from cvae.samplers import available_samplers, sample_latents
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_FACES = 64
@@ -54,10 +54,7 @@ def create_app(codec, mixture=None):
     # concurrent calls, and one CPU-bound request at a time is fastest anyway.
     lock = threading.Lock()
     # The model's default first, as everywhere else: the page offers it first.
-    available_samplers = [default_sampler(model)] + [
-        name for name in SAMPLERS if name != default_sampler(model)
-        and (name != "second-stage" or model.second_stage_decoder is not None)
-        and (name != "gmm" or mixture is not None)]
+    offered = available_samplers(model, mixture)
 
     def guarded(handler):
         async def endpoint(request):
@@ -105,19 +102,19 @@ def create_app(codec, mixture=None):
         count = _number(request.query_params, "count", int, 16)
         if not 1 <= count <= MAX_FACES:
             raise CvaeError(f"count must be between 1 and {MAX_FACES}")
-        sampler = request.query_params.get("sampler") or available_samplers[0]
+        sampler = request.query_params.get("sampler") or offered[0]
         if sampler == "gmm" and mixture is None:
             raise CvaeError("this model has no ex-post mixture (see cvae generate --sampler gmm)")
-        if sampler not in available_samplers:
+        if sampler not in offered:
             raise CvaeError(f"unknown sampler {sampler!r}; this model offers "
-                            f"{', '.join(available_samplers)}")
+                            f"{', '.join(offered)}")
         faces = await locked(lambda: model.decode(sample_latents(
             model, count, seed, temperature, mixture if sampler == "gmm" else None,
             sampler=sampler)))
         return {"grid": _png(tiled(faces, 8))}
 
     async def samplers(request):
-        return JSONResponse({"samplers": available_samplers})
+        return JSONResponse({"samplers": offered})
 
     async def interpolate(request):
         from cvae.exploration import interpolation

@@ -184,8 +184,8 @@ def _read_data(options, config):
     size, channels = config.image_size, config.channels
     framing = data_module.Framing(options.crop_box, options.align, options.face_index)
     train_parts, validation_parts = [], []
+    fraction = 0.0 if options.validation_data else options.validation_fraction
     for source in _sources(options.data):
-        fraction = 0.0 if options.validation_data else options.validation_fraction
         train, validation = data_module.read_dataset(source, size, channels, framing,
                                                      validation_fraction=fraction, progress=True)
         train_parts.append(train)

@@ -38,7 +38,7 @@ from cvae.detection import face_rate
 from cvae.errors import CvaeError, run_script
 from cvae.evaluation import fit_pca, reconstruction_metrics, swd_entry
 from cvae.plotting import image_grid, save_image
-from cvae.repository import REPOSITORY_ROOT, replace_between_markers
+from cvae.repository import CELEBA_HELD_OUT, REPOSITORY_ROOT, replace_between_markers
 from cvae.runs import HISTORY_FILE, MODEL_FILE, TrainOptions, is_unfinished, read_history
 from cvae.saving import load_model
 from cvae.second_stage import fit_second_stage
@@ -61,7 +61,6 @@ CANDIDATES = {
 }
 SAMPLES = 500
 SECOND_STAGE_IMAGES = 10000
-CELEBA_HELD_OUT = 0.1
 
 
 def main(argv=None):
@@ -111,7 +110,7 @@ def main(argv=None):
 def prepare_data(utkface, celeba, celeba_crop, cache):
     """The study's arrays as .npy files, decoded once and reused by every candidate."""
     files = {name: cache / f"{name}.npy"
-             for name in ("train", "utk_val", "celeba_val", "utk_train")}
+             for name in ("train", "utk_val", "celeba_val")}
     if all(path.is_file() for path in files.values()):
         return files
     print(f"decoding the study's images into {cache}", flush=True)
@@ -121,7 +120,7 @@ def prepare_data(utkface, celeba, celeba_crop, cache):
                                                  validation_fraction=CELEBA_HELD_OUT,
                                                  progress=True)
     arrays = {"train": np.concatenate([utk_train, celeba_train]), "utk_val": utk_val,
-              "celeba_val": celeba_val, "utk_train": utk_train}
+              "celeba_val": celeba_val}
     cache.mkdir(parents=True, exist_ok=True)
     for name, array in arrays.items():
         with atomic_path(files[name]) as temporary:

@@ -35,13 +35,11 @@ from cvae.cli.arguments import HelpFormatter, add_showcase_arguments, positive_i
 from cvae.errors import run_script
 from cvae.evaluation import evaluate, fit_pca, split_halves, swd_entry
 from cvae.plotting import image_grid, save_image, tiled
-from cvae.repository import REPOSITORY_ROOT, replace_between_markers
+from cvae.repository import CELEBA_HELD_OUT, REPOSITORY_ROOT, replace_between_markers
 from cvae.samplers import mixture_beside
 from cvae.saving import DEFAULT_MODEL_PATH, load_model
 
 SHOWN = 8
-# The share of CelebA held out (the same hash split as the training scripts).
-CELEBA_HELD_OUT = 0.1
 
 
 def main(argv=None):

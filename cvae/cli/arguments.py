@@ -92,7 +92,9 @@ def add_framing(parser, align="auto"):
     default; those that read training sets (already framed) do not."""
     parser.add_argument("--crop-box", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT",
                         help="crop every image to this box before resizing (wins over --align)")
-    parser.add_argument("--align", choices=("auto", "on", "off"), default=align,
+    from cvae.data import ALIGN_MODES
+
+    parser.add_argument("--align", choices=ALIGN_MODES, default=align,
                         help="frame the face like the training data: auto falls back to the "
                              "centred square (with a warning) when no face is found, on makes "
                              "that an error for the file, off always takes the centred square")

@@ -22,8 +22,9 @@ def add_commands(commands):
         "compress", help="compress face images to tiny .cvae files",
         description="Compress each image (or each file in a folder) to OUT_DIR/STEM.cvae. "
                     "The face in each photo is found and framed like the training data "
-                    "(--align), and the crop resized to the model's size. With --report, write nothing and print bytes, PSNR and SSIM for "
-                    "each mode beside JPEG and WebP instead.",
+                    "(--align), and the crop resized to the model's size. With --report, "
+                    "write nothing and print bytes, PSNR and SSIM for each mode beside JPEG "
+                    "and WebP instead.",
         formatter_class=HelpFormatter)
     compress.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR",
                           help="image files, or folders of them (read one level deep)")
@@ -188,13 +189,12 @@ def _paste_target(args, config):
     if not original.is_file():
         raise CvaeError(f"no such image file: {original}")
     try:
-        _, placement = data.load_face(original, config.image_size, config.channels,
-                                      framing(args))
-        photo = numpy.asarray(data.open_photo(original, config.channels))
+        photo = data.open_photo(original, config.channels)
+        placement = data.face_placement(photo, framing(args))
     except (OSError, ValueError, SyntaxError) as error:
         raise CvaeError(f"{original}: {data.describe_image_error(error)}") from None
     warn_if_not_aligned(original, framing(args), placement)
-    return photo, placement
+    return numpy.asarray(photo), placement
 
 
 class _FailureLog:

@@ -283,7 +283,7 @@ def _second_stage(args):
                                               config.channels, seed=args.seed)
                              for source in args.data])
     print(f"training the second stage on the codes of {len(images)} images", flush=True)
-    combined = fit_second_stage(model, images, units=tuple(int(u) for u in args.units),
+    combined = fit_second_stage(model, images, units=args.units,
                                 epochs=args.epochs, seed=args.seed, verbose=2)
     save_model(combined, args.out)
     print(f"wrote {args.out}")

@@ -75,7 +75,7 @@ def compress_files(codec, inputs, out_dir, mode, step=None, force=False, framing
             target = outputs.claim(path)
             image, placement = data.load_face(path, config.image_size, config.channels, framing)
         except (CvaeError, OSError, ValueError) as error:
-            on_error(path, _image_error(error))
+            on_error(path, data.describe_image_error(error))
             continue
         if on_fallback is not None:
             on_fallback(path, placement)
@@ -96,6 +96,8 @@ def decompress_files(codec, inputs, out_dir, force=False, on_error=None, paste=N
 
     paste: (photo uint8 array, Placement): the decoded face is put back into
     this photo at the placement (see `cvae.align.paste_into`) instead."""
+    from cvae.align import paste_into
+
     outputs = _Outputs(out_dir, ".png", force)
     ready = []
     for path in expand_inputs(inputs, on_error, (COMPRESSED_SUFFIX,)):
@@ -112,13 +114,8 @@ def decompress_files(codec, inputs, out_dir, force=False, on_error=None, paste=N
         images = codec.decode(np.stack([code for _, _, code in chunk]))
         for (path, target, _), image in zip(chunk, images):
             if paste is not None:
-                from cvae.align import paste_into
-
                 image = paste_into(paste[0], image, paste[1])
             save_image(image, target)
             written.append((path, target))
     return written
 
-
-def _image_error(error):
-    return data.describe_image_error(error)

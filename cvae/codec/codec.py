@@ -284,15 +284,15 @@ def load_codec(path=None, precision=None):
     from cvae.saving import default_model_path, load_model
 
     path = Path(path) if path is not None else default_model_path()
-    model = load_model(path, precision=precision)
-    table = None
+    codec = Codec(load_model(path, precision=precision))  # Hashes the weights, once.
     if table_path(path).is_file():
         table = CodecTable.load(table_path(path))
-        if table.weights_sha256 != weights_sha256(model):
+        if table.weights_sha256 == codec.weights_sha256:
+            codec.table = table
+        else:
             warnings.warn(f"ignoring {table_path(path)}: it was measured for other weights "
                           f"(rerun `cvae calibrate`)")
-            table = None
-    return codec_for(model, table)
+    return codec
 
 
 def codec_for(model, table=None):
