@@ -32,7 +32,7 @@ from cvae.align import find_face, warp
 from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.errors import CvaeError, run_script
-from cvae.repository import REPOSITORY_ROOT, SHOWCASE_IMAGE, replace_between_markers
+from scripts.repository import REPOSITORY_ROOT, SHOWCASE_IMAGE, replace_between_markers
 
 CANVAS = (1200, 850)
 

@@ -41,7 +41,7 @@ from cvae.errors import CvaeError, run_script
 from cvae.model import VAE
 from cvae.plotting import save_image
 from cvae.precision import resolve_precision
-from cvae.repository import REPOSITORY_ROOT, replace_between_markers
+from scripts.repository import REPOSITORY_ROOT, replace_between_markers
 from cvae.saving import load_model
 
 BATCH = 64

@@ -24,7 +24,7 @@ import numpy as np
 
 from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.errors import run_script
-from cvae.repository import REPOSITORY_ROOT, replace_between_markers
+from scripts.repository import REPOSITORY_ROOT, replace_between_markers
 
 BATCH = 64
 SHAPES = ((128, 64, 16, "relu"), (64, 32, 32, "relu"), (32, 3, 64, None))  # in, out, side, act

@@ -27,7 +27,7 @@ from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.config import PRESETS, get_preset
 from cvae.errors import run_script
 from cvae.model import VAE
-from cvae.repository import REPOSITORY_ROOT, replace_between_markers
+from scripts.repository import REPOSITORY_ROOT, replace_between_markers
 
 BATCH = 64
 PRECISIONS = ("float32", "mixed_bfloat16")

@@ -22,7 +22,7 @@ from cvae import data
 from cvae.atomic import atomic_path
 from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.errors import CvaeError, run_script
-from cvae.repository import CELEBA_HELD_OUT
+from repository import CELEBA_HELD_OUT
 
 
 def main(argv=None):

@@ -36,7 +36,7 @@ from cvae.codec import load_codec
 from cvae.detection import contains_face
 from cvae.errors import CvaeError, run_script
 from cvae.plotting import image_grid, save_image
-from cvae.repository import REPOSITORY_ROOT, SHOWCASE_IMAGE, replace_between_markers
+from repository import REPOSITORY_ROOT, SHOWCASE_IMAGE, replace_between_markers
 from cvae.saving import DEFAULT_MODEL_PATH
 
 

@@ -33,7 +33,7 @@ from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.errors import run_script
 from cvae.evaluation import reconstruction_metrics, split_halves, swd_entry
 from cvae.plotting import image_grid, plot_latent_histograms, save_image
-from cvae.repository import REPOSITORY_ROOT, replace_between_markers
+from repository import REPOSITORY_ROOT, replace_between_markers
 from cvae.runs import MODEL_FILE, RUN_RECORD_FILE, TrainOptions, is_unfinished
 from cvae.saving import DEFAULT_MODEL_PATH, load_model
 from cvae.training import train

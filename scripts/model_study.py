@@ -38,7 +38,7 @@ from cvae.detection import face_rate
 from cvae.errors import CvaeError, run_script
 from cvae.evaluation import fit_pca, reconstruction_metrics, swd_entry
 from cvae.plotting import image_grid, save_image
-from cvae.repository import CELEBA_HELD_OUT, REPOSITORY_ROOT, replace_between_markers
+from repository import CELEBA_HELD_OUT, REPOSITORY_ROOT, replace_between_markers
 from cvae.runs import HISTORY_FILE, MODEL_FILE, TrainOptions, is_unfinished, read_history
 from cvae.saving import load_model
 from cvae.second_stage import fit_second_stage

@@ -31,11 +31,16 @@ import numpy as np
 
 from cvae import data
 from cvae.atomic import write_text
-from cvae.cli.arguments import HelpFormatter, add_showcase_arguments, positive_int
+from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.errors import run_script
 from cvae.evaluation import evaluate, fit_pca, split_halves, swd_entry
 from cvae.plotting import image_grid, save_image, tiled
-from cvae.repository import CELEBA_HELD_OUT, REPOSITORY_ROOT, replace_between_markers
+from repository import (
+    CELEBA_HELD_OUT,
+    REPOSITORY_ROOT,
+    add_showcase_arguments,
+    replace_between_markers,
+)
 from cvae.samplers import mixture_beside
 from cvae.saving import DEFAULT_MODEL_PATH, load_model
 

@@ -31,7 +31,7 @@ from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.errors import run_script
 from cvae.exploration import attribute, edited
 from cvae.plotting import image_grid, save_image
-from cvae.repository import REPOSITORY_ROOT, SHOWCASE_CROP_BOX, SHOWCASE_IMAGE
+from repository import REPOSITORY_ROOT, SHOWCASE_CROP_BOX, SHOWCASE_IMAGE
 from cvae.samplers import mixture_beside, sample_latents
 from cvae.saving import default_model_path, load_model
 

@@ -42,6 +42,11 @@ def test_run_command_passes_on_the_exit_code_and_debug_raises(monkeypatch):
 
 
 def _script(relative_path):
+    """Import a script as `python scripts/NAME.py` runs it: with its own folder
+    on the import path (scripts import their sibling `repository`)."""
+    folder = str((REPOSITORY / relative_path).parent)
+    if folder not in sys.path:
+        sys.path.append(folder)
     spec = importlib.util.spec_from_file_location(Path(relative_path).stem, REPOSITORY / relative_path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

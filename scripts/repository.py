@@ -1,10 +1,13 @@
-"""Things of this repository, not of an installed package: the showcase face
-of the README's figures and the rewriting of the documents' measured
-sections. Only scripts/ and benchmarks/ use them."""
+"""Things of this repository, not of the installed package: the showcase face
+of the README's figures, the held-out share of CelebA, and the rewriting of
+the documents' measured sections. Only scripts/ and benchmarks/ use them:
+scripts (run as files) import `repository`, benchmarks (run with -m from
+the repository root) import `scripts.repository`."""
 
 from pathlib import Path
 
 from cvae.atomic import write_text
+from cvae.cli.arguments import crop_box
 from cvae.errors import CvaeError
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
@@ -28,3 +31,11 @@ def replace_between_markers(path, name, text):
     head, rest = document.split(begin, 1)
     _, tail = rest.split(end, 1)
     write_text(path, f"{head}{begin}\n{text}\n{end}{tail}")
+
+
+def add_showcase_arguments(parser):
+    """--showcase and --showcase-crop, for the scripts that draw a README figure."""
+    parser.add_argument("--showcase", default=str(SHOWCASE_IMAGE),
+                        help="the public-domain face the README figure shows")
+    parser.add_argument("--showcase-crop", default=SHOWCASE_CROP_BOX, type=crop_box,
+                        metavar="LEFT,TOP,WIDTH,HEIGHT", help="where the face is in --showcase")
