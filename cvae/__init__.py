@@ -11,7 +11,7 @@ TensorFlow is imported on first use of a name below, so `cvae --help` stays fast
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _EXPORTS = {
     "VAE": "cvae.model",

@@ -59,3 +59,27 @@ def test_step_profile_traces_both_precisions(tmp_path):
     for layer in ("decoder conv2d_transpose", "encoder conv2d", "loss, metrics and optimizer"):
         assert f"| {layer} |" in section
     assert "Conv2DBackpropInput |" in section
+
+
+def test_the_entropy_coder_comparison_runs_both_coders_on_the_same_symbols(tmp_path):
+    import json
+
+    from benchmarks import entropy_coders
+    from tests.helpers import tiny_model_file, write_image_folder
+
+    model_path = tiny_model_file(tmp_path)
+    folder = write_image_folder(tmp_path / "faces", n=6, size=(16, 16))
+    doc = tmp_path / "doc.md"
+    doc.write_text("<!-- entropy-coders:begin -->\n<!-- entropy-coders:end -->\n")
+    out = tmp_path / "coders.json"
+    assert entropy_coders.main(["--data", str(folder), "--model", str(model_path),
+                                "--out", str(out), "--doc", str(doc)]) == 0
+    results = json.loads(out.read_text())
+    assert results["faces"] == 6
+    coders = results["coders"]
+    assert all(measured["exact"] for measured in coders.values())
+    # Both are within a few bytes of the information content they code.
+    for measured in coders.values():
+        assert results["ideal_bytes_mean"] - 2 <= measured["payload_bytes_mean"]
+        assert measured["payload_bytes_mean"] <= results["ideal_bytes_mean"] + 4
+    assert "constriction range coder" in doc.read_text()

@@ -9,6 +9,8 @@ import pytest
 
 import cvae
 from cvae.codec import (
+    DEFAULT_QUALITY,
+    QUALITY_LEVELS,
     Codec,
     CodecTable,
     calibrate,
@@ -25,46 +27,54 @@ from cvae.saving import load_model, save_model
 from tests.helpers import TINY, smooth_images
 
 
-def _random_tables(rng, count):
-    tables = []
-    for _ in range(count):
-        frequencies = rng.integers(1, rng.choice([2, 50, 5000]), size=rng.integers(1, 40))
-        tables.append([0] + np.cumsum(frequencies).tolist())
-    return tables
+def _quantized_gaussian_bits(symbols, stds):
+    """-log2 P of integer symbols under N(0, std^2) quantized to integers."""
+    bits = 0.0
+    for symbol, std in zip(symbols, stds):
+        upper = 0.5 * (1 + math.erf((symbol + 0.5) / (std * math.sqrt(2))))
+        lower = 0.5 * (1 + math.erf((symbol - 0.5) / (std * math.sqrt(2))))
+        bits -= math.log2(upper - lower)
+    return bits
 
 
 def test_the_coder_is_lossless_and_near_the_ideal_length():
     rng = np.random.default_rng(0)
+    total_bytes = total_bits = 0
     for _ in range(200):
-        tables = _random_tables(rng, rng.integers(0, 150))
-        symbols = []
-        for cumulative in tables:
-            frequencies = np.diff(cumulative)
-            symbols.append(int(rng.choice(len(frequencies), p=frequencies / frequencies.sum())))
-        data = entropy_coding.encode(symbols, tables)
-        assert entropy_coding.decode(data, tables) == symbols
-        ideal_bits = -sum(math.log2((t[s + 1] - t[s]) / t[-1]) for s, t in zip(symbols, tables))
-        assert 8 * len(data) <= ideal_bits + 10
+        count = int(rng.integers(0, 150))
+        stds = rng.uniform(0.2, 20, count)
+        symbols = np.clip(np.round(rng.normal(0, stds)), -60, 60).astype(int)
+        data = entropy_coding.encode(symbols, stds, 60)
+        np.testing.assert_array_equal(entropy_coding.decode(data, stds, 60), symbols)
+        bits = _quantized_gaussian_bits(symbols, stds)
+        assert 8 * len(data) <= bits + 40  # At worst about one 32-bit word more.
+        total_bytes, total_bits = total_bytes + len(data), total_bits + bits
+    assert total_bytes <= total_bits / 8 + 200 * 1.0  # On average within a byte.
 
 
-def test_the_coder_survives_garbage_and_rejects_impossible_symbols():
+def test_the_coder_is_deterministic_and_rejects_bad_input():
     rng = np.random.default_rng(1)
-    tables = _random_tables(rng, 30)
-    for length in range(0, 40):
-        symbols = entropy_coding.decode(rng.bytes(length), tables)
-        assert all(0 <= s < len(t) - 1 for s, t in zip(symbols, tables))
+    stds = rng.uniform(0.5, 5, 30)
+    symbols = np.round(rng.normal(0, stds)).astype(int)
+    assert entropy_coding.encode(symbols, stds, 40) == entropy_coding.encode(symbols, stds, 40)
+    for length in range(0, 40):  # Garbage decodes to symbols in range or a ValueError.
+        try:
+            decoded = entropy_coding.decode(rng.bytes(length), stds, 40)
+        except ValueError:
+            continue
+        assert len(decoded) == len(stds) and np.all(np.abs(decoded) <= 40)
     with pytest.raises(ValueError):
-        entropy_coding.encode([5], [[0, 3, 7]])
+        entropy_coding.encode([50], [1.0], 40)
     with pytest.raises(ValueError):
-        entropy_coding.encode([1], [[0, 3, 3]])  # Zero frequency.
+        entropy_coding.encode([1, 2], [1.0], 40)
 
 
-HEADER = Header("entropy", b"\x01\x02\x03\x04", 16, 3, 4, (1.5,))
+HEADER = Header("entropy", b"\x01\x02\x03\x04", (1.5,))
 
 
 def test_the_format_round_trips_and_matches_its_documented_layout():
     data = codec_format.pack(HEADER, b"payload")
-    assert data[:4] == b"CVAE" and data[4] == 1 and data[5] == 2
+    assert data[:4] == b"CVAE" and data[4] == 2 and data[5] == 2
     assert struct.unpack("<I", data[-4:])[0] == zlib.crc32(data[:-4])
     assert len(data) == codec_format.HEADER_BYTES["entropy"] + len(b"payload")
     assert codec_format.parse(data) == (HEADER, b"payload")
@@ -77,12 +87,13 @@ def _with_crc(body):
 @pytest.mark.parametrize("damage, message", [
     (lambda data: b"", "empty file"),
     (lambda data: b"GIF89a" + data[6:], "wrong magic"),
-    (lambda data: data[:12], "truncated"),
+    (lambda data: data[:9], "truncated"),
     (lambda data: data[:-1], "CRC"),
     (lambda data: data[:-5] + bytes([data[-5] ^ 1]) + data[-4:], "CRC"),
-    (lambda data: _with_crc(data[:4] + b"\x02" + data[5:-4]), "unsupported format version 2"),
+    (lambda data: _with_crc(data[:4] + b"\x03" + data[5:-4]), "unsupported format version 3"),
+    (lambda data: _with_crc(data[:4] + b"\x01" + data[5:-4]), "version 1, written by cvae 0.1"),
     (lambda data: _with_crc(data[:5] + b"\x09" + data[6:-4]), "unknown quantization mode"),
-    (lambda data: _with_crc(data[:16]), "parameters are missing"),
+    (lambda data: _with_crc(data[:11]), "parameters are missing"),
 ])
 def test_the_parser_names_each_corruption(damage, message):
     with pytest.raises(FormatError, match=message):
@@ -157,6 +168,22 @@ def test_the_simple_api_and_a_coarser_step(model, table):
     assert restored.shape == image.shape and restored.dtype == np.uint8
 
 
+def test_a_byte_budget_gives_the_finest_step_that_fits(model, table):
+    codec = Codec(model, table)
+    images = smooth_images(3, seed=5)
+    z_mean, _ = model.encode(images)
+    roomy = codec.compress_batch(images, max_bytes=1000)
+    tight = [codec.pack(code, max_bytes=len(data) - 1) for code, data in zip(z_mean, roomy)]
+    for loose_file, tight_file in zip(roomy, tight):
+        assert len(tight_file) < len(loose_file)
+        header, _ = codec_format.parse(tight_file)
+        assert header.parameters[0] > codec_format.parse(loose_file)[0].parameters[0]
+    with pytest.raises(CvaeError, match="cannot fit in 10 bytes"):
+        codec.pack(z_mean[0], max_bytes=10)
+    with pytest.raises(CvaeError, match="entropy mode"):
+        codec.compress_batch(images, "int8", max_bytes=100)
+
+
 def test_a_file_from_another_model_or_table_is_refused(model, table):
     data = Codec(model, table).compress_batch(smooth_images(1), "entropy")[0]
     other = VAE(TINY, seed=1)
@@ -183,13 +210,18 @@ def test_calibration_picks_a_step_and_travels_with_the_model(tmp_path, tiny_imag
     trained = VAE(TINY.replace(decoder_scale="learned"), seed=0)
     trained.compile(optimizer=keras.optimizers.Adam(3e-3))
     trained.fit(tiny_images, batch_size=16, epochs=8, verbose=0)
-    table = calibrate(trained, tiny_images, max_psnr_loss=0.5, steps=(0.5, 1.0, 2.0, 8.0))
-    assert table.step in (0.5, 1.0, 2.0, 8.0)
+    table = calibrate(trained, tiny_images, steps=(0.01, 0.5, 1.0, 2.0, 8.0))
     assert any(table.active)
     measured = table.calibration["steps"]
     assert measured["8.0"]["bytes"] <= measured["0.5"]["bytes"]
-    chosen = measured[str(table.step)]
-    assert table.calibration["unquantized_psnr"] - chosen["psnr"] <= 0.5
+    unquantized = table.calibration["unquantized_psnr"]
+    for level, max_loss in QUALITY_LEVELS.items():
+        step = table.step_for(level)
+        assert step == 0.01 or unquantized - measured[str(step)]["psnr"] <= max_loss
+        coarser = [s for s in (0.5, 1.0, 2.0, 8.0) if s > step]
+        assert all(unquantized - measured[str(s)]["psnr"] > max_loss for s in coarser)
+    assert table.step_for("low") >= table.step_for("medium") >= table.step_for("high")
+    assert table.step == table.step_for(DEFAULT_QUALITY)
 
     path = tmp_path / "model.keras"
     save_model(trained, path)

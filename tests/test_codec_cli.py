@@ -54,7 +54,7 @@ def test_a_mixed_folder_round_trips_what_it_can(tmp_path, model_path, capsys):
     assert (packed / "face0.cvae").stat().st_mtime_ns == before
     assert main(["compress", str(folder / "face0.png"), "-o", str(packed), "--force",
                  "--mode", "int8", "--model", str(model_path)]) == 0
-    assert (packed / "face0.cvae").stat().st_size == 15 + 4 + 4 + 4  # int8: a byte per dim.
+    assert (packed / "face0.cvae").stat().st_size == 10 + 4 + 4 + 4  # int8: a byte per dim.
 
 
 def test_bad_compressed_files_are_named_and_the_rest_decode(tmp_path, model_path, capsys):
@@ -108,8 +108,24 @@ def test_calibrate_then_report(tmp_path, capsys):
     save_model(VAE(TINY, seed=0), path)
     folder = write_image_folder(tmp_path / "in", n=12)
     assert main(["calibrate", "--data", str(folder), "--model", str(path),
-                 "--steps", "1,2", "--max-psnr-loss", "5"]) == 0
+                 "--steps", "0.5,2,16"]) == 0
     assert table_path(path).is_file()
+    sizes = {}
+    for quality in ("high", "low"):
+        out = tmp_path / quality
+        assert main(["compress", str(folder), "-o", str(out), "--model", str(path), "--align",
+                     "off", "--quality", quality]) == 0
+        sizes[quality] = sum(f.stat().st_size for f in out.iterdir())
+    assert sizes["low"] <= sizes["high"]
+    capsys.readouterr()
+    budget = tmp_path / "budget"
+    assert main(["compress", str(folder), "-o", str(budget), "--model", str(path), "--align",
+                 "off", "--max-bytes", "19"]) == 0
+    assert len(list(budget.iterdir())) == len(list((tmp_path / "high").iterdir()))
+    assert all(f.stat().st_size <= 19 for f in budget.iterdir())
+    assert main(["compress", str(folder / "face_001.png"), "-o", str(tmp_path / "none"),
+                 "--model", str(path), "--align", "off", "--max-bytes", "12"]) == 1
+    assert "cannot fit in 12 bytes" in _errors(capsys)[0]
     figure = tmp_path / "figure.png"
     assert main(["compress", str(folder), "--report", "--model", str(path),
                  "--figure", str(figure)]) == 0
@@ -167,3 +183,35 @@ def write_one(folder):
     path = folder / "face.png"
     Image.fromarray(np.full((20, 30, 3), 100, np.uint8)).save(path)
     return path
+
+
+def test_the_litert_runtime_reads_and_writes_the_same_files_as_keras(tmp_path, capsys):
+    path = tmp_path / "model.keras"
+    save_model(VAE(TINY, seed=0), path)
+    folder = write_image_folder(tmp_path / "in", n=4)
+    assert main(["calibrate", "--data", str(folder), "--model", str(path)]) == 0
+    assert main(["compress", str(folder), "-o", str(tmp_path / "x"), "--model", str(path),
+                 "--runtime", "litert"]) == 1
+    assert "no LiteRT files" in _errors(capsys)[0]
+    assert main(["export-litert", "--model", str(path)]) == 0
+    packed = {}
+    for runtime in ("litert", "keras"):
+        packed[runtime] = tmp_path / f"packed-{runtime}"
+        assert main(["compress", str(folder), "-o", str(packed[runtime]), "--model", str(path),
+                     "--align", "off", "--runtime", runtime]) == 0
+    decoded = {}
+    for made_by in ("litert", "keras"):  # Each runtime decodes the other's files.
+        for runtime in ("litert", "keras"):
+            out = tmp_path / f"{made_by}-by-{runtime}"
+            assert main(["decompress", str(packed[made_by]), "-o", str(out), "--model",
+                         str(path), "--runtime", runtime]) == 0
+            decoded[made_by, runtime] = np.stack([np.asarray(Image.open(f), np.int16)
+                                                  for f in sorted(out.iterdir())])
+    for made_by in ("litert", "keras"):
+        difference = np.abs(decoded[made_by, "litert"] - decoded[made_by, "keras"])
+        assert difference.max() <= 1
+    # The LiteRT files are used only while they match the model file.
+    save_model(VAE(TINY, seed=3), path)
+    assert main(["compress", str(folder), "-o", str(tmp_path / "y"), "--model", str(path),
+                 "--runtime", "litert"]) == 1
+    assert "made from another version" in _errors(capsys)[0]

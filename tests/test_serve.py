@@ -69,9 +69,9 @@ def test_compress_then_decompress_through_the_api(client):
     ("/api/compress", {"image": ("notes.txt", b"not an image")}, "not an image"),
     ("/api/compress", {"image": ("empty.png", b"")}, "empty file"),
     ("/api/compress", {}, "no file was uploaded"),
-    ("/api/decompress", {"file": ("bad.cvae", b"CVAE\x01" + bytes(30))}, "CRC-32"),
+    ("/api/decompress", {"file": ("bad.cvae", b"CVAE\x02" + bytes(30))}, "CRC-32"),
     ("/api/decompress", {"file": ("face.png", _png_bytes())}, "wrong magic"),
-    ("/api/decompress", {"file": ("bad.cvae", b"CVAE\x01" + bytes(30))}, "bad.cvae: "),
+    ("/api/decompress", {"file": ("bad.cvae", b"CVAE\x01" + bytes(30))}, "bad.cvae: format version 1"),
     ("/api/decompress", {"file": ("face.png", _png_bytes())}, "face.png: "),
     ("/api/compress", {"image": ("notes.txt", b"not an image")}, "notes.txt: not an image"),
 ])

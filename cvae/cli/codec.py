@@ -6,6 +6,7 @@ from cvae.cli.arguments import (
     HelpFormatter,
     add_framing,
     framing,
+    load_tensorflow_quietly,
     positive_float,
     positive_floats,
     positive_int,
@@ -15,7 +16,14 @@ from cvae.errors import CvaeError
 
 
 def add_commands(commands):
-    from cvae.codec import CALIBRATION_STEPS, DEFAULT_MODE, TABLE_SUFFIX
+    from cvae.codec import (
+        CALIBRATION_STEPS,
+        DEFAULT_MODE,
+        DEFAULT_QUALITY,
+        QUALITY_LEVELS,
+        RUNTIMES,
+        TABLE_SUFFIX,
+    )
     from cvae.codec.format import MODES
 
     compress = commands.add_parser(
@@ -33,10 +41,20 @@ def add_commands(commands):
     compress.add_argument("--mode", default=DEFAULT_MODE, choices=MODES,
                           help="entropy: arithmetic-coded, needs the model's codec table "
                                f"(MODEL{TABLE_SUFFIX}, from `cvae calibrate`)")
-    compress.add_argument("--step", type=positive_float,
-                          help="entropy mode: quantization step in posterior standard "
-                               "deviations (default: the calibrated one; larger = smaller files)")
+    rate = compress.add_mutually_exclusive_group()
+    rate.add_argument("--quality", choices=list(QUALITY_LEVELS),
+                      help="entropy mode: the calibrated step that keeps PSNR within "
+                           + ", ".join(f"{dB:g} dB ({name})" for name, dB in QUALITY_LEVELS.items())
+                           + f" of the unquantized model (default: {DEFAULT_QUALITY}); "
+                             "--mode float16 is the unquantized model itself")
+    rate.add_argument("--max-bytes", type=positive_int, metavar="N",
+                      help="entropy mode: the best quality whose file fits in N bytes, header "
+                           "included, chosen for each image")
+    rate.add_argument("--step", type=positive_float,
+                      help="entropy mode: quantization step in posterior standard deviations "
+                           "(larger = smaller files)")
     compress.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    add_runtime(compress, RUNTIMES)
     add_framing(compress)
     compress.add_argument("--report", action="store_true",
                           help="measure instead of writing files (inputs: folders of images)")
@@ -47,7 +65,7 @@ def add_commands(commands):
     compress.add_argument("--json", action="store_true",
                           help="print JSON: each file's output, bytes and crop (box and angle "
                                "in the photo's pixels), or with --report the report")
-    compress.set_defaults(handler=_compress)
+    compress.set_defaults(handler=_compress, starts_light=True)
 
     decompress = commands.add_parser(
         "decompress", help="decode .cvae files back to PNG images",
@@ -59,27 +77,27 @@ def add_commands(commands):
                             help="folder for the decoded PNG files")
     decompress.add_argument("--model", help="a .keras model (default: the shipped faces model)")
     decompress.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    add_runtime(decompress, RUNTIMES)
     decompress.add_argument("--paste-into", metavar="ORIGINAL",
                             help="put the decoded face back into the original photo (one input "
                                  "file): the face is found in ORIGINAL again with the same "
                                  "--align, --face-index and --crop-box as compress used, and "
                                  "the output is the whole photo")
     add_framing(decompress)
-    decompress.set_defaults(handler=_decompress)
+    decompress.set_defaults(handler=_decompress, starts_light=True)
 
     calibrate = commands.add_parser(
         "calibrate", help="measure a model's codec table for the entropy mode",
         description="Measure each latent dimension's posterior spread and activity on "
-                    "training images, pick the coarsest quantization step that keeps PSNR "
-                    f"within --max-psnr-loss dB, and write MODEL{TABLE_SUFFIX} beside the "
-                    "model. Files compressed with an older table will no longer decode.",
+                    "training images, pick for each --quality level the coarsest "
+                    "quantization step that keeps PSNR within its loss, and write "
+                    f"MODEL{TABLE_SUFFIX} beside the model. Files compressed with an older "
+                    "table will no longer decode.",
         formatter_class=HelpFormatter)
     calibrate.add_argument("--data", required=True, help="training images (folder or .npy/.npz)")
     calibrate.add_argument("--model", help="a .keras model (default: the shipped faces model)")
     calibrate.add_argument("--max-images", type=positive_int, default=1000,
                            help="use at most this many images (chosen at random)")
-    calibrate.add_argument("--max-psnr-loss", type=positive_float, default=0.2,
-                           help="largest PSNR loss (dB) the default step may cost")
     calibrate.add_argument("--steps", type=positive_floats,
                            default=",".join(f"{s:g}" for s in CALIBRATION_STEPS),
                            help="candidate steps, in posterior standard deviations")
@@ -88,8 +106,27 @@ def add_commands(commands):
     calibrate.set_defaults(handler=_calibrate)
 
 
+def add_runtime(parser, runtimes):
+    parser.add_argument("--runtime", choices=runtimes, default="auto",
+                        help="litert: run the model's LiteRT files (MODEL.encoder.tflite, "
+                             "MODEL.decoder.tflite; `cvae export-litert` makes them), which "
+                             "starts in a fraction of a second without TensorFlow; keras: load "
+                             "the .keras model with TensorFlow; auto: litert when its files "
+                             "are there and match the model")
+
+
+def _load_codec(model_path, runtime):
+    """load_codec, loading TensorFlow (quietly) only when the Keras runtime runs."""
+    from cvae.codec import load_codec
+    from cvae.codec.litert import litert_status
+
+    if runtime == "keras" or (runtime == "auto" and not litert_status(model_path)[0]):
+        load_tensorflow_quietly()
+    return load_codec(model_path, runtime=runtime)
+
+
 def _compress(args):
-    from cvae.codec import load_codec, table_path
+    from cvae.codec import table_path
     from cvae.codec.batch import compress_files
     from cvae.saving import default_model_path
 
@@ -98,17 +135,25 @@ def _compress(args):
     if not args.report and (args.figure or args.max_images):
         raise CvaeError("--figure and --max-images go with --report")
     model_path = args.model or default_model_path()
-    codec = load_codec(model_path)
+    if args.mode != "entropy" and (args.quality or args.max_bytes or args.step):
+        raise CvaeError("--quality, --max-bytes and --step go with --mode entropy")
+    if args.report:
+        load_tensorflow_quietly()  # The report's metrics run on TensorFlow.
+    codec = _load_codec(model_path, args.runtime)
     if args.mode == "entropy" and codec.table is None and not args.report:
         raise CvaeError(f"the entropy mode needs {table_path(model_path)}; make it with "
                         f"`cvae calibrate --model {model_path} --data TRAINING_IMAGES`, "
                         f"or choose --mode int8")
+    step = codec.table.step_for(args.quality) if args.quality and codec.table else args.step
     if args.report:
-        return _compression_report(args, codec)
+        if args.max_bytes:
+            raise CvaeError("--report measures fixed steps; use --quality or --step with it")
+        return _compression_report(args, codec, step)
     failures = _FailureLog()
     photo_framing = framing(args)
     written = compress_files(
-        codec, args.inputs, args.out, args.mode, args.step, args.force, photo_framing,
+        codec, args.inputs, args.out, args.mode, step, args.force, photo_framing,
+        max_bytes=args.max_bytes,
         on_error=failures,
         on_fallback=lambda path, placement: warn_if_not_aligned(path, photo_framing, placement))
     if args.json:
@@ -125,7 +170,7 @@ def _compress(args):
     failures.exit_if_any(len(written))
 
 
-def _compression_report(args, codec):
+def _compression_report(args, codec, step):
     import json
 
     import numpy
@@ -139,7 +184,7 @@ def _compression_report(args, codec):
                                                  config.channels, framing(args))
                                 for source in args.inputs])
     images = data.random_subset(images, count)
-    report = compression_report(codec, images, step=args.step)
+    report = compression_report(codec, images, step=step)
     if args.figure:
         comparison_figure(report, images, args.figure)
     report.pop("examples")
@@ -147,10 +192,11 @@ def _compression_report(args, codec):
 
 
 def _decompress(args):
-    from cvae.codec import load_codec
     from cvae.codec.batch import decompress_files
 
-    codec = load_codec(args.model)
+    from cvae.saving import default_model_path
+
+    codec = _load_codec(args.model or default_model_path(), args.runtime)
     paste = _paste_target(args, codec.config) if args.paste_into else None
     failures = _FailureLog()
     written = decompress_files(codec, args.inputs, args.out, args.force, on_error=failures,
@@ -169,10 +215,11 @@ def _calibrate(args):
     model = load_model(model_path)
     images = data.read_subset(args.data, args.max_images, model.config.image_size,
                               model.config.channels, framing(args), args.seed)
-    table = calibrate(model, images, args.max_psnr_loss, args.steps,
+    table = calibrate(model, images, args.steps,
                       log=lambda message: print(message, flush=True))
     table.save(table_path(model_path))
-    print(f"default step {table.step:g}; wrote {table_path(model_path)}")
+    levels = ", ".join(f"{name} {step:g}" for name, step in table.quality_steps.items())
+    print(f"steps by quality: {levels}; wrote {table_path(model_path)}")
 
 
 def _paste_target(args, config):

@@ -16,6 +16,7 @@ from cvae.cli.arguments import (
     decoder_scale,
     fraction,
     non_negative_float,
+    load_tensorflow_quietly,
     non_negative_int,
     port_number,
     positive_float,
@@ -32,7 +33,9 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 2
-    _quiet_libraries()
+    warnings.showwarning = _one_line_warning
+    if not getattr(args, "starts_light", False):
+        load_tensorflow_quietly()
     return run_command("cvae", lambda: args.handler(args))
 
 
@@ -152,7 +155,20 @@ def build_parser():
     export.add_argument("-o", "--out", required=True, help="the .keras file to write")
     export.add_argument("--force", action="store_true",
                         help="replace an existing output (and its .json record)")
+    export.add_argument("--no-litert", dest="litert", action="store_false",
+                        help="do not write the LiteRT encoder and decoder beside OUT")
     export.set_defaults(handler=_export)
+
+    litert = commands.add_parser(
+        "export-litert", help="write a model's encoder and decoder for the light runtime",
+        description="Convert a model's encoder and decoder to LiteRT files beside it "
+                    "(MODEL.encoder.tflite, MODEL.decoder.tflite and MODEL.litert.json), so "
+                    "that compress and decompress start in a fraction of a second without "
+                    "TensorFlow (docs/codec.md, \"Start-up\"). `cvae export` and `cvae "
+                    "second-stage` write them too; rerun this after changing a model file "
+                    "another way.")
+    litert.add_argument("--model", help="a .keras model (default: the shipped faces model)")
+    litert.set_defaults(handler=_export_litert)
 
     second = commands.add_parser(
         "second-stage", help="give a model a second-stage VAE, so N(0, I) samples are faces",
@@ -262,6 +278,22 @@ def _export(args):
             if path.exists():
                 raise CvaeError(f"{path} exists (use --force to overwrite)")
     print(f"wrote {export_model(args.run_dir, args.out)}")
+    if args.litert:
+        _write_litert(args.out)
+
+
+def _export_litert(args):
+    from cvae.saving import default_model_path
+
+    _write_litert(args.model or default_model_path())
+
+
+def _write_litert(model_path):
+    from cvae.codec.litert import write_litert_files
+    from cvae.saving import load_model
+
+    for path in write_litert_files(load_model(model_path), model_path):
+        print(f"wrote {path}")
 
 
 def _second_stage(args):
@@ -287,6 +319,7 @@ def _second_stage(args):
                                 epochs=args.epochs, seed=args.seed, verbose=2)
     save_model(combined, args.out)
     print(f"wrote {args.out}")
+    _write_litert(args.out)
 
 
 def _serve(args):
@@ -299,31 +332,8 @@ def _serve(args):
     # model loads, and the banner appears only once the address is ours.
     listener = listening_socket(args.host, args.port)
     model_path = args.model or default_model_path()
-    serve(load_codec(model_path), mixture_beside(model_path), listener)
-
-
-def _quiet_libraries():
-    """Load TensorFlow with its start-up chatter (oneDNN, CUDA probing) silenced.
-
-    TensorFlow writes those lines from C++ straight to file descriptor 2,
-    before any log level applies, so stderr is muted at that level while it
-    loads and looks for GPUs. Python errors are unaffected: they are raised.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    warnings.showwarning = _one_line_warning
-    if os.environ.get("CVAE_DEBUG"):
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow as tf
-
-            tf.config.list_physical_devices("GPU")
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    # The demo also generates, so it needs the Keras model, not only its LiteRT codec.
+    serve(load_codec(model_path, runtime="keras"), mixture_beside(model_path), listener)
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):

@@ -17,6 +17,8 @@ from cvae.plotting import save_image
 
 COMPRESSED_SUFFIX = ".cvae"
 _BATCH = 64
+# Threads reading (and aligning) images; the detector releases the GIL.
+_READERS = 4
 
 
 def expand_inputs(inputs, on_error, suffixes):
@@ -63,32 +65,59 @@ class _Outputs:
 
 
 def compress_files(codec, inputs, out_dir, mode, step=None, force=False, framing=None,
-                   on_error=None, on_fallback=None):
-    """Compress images to `out_dir/<stem>.cvae`; returns the list of (source, target,
-    bytes, placement). `on_fallback(path, placement)` hears of each photo that
-    --align auto could not align."""
+                   on_error=None, on_fallback=None, max_bytes=None):
+    """Compress images to `out_dir/<stem>.cvae`, a batch at a time (read on
+    several threads, encoded together), with a progress bar for more than one
+    batch; returns the list of (source, target, bytes, placement).
+    `on_fallback(path, placement)` hears of each photo that --align auto could
+    not align."""
+    import concurrent.futures
+
     config = codec.config
     outputs = _Outputs(out_dir, COMPRESSED_SUFFIX, force)
-    ready = []
-    for path in expand_inputs(inputs, on_error, data.IMAGE_EXTENSIONS):
+    paths = expand_inputs(inputs, on_error, data.IMAGE_EXTENSIONS)
+
+    def read(path):
         try:
             target = outputs.claim(path)
             image, placement = data.load_face(path, config.image_size, config.channels, framing)
+            return path, target, image, placement, None
         except (CvaeError, OSError, ValueError) as error:
-            on_error(path, data.describe_image_error(error))
-            continue
-        if on_fallback is not None:
-            on_fallback(path, placement)
-        ready.append((path, target, image, placement))
+            return path, None, None, None, data.describe_image_error(error)
+
     written = []
-    for start in range(0, len(ready), _BATCH):
-        chunk = ready[start:start + _BATCH]
-        files = codec.compress_batch(np.stack([image for _, _, image, _ in chunk]), mode, step)
-        for (path, target, _, placement), content in zip(chunk, files):
-            with atomic_path(target) as temporary:
-                temporary.write_bytes(content)
-            written.append((path, target, len(content), placement))
+    with _progress(len(paths)) as progress, \
+            concurrent.futures.ThreadPoolExecutor(_READERS) as pool:
+        for start in range(0, len(paths), _BATCH):
+            ready = []
+            for path, target, image, placement, error in pool.map(read, paths[start:start + _BATCH]):
+                if error is not None:
+                    on_error(path, error)
+                    continue
+                if on_fallback is not None:
+                    on_fallback(path, placement)
+                ready.append((path, target, image, placement))
+            if ready:
+                codes, _ = codec.model.encode(np.stack([image for _, _, image, _ in ready]))
+                for (path, target, _, placement), code in zip(ready, codes):
+                    try:
+                        content = codec.pack(code, mode, step, max_bytes)
+                    except CvaeError as error:
+                        on_error(path, str(error))
+                        continue
+                    with atomic_path(target) as temporary:
+                        temporary.write_bytes(content)
+                    written.append((path, target, len(content), placement))
+            progress.update(min(_BATCH, len(paths) - start))
     return written
+
+
+def _progress(total):
+    """A progress bar on stderr for work of more than one batch; silent otherwise."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="image", disable=total <= _BATCH, file=sys.stderr,
+                dynamic_ncols=True)
 
 
 def decompress_files(codec, inputs, out_dir, force=False, on_error=None, paste=None):
@@ -109,13 +138,14 @@ def decompress_files(codec, inputs, out_dir, force=False, on_error=None, paste=N
             continue
         ready.append((path, target, code))
     written = []
-    for start in range(0, len(ready), _BATCH):
-        chunk = ready[start:start + _BATCH]
-        images = codec.decode(np.stack([code for _, _, code in chunk]))
-        for (path, target, _), image in zip(chunk, images):
-            if paste is not None:
-                image = paste_into(paste[0], image, paste[1])
-            save_image(image, target)
-            written.append((path, target))
+    with _progress(len(ready)) as progress:
+        for start in range(0, len(ready), _BATCH):
+            chunk = ready[start:start + _BATCH]
+            images = codec.decode(np.stack([code for _, _, code in chunk]))
+            for (path, target, _), image in zip(chunk, images):
+                if paste is not None:
+                    image = paste_into(paste[0], image, paste[1])
+                save_image(image, target)
+                written.append((path, target))
+            progress.update(len(chunk))
     return written
-

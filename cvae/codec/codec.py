@@ -4,19 +4,20 @@ compress:   image -> posterior mean -> quantized symbols -> `.cvae` bytes
 decompress: `.cvae` bytes -> quantized code -> decoder -> image
 
 Modes:
-  float16  every dimension as a float16 (2 bytes each);
+  float16  every dimension as a float16 (2 bytes each): the unquantized model;
   int8     every dimension on 256 uniform levels between the code's extremes;
   entropy  each active dimension quantized with a step of `step` times its
            typical posterior standard deviation (the scale below which the
-           decoder was trained to ignore changes), then arithmetic-coded under
-           the discretized N(0, 1) prior; inactive dimensions cost nothing and
-           decode to the prior mean. A file then costs about the information
-           the code carries: its KL plus roughly 1.4 - ln(step) nats per active
-           dimension.
+           decoder was trained to ignore changes), then range-coded under a
+           Gaussian with the spread the codes of training faces have;
+           inactive dimensions cost nothing and decode to the prior mean.
+           The step is the rate knob: a quality level names a calibrated
+           step, and `max_bytes` finds the finest step whose file fits.
 
 The entropy mode needs the model's codec table (per-dimension posterior
-spread, active dimensions and the default step), measured on training images
-by `calibrate` and stored beside the model as `<model>.codec.json`.
+spread and code spread, active dimensions, a step per quality level),
+measured on training images by `calibrate` and stored beside the model as
+`<model>.codec.json`.
 """
 
 import dataclasses
@@ -39,11 +40,17 @@ DEFAULT_MODE = "entropy"
 TABLE_SUFFIX = ".codec.json"
 # Symbols cover |z| <= 8 prior standard deviations; larger values are clamped.
 _PRIOR_BOUND = 8.0
-# Smaller steps would need tables of more than 16,000 symbols per dimension.
+# Finer steps would need ranges of more than 16,000 symbols.
 _SMALLEST_STEP = 1e-3
-_FREQUENCY_TOTAL = 1 << 20
 # Candidate steps, in posterior standard deviations, tried by `calibrate`.
-CALIBRATION_STEPS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
+CALIBRATION_STEPS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0)
+# The quality levels: each is the coarsest calibration step whose PSNR stays
+# within this many dB of the unquantized reconstruction's. "medium" is the
+# default; `--mode float16` is the unquantized model itself.
+QUALITY_LEVELS = {"high": 0.05, "medium": 0.2, "low": 1.0}
+DEFAULT_QUALITY = "medium"
+# Steps `max_bytes` chooses from: a quarter octave apart, 0.25 to 64.
+MAX_BYTES_STEPS = tuple(0.25 * 2 ** (k / 4) for k in range(33))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,17 +59,33 @@ class CodecTable:
 
     posterior_std: tuple  # per dimension: geometric mean of the posterior sigma
     active: tuple  # per dimension: does its posterior mean vary across images?
-    step: float  # default quantization step, in posterior standard deviations
+    step: float  # default quantization step ("medium"), in posterior standard deviations
     weights_sha256: str  # the weights it was measured for
     calibration: dict = dataclasses.field(default_factory=dict)  # how it was measured
+    # per dimension: standard deviation of the posterior mean over training
+    # faces, the spread the entropy coder's Gaussian assumes
+    code_std: tuple = ()
+    quality_steps: dict = dataclasses.field(default_factory=dict)  # level -> step
 
     def quantization_steps(self, step):
         """The step of each active dimension, in latent units."""
         return step * np.asarray(self.posterior_std, np.float64)[np.asarray(self.active, bool)]
 
+    def active_code_std(self):
+        spread = np.asarray(self.code_std or [1.0] * len(self.active), np.float64)
+        return spread[np.asarray(self.active, bool)]
+
+    def step_for(self, quality):
+        if quality not in QUALITY_LEVELS:
+            raise CvaeError(f"unknown quality {quality!r}; choose one of {list(QUALITY_LEVELS)}")
+        if quality not in self.quality_steps:
+            raise CvaeError("this codec table has no quality levels; rerun `cvae calibrate`")
+        return self.quality_steps[quality]
+
     def digest(self):
         return hashlib.sha256(np.asarray(self.posterior_std, "<f8").tobytes()
-                              + bytes(np.asarray(self.active, np.uint8))).digest()
+                              + bytes(np.asarray(self.active, np.uint8))
+                              + np.asarray(self.code_std, "<f8").tobytes()).digest()
 
     def save(self, path):
         write_text(path, json.dumps(dataclasses.asdict(self), indent=1) + "\n")
@@ -72,7 +95,8 @@ class CodecTable:
         try:
             values = json.loads(Path(path).read_text(encoding="utf-8"))
             return cls(**{**values, "posterior_std": tuple(values["posterior_std"]),
-                          "active": tuple(values["active"])})
+                          "active": tuple(values["active"]),
+                          "code_std": tuple(values.get("code_std", ()))})
         except (OSError, ValueError, TypeError, KeyError) as error:
             raise CvaeError(f"cannot read codec table {path}: {error}") from None
 
@@ -90,17 +114,19 @@ def weights_sha256(model):
 
 
 class Codec:
-    """Compresses and decompresses images with one model (and its codec table)."""
+    """Compresses and decompresses images with one model (and its codec table).
+
+    `model` is a `cvae.model.VAE` or a `cvae.codec.litert.LiteModel` (which
+    carries the hash of the weights it was converted from)."""
 
     def __init__(self, model, table=None):
         self.model = model
         self.config = model.config
-        self.weights_sha256 = weights_sha256(model)
+        self.weights_sha256 = getattr(model, "weights_sha256", None) or weights_sha256(model)
         if table is not None and table.weights_sha256 != self.weights_sha256:
             raise CvaeError("the codec table was measured for other weights; "
                             "rerun `cvae calibrate` for this model")
         self.table = table
-        self._prior_tables = {}
 
     def fingerprint(self, mode):
         digest = hashlib.sha256(bytes.fromhex(self.weights_sha256))
@@ -110,19 +136,27 @@ class Codec:
 
     # --- batches ------------------------------------------------------------
 
-    def compress_batch(self, images, mode=DEFAULT_MODE, step=None):
-        """images (N, H, W, C) -> list of N `.cvae` byte strings."""
+    def compress_batch(self, images, mode=DEFAULT_MODE, step=None, max_bytes=None):
+        """images (N, H, W, C) -> list of N `.cvae` byte strings.
+
+        Entropy mode: `step` (posterior standard deviations; default the
+        table's) or `max_bytes`, the finest step of MAX_BYTES_STEPS whose
+        file fits (CvaeError if none does)."""
         if mode not in codec_format.MODES:
             raise CvaeError(f"unknown mode {mode!r}; choose one of {codec_format.MODES}")
+        if max_bytes is not None and mode != "entropy":
+            raise CvaeError("a byte budget needs the entropy mode")
+        if mode == "entropy":
+            self._require_table()
         z_mean, _ = self.model.encode(images)
-        fingerprint = self.fingerprint(mode)
-        files = []
-        for code in z_mean.astype(np.float64):
-            parameters, payload = self._quantize(code, mode, step)
-            header = Header(mode, fingerprint, self.config.image_size, self.config.channels,
-                            self.config.latent_dim, parameters)
-            files.append(codec_format.pack(header, payload))
-        return files
+        return [self.pack(code, mode, step, max_bytes) for code in z_mean]
+
+    def pack(self, code, mode=DEFAULT_MODE, step=None, max_bytes=None):
+        """One latent code (the posterior mean) -> `.cvae` bytes (see compress_batch)."""
+        code = np.asarray(code, np.float64)
+        if max_bytes is not None:
+            return self._fitted(code, max_bytes)
+        return self._pack(code, mode, step)
 
     def decompress_batch(self, files):
         """list of `.cvae` byte strings -> uint8 images (N, H, W, C)."""
@@ -131,6 +165,24 @@ class Codec:
     def decode(self, codes):
         """Latent codes (N, latent_dim) -> uint8 images, as decompression writes them."""
         return to_uint8(self.model.decode(codes))
+
+    def _pack(self, code, mode, step):
+        parameters, payload = self._quantize(code, mode, step)
+        header = Header(mode, self.fingerprint(mode), parameters)
+        return codec_format.pack(header, payload)
+
+    def _fitted(self, code, max_bytes):
+        """The entropy file with the finest step that fits `max_bytes`."""
+        smallest = None
+        for step in MAX_BYTES_STEPS:
+            if step * min(self._require_table().posterior_std) < _SMALLEST_STEP:
+                continue
+            data = self._pack(code, "entropy", step)
+            if len(data) <= max_bytes:
+                return data
+            smallest = len(data)
+        raise CvaeError(f"cannot fit in {max_bytes} bytes: the smallest file for this image "
+                        f"takes {smallest}")
 
     # --- one file -----------------------------------------------------------
 
@@ -141,7 +193,6 @@ class Codec:
         return self._dequantize(header, payload)
 
     def _check_header(self, header):
-        config = self.config
         if header.mode == "entropy" and self.table is None:
             raise CvaeError("entropy-coded file, but this model has no codec table "
                             "(run `cvae calibrate`)")
@@ -149,11 +200,6 @@ class Codec:
         if header.fingerprint != fingerprint:
             raise FormatError(f"made by another model (fingerprint {header.fingerprint.hex()}, "
                               f"this model's is {fingerprint.hex()})")
-        made = (header.image_size, header.channels, header.latent_dim)
-        expected = (config.image_size, config.channels, config.latent_dim)
-        if made != expected:
-            raise FormatError(f"made for {made[0]}x{made[0]}x{made[1]} images with {made[2]} "
-                              f"latent dimensions, but this model has {expected}")
 
     # --- quantization -------------------------------------------------------
 
@@ -167,19 +213,13 @@ class Codec:
             return (low, high), np.clip(levels, 0, 255).astype(np.uint8).tobytes()
         # The step travels as float16; quantize with exactly the value the reader sees.
         step = float(np.float16(self._require_table().step if step is None else step))
-        steps = self._checked_steps(step)
+        steps, spreads, bound = self._entropy_model(step)
         active = np.asarray(self.table.active, bool)
-        symbols, tables = [], []
-        for value, dimension_step in zip(code[active], steps):
-            cumulative = self._prior_table(dimension_step)
-            half_width = (len(cumulative) - 2) // 2
-            symbols.append(int(np.clip(np.round(value / dimension_step), -half_width,
-                                       half_width)) + half_width)
-            tables.append(cumulative)
-        return (step,), entropy_coding.encode(symbols, tables)
+        symbols = np.clip(np.round(code[active] / steps), -bound, bound).astype(np.int32)
+        return (step,), entropy_coding.encode(symbols, spreads, bound)
 
     def _dequantize(self, header, payload):
-        latent_dim = header.latent_dim
+        latent_dim = self.config.latent_dim
         if header.mode == "float16":
             if len(payload) != 2 * latent_dim:
                 raise FormatError(f"payload of {len(payload)} bytes; float16 needs {2 * latent_dim}")
@@ -196,35 +236,25 @@ class Codec:
             levels = np.frombuffer(payload, np.uint8).astype(np.float64)
             return low + levels / 255 * max(high - low, 1e-6)
         (step,) = header.parameters
-        steps = self._checked_steps(step)
-        tables = [self._prior_table(dimension_step) for dimension_step in steps]
-        symbols = entropy_coding.decode(payload, tables)
+        steps, spreads, bound = self._entropy_model(step)
+        try:
+            symbols = entropy_coding.decode(payload, spreads, bound)
+        except ValueError as error:
+            raise FormatError(str(error)) from None
         code = np.zeros(latent_dim)
-        half_widths = np.array([(len(table) - 2) // 2 for table in tables])
-        code[np.asarray(self.table.active, bool)] = (np.array(symbols) - half_widths) * steps
+        code[np.asarray(self.table.active, bool)] = symbols * steps
         return code
 
-    def _checked_steps(self, step):
+    def _entropy_model(self, step):
+        """For a step: each active dimension's step (latent units), the coder's
+        Gaussian spread in symbols, and the symbols' common bound."""
         if not (math.isfinite(step) and step > 0):
             raise FormatError(f"invalid quantization step {step}")
         steps = self._require_table().quantization_steps(step)
         if len(steps) and steps.min() < _SMALLEST_STEP:
             raise FormatError(f"quantization step {step} is too fine for this model's table")
-        return steps
-
-    def _prior_table(self, step):
-        """Cumulative frequencies of N(0, 1) discretized on bins of width `step`
-        centred on multiples of it; the outermost bins take the tails."""
-        if step not in self._prior_tables:
-            half_width = math.ceil(_PRIOR_BOUND / step)
-            edges = (np.arange(-half_width, half_width) + 0.5) * step
-            # float64 and math.erf: encoder and decoder must derive identical tables.
-            cdf = np.array([0.0] + [0.5 * (1.0 + math.erf(e / math.sqrt(2.0))) for e in edges]
-                           + [1.0])
-            symbols = 2 * half_width + 1
-            frequencies = 1 + np.floor(np.diff(cdf) * (_FREQUENCY_TOTAL - symbols))
-            self._prior_tables[step] = [0] + np.cumsum(frequencies.astype(np.int64)).tolist()
-        return self._prior_tables[step]
+        bound = math.ceil(_PRIOR_BOUND / steps.min()) if len(steps) else 1
+        return steps, self.table.active_code_std() / steps, bound
 
     def _require_table(self):
         if self.table is None:
@@ -233,11 +263,13 @@ class Codec:
         return self.table
 
 
-def calibrate(model, images, max_psnr_loss=0.2, steps=CALIBRATION_STEPS, log=None):
+def calibrate(model, images, steps=CALIBRATION_STEPS, log=None):
     """Measure a model's codec table on (training) images.
 
-    The default step is the coarsest of `steps` whose decompressed PSNR stays
-    within `max_psnr_loss` dB of the unquantized reconstruction's.
+    Each quality level's step is the coarsest of `steps` whose decompressed
+    PSNR stays within QUALITY_LEVELS[level] dB of the unquantized
+    reconstruction's (the finest step if none does); the default step is
+    "medium"'s.
     """
     from cvae import metrics  # Deferred: it loads TensorFlow.
 
@@ -245,15 +277,17 @@ def calibrate(model, images, max_psnr_loss=0.2, steps=CALIBRATION_STEPS, log=Non
     z_mean, z_log_var = model.encode(images)
     active = metrics.active_dimensions(z_mean)
     posterior_std = np.exp(np.mean(0.5 * z_log_var.astype(np.float64), axis=0))
+    code_std = np.maximum(np.std(z_mean.astype(np.float64), axis=0), 1e-3)
     originals = to_uint8(images)
     reference = float(np.mean(metrics.psnr(originals / 255.0,
                                            to_uint8(model.decode(z_mean)) / 255.0)))
     log(f"{int(active.sum())} of {len(active)} dimensions active; unquantized PSNR "
         f"{reference:.2f} dB on {len(images)} images")
     table = CodecTable(tuple(posterior_std.tolist()), tuple(bool(a) for a in active),
-                       steps[0], weights_sha256(model))
+                       steps[0], weights_sha256(model),
+                       code_std=tuple(round(float(s), 6) for s in code_std))
     codec = Codec(model, table)
-    chosen, measured = None, {}
+    quality_steps, measured = {}, {}
     for step in sorted(steps):
         files = codec.compress_batch(images, "entropy", step)
         psnr = float(np.mean(metrics.psnr(originals / 255.0,
@@ -261,13 +295,15 @@ def calibrate(model, images, max_psnr_loss=0.2, steps=CALIBRATION_STEPS, log=Non
         mean_bytes = float(np.mean([len(f) for f in files]))
         measured[str(step)] = {"bytes": mean_bytes, "psnr": psnr}
         log(f"step {step:g}: {mean_bytes:.1f} bytes, PSNR {psnr:.2f} dB")
-        if reference - psnr <= max_psnr_loss:
-            chosen = step
-    if chosen is None:
-        raise CvaeError(f"no step in {list(steps)} keeps the PSNR within {max_psnr_loss} dB")
-    return dataclasses.replace(table, step=chosen, calibration={
-        "images": len(images), "max_psnr_loss_db": max_psnr_loss,
-        "unquantized_psnr": reference, "steps": measured})
+        for level, max_loss in QUALITY_LEVELS.items():
+            if reference - psnr <= max_loss:
+                quality_steps[level] = step
+    for level in QUALITY_LEVELS:  # A level no step meets gets the finest step.
+        quality_steps.setdefault(level, min(steps))
+    return dataclasses.replace(table, step=quality_steps[DEFAULT_QUALITY],
+                               quality_steps=quality_steps, calibration={
+                                   "images": len(images), "quality_levels_db": QUALITY_LEVELS,
+                                   "unquantized_psnr": reference, "steps": measured})
 
 
 # --- the simple API: cvae.compress(image, model), cvae.decompress(data, model) ---
@@ -275,16 +311,31 @@ def calibrate(model, images, max_psnr_loss=0.2, steps=CALIBRATION_STEPS, log=Non
 _CODECS = weakref.WeakKeyDictionary()
 
 
-def load_codec(path=None, precision=None):
+RUNTIMES = ("auto", "litert", "keras")
+
+
+def load_codec(path=None, precision=None, runtime="auto"):
     """The Codec of a model file (default: the default model) with the table
     saved beside it (MODEL.codec.json), when that table was measured for these
-    weights; found exactly like the mixture beside a model."""
+    weights; found exactly like the mixture beside a model.
+
+    runtime: "litert" runs the LiteRT files beside the model (no TensorFlow;
+    see `cvae.codec.litert`), "keras" the Keras model, "auto" LiteRT when
+    its files are there and were made from this model file."""
     import warnings
 
+    from cvae.codec.litert import LiteModel, litert_status
     from cvae.saving import default_model_path, load_model
 
+    if runtime not in RUNTIMES:
+        raise CvaeError(f"unknown runtime {runtime!r}; choose one of {RUNTIMES}")
     path = Path(path) if path is not None else default_model_path()
-    codec = Codec(load_model(path, precision=precision))  # Hashes the weights, once.
+    if runtime == "auto":
+        runtime = "litert" if litert_status(path)[0] else "keras"
+    if runtime == "litert":
+        codec = Codec(LiteModel(path))
+    else:
+        codec = Codec(load_model(path, precision=precision))  # Hashes the weights, once.
     if table_path(path).is_file():
         table = CodecTable.load(table_path(path))
         if table.weights_sha256 == codec.weights_sha256:

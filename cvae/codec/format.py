@@ -1,24 +1,27 @@
-"""The `.cvae` file format, version 1: packing and strict parsing.
+"""The `.cvae` file format, version 2: packing and strict parsing.
 
 All integers are little-endian. Offsets in bytes:
 
     0   4  magic, b"CVAE"
-    4   1  format version (1)
+    4   1  format version (2)
     5   1  quantization mode: 0 float16, 1 int8, 2 entropy
     6   4  model fingerprint: the first 4 bytes of the SHA-256 of the model's
-           weights (and, for entropy, of its codec table)
-    10  2  image side in pixels (uint16)
-    12  1  channels (1 or 3)
-    13  2  latent dimension (uint16)
-    15  q  quantization parameters, by mode:
+           weights (and, for entropy, of its codec table); it names the
+           model, and with it the image size and the latent dimension
+    10  q  quantization parameters, by mode:
              float16  none (q = 0)
              int8     lowest and highest level, float16 each (q = 4)
              entropy  the step in posterior standard deviations, float16 (q = 2)
-    15+q n payload (the rest, up to the checksum):
+    10+q n payload (the rest, up to the checksum):
              float16  latent_dim float16 values
              int8     latent_dim uint8 levels
-             entropy  arithmetic-coded symbols of the active dimensions
+             entropy  the range-coded symbols of the active dimensions
+                      (cvae.codec.entropy_coding)
     end-4 4 CRC-32 of every byte before it
+
+Version 1 (cvae 0.1) also stored the image side, channels and latent
+dimension (5 bytes) and used another arithmetic coder; it is refused with a
+message saying so.
 """
 
 import dataclasses
@@ -28,10 +31,10 @@ import zlib
 from cvae.errors import CvaeError
 
 MAGIC = b"CVAE"
-VERSION = 1
+VERSION = 2
 MODES = ("float16", "int8", "entropy")
 FINGERPRINT_BYTES = 4
-_FIXED = struct.Struct("<4sBB4sHBH")
+_FIXED = struct.Struct("<4sBB4s")
 _CHECKSUM = struct.Struct("<I")
 _PARAMETERS = {"float16": struct.Struct("<"), "int8": struct.Struct("<ee"),
                "entropy": struct.Struct("<e")}
@@ -46,9 +49,6 @@ class FormatError(CvaeError):
 class Header:
     mode: str
     fingerprint: bytes
-    image_size: int
-    channels: int
-    latent_dim: int
     parameters: tuple = ()
 
 
@@ -56,8 +56,7 @@ def pack(header, payload):
     if header.mode not in MODES:
         raise ValueError(f"unknown mode {header.mode!r}; choose one of {MODES}")
     body = (_FIXED.pack(MAGIC, VERSION, MODES.index(header.mode),
-                        header.fingerprint[:FINGERPRINT_BYTES], header.image_size,
-                        header.channels, header.latent_dim)
+                        header.fingerprint[:FINGERPRINT_BYTES])
             + _PARAMETERS[header.mode].pack(*header.parameters) + bytes(payload))
     return body + _CHECKSUM.pack(zlib.crc32(body))
 
@@ -69,13 +68,19 @@ def parse(data):
         raise FormatError("empty file")
     if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
         raise FormatError("not a .cvae file (wrong magic bytes)")
-    if len(data) < _FIXED.size + _CHECKSUM.size:
-        raise FormatError(f"truncated: {len(data)} bytes is shorter than any .cvae header")
-    _, version, mode_index, fingerprint, image_size, channels, latent_dim = \
-        _FIXED.unpack_from(data)
+    if len(data) <= len(MAGIC):
+        raise FormatError("truncated: the file ends after its magic bytes")
+    version = data[len(MAGIC)]
+    if version == 1:
+        raise FormatError("format version 1, written by cvae 0.1; this cvae reads version 2 "
+                          "(decompress it with cvae 0.1 and its model, then compress the "
+                          "image again)")
     if version != VERSION:
         raise FormatError(f"unsupported format version {version} (this cvae reads version "
                           f"{VERSION})")
+    if len(data) < _FIXED.size + _CHECKSUM.size:
+        raise FormatError(f"truncated: {len(data)} bytes is shorter than any .cvae header")
+    _, _, mode_index, fingerprint = _FIXED.unpack_from(data)
     body, (checksum,) = data[:-_CHECKSUM.size], _CHECKSUM.unpack(data[-_CHECKSUM.size:])
     if zlib.crc32(body) != checksum:
         raise FormatError("corrupted or truncated: the CRC-32 does not match")
@@ -86,5 +91,4 @@ def parse(data):
     if len(body) < _FIXED.size + parameters.size:
         raise FormatError("truncated: the quantization parameters are missing")
     values = parameters.unpack_from(body, _FIXED.size)
-    header = Header(mode, fingerprint, image_size, channels, latent_dim, values)
-    return header, body[_FIXED.size + parameters.size:]
+    return Header(mode, fingerprint, values), body[_FIXED.size + parameters.size:]
