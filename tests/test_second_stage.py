@@ -2,26 +2,11 @@
 model, and the default sampler of a model that has one."""
 
 import numpy as np
-import pytest
 
-from cvae.errors import CvaeError
 from cvae.model import VAE
-from cvae.samplers import default_sampler, resolve_sampler, sample_latents
+from cvae.samplers import default_sampler, sample_latents
 from cvae.saving import load_model, save_model
 from cvae.second_stage import fit_second_stage
-
-
-@pytest.fixture(scope="module")
-def first_stage():
-    import keras
-
-    from tests.helpers import TINY, smooth_images
-    keras.utils.set_random_seed(0)
-    model = VAE(TINY, seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    images = smooth_images(64)
-    model.fit(images, epochs=2, batch_size=16, verbose=0)
-    return model, images
 
 
 def test_second_stage_is_stored_in_the_model_and_sampled_by_default(first_stage, tmp_path):
@@ -43,24 +28,6 @@ def test_second_stage_is_stored_in_the_model_and_sampled_by_default(first_stage,
     loaded = load_model(path)
     np.testing.assert_allclose(loaded.generate(4, seed=1), combined.generate(4, seed=1), atol=1e-6)
     np.testing.assert_allclose(sample_latents(loaded, 5, seed=3), through, atol=1e-6)
-
-
-def test_sampler_names_are_checked(first_stage):
-    model, _ = first_stage
-    with pytest.raises(CvaeError, match="no second stage"):
-        resolve_sampler(model, "second-stage")
-    with pytest.raises(CvaeError, match="unknown sampler"):
-        resolve_sampler(model, "uniform")
-    with pytest.raises(CvaeError, match="needs a mixture"):
-        resolve_sampler(model, "gmm")
-    assert resolve_sampler(model, "normal") == "prior"
-
-
-@pytest.mark.parametrize("temperature", [float("nan"), float("inf"), -1.0])
-def test_temperature_must_be_finite_and_non_negative(first_stage, temperature):
-    model, _ = first_stage
-    with pytest.raises(ValueError, match="temperature"):
-        sample_latents(model, 2, seed=0, temperature=temperature)
 
 
 def test_the_second_stage_command_writes_a_model_that_samples_through_it(tmp_path, capsys):
