@@ -4,7 +4,6 @@ Every user error ends as one line on stderr and a non-zero exit code.
 """
 
 import argparse
-import os
 import sys
 import warnings
 

@@ -43,7 +43,7 @@ _PRIOR_BOUND = 8.0
 # Finer steps would need ranges of more than 16,000 symbols.
 _SMALLEST_STEP = 1e-3
 # Candidate steps, in posterior standard deviations, tried by `calibrate`.
-CALIBRATION_STEPS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0)
+CALIBRATION_STEPS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0)
 # The quality levels: each is the coarsest calibration step whose PSNR stays
 # within this many dB of the unquantized reconstruction's. "medium" is the
 # default; `--mode float16` is the unquantized model itself.
