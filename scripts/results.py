@@ -33,7 +33,7 @@ from cvae import data
 from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.errors import run_script
-from cvae.evaluation import evaluate, fit_pca, split_halves, swd_entry
+from cvae.evaluation import evaluate, fit_pca, reconstruction_metrics, split_halves, swd_entry
 from cvae.plotting import image_grid, save_image, tiled
 from repository import (
     CELEBA_HELD_OUT,
@@ -57,6 +57,9 @@ def main(argv=None):
     parser.add_argument("--seed-model",
                         default=str(REPOSITORY_ROOT / "saved_models/baselines/seed-preset.keras"),
                         help="the seed preset's model, for comparison")
+    parser.add_argument("--v1-model",
+                        default=str(REPOSITORY_ROOT / "saved_models/baselines/faces-v1.keras"),
+                        help="the first shipped model (v1), whose reconstructions are compared")
     parser.add_argument("--out", default=str(REPOSITORY_ROOT / "docs/results"),
                         help="folder for evaluation.json and the figures")
     parser.add_argument("--iwae-samples", type=positive_int, default=16,
@@ -83,12 +86,20 @@ def main(argv=None):
         results[name] = evaluate(model, images, pca=pcas[name], iwae_samples=args.iwae_samples)
         results[name]["training"] = _training_record(
             Path(args.model if name == "faces" else args.seed_model))
+    celeba = None
     if args.celeba:
         # The held-out tenth, never trained on; PCA fitted on training faces as above.
         _, celeba = data.read_dataset(args.celeba, size, framing=data.Framing(align="on"),
                                       validation_fraction=CELEBA_HELD_OUT)
         results["faces_celeba"] = evaluate(models["faces"], celeba, pca=pcas["faces"],
                                            iwae_samples=2)
+    v1 = load_model(args.v1_model) if Path(args.v1_model).is_file() else None
+    if v1 is not None:
+        # Reconstructions only: v1 is here to show what v2 changed.
+        results["v1"] = {"reconstruction": reconstruction_scores(v1, images),
+                         "latent_dim": v1.config.latent_dim}
+        if celeba is not None:
+            results["v1"]["celeba"] = reconstruction_scores(v1, celeba)
     mixture = mixture_beside(args.model)
     if mixture is not None:
         # The same comparison for the ex-post mixture sampler of `cvae generate --sampler gmm`.
@@ -100,10 +111,11 @@ def main(argv=None):
 
     face = data.load_image(args.showcase, size, framing=args.showcase_crop)[None]
     original = face.astype(np.float32) / 255
-    save_image(image_grid([np.concatenate([original, models["faces"].reconstruct(face),
-                                         models["seed"].reconstruct(face),
-                                         pcas["faces"].reconstruct(original)])]),
-             out / "reconstructions.png")
+    # original | PCA | v1 (if kept) | the shipped model | the seed preset
+    shown = [original, pcas["faces"].reconstruct(original)]
+    shown += [v1.reconstruct(face)] if v1 is not None else []
+    shown += [models["faces"].reconstruct(face), models["seed"].reconstruct(face)]
+    save_image(image_grid([np.concatenate(shown)]), out / "reconstructions.png")
     samples = models["faces"].generate(4 * SHOWN, seed=0)
     save_image(tiled(samples, SHOWN), out / "samples.png")
     if "samples_gmm" in results["faces"]:
@@ -143,7 +155,14 @@ def _training_record(model_path):
     seconds = sum(stage["history"][-1].get("wall_time_s", 0.0) for stage in stages
                   if stage.get("history"))
     return {"epochs_run": epochs, "wall_time_s": seconds or None, "stages": len(stages),
-            "best_epoch": stages[0].get("best", {}).get("epoch")}
+            "best_epoch": stages[0].get("best", {}).get("epoch"),
+            "preset": stages[-1].get("options", {}).get("preset")}
+
+
+def reconstruction_scores(model, images):
+    """`cvae evaluate`'s reconstruction metrics of a model on uint8 images."""
+    originals = images.astype(np.float32) / 255.0
+    return reconstruction_metrics(originals, model.reconstruct(images))
 
 
 def main_table(results):
@@ -170,12 +189,20 @@ def main_table(results):
                       training(entry)]
         return "| " + " | ".join(cells) + " |"
 
+    preset = (faces.get("training") or {}).get("preset") or "faces"
+    v1_row = []
+    if "v1" in results:
+        v1 = results["v1"]["reconstruction"]
+        v1_row = [f"| v1, the first shipped model (`faces` preset), latent "
+                  f"{results['v1']['latent_dim']} | {v1['psnr']:.2f} | {v1['ssim']:.3f} | "
+                  f"{v1['psnr_64']:.2f} | {v1['ssim_64']:.3f} | - | - | - | - | - | - |"]
     return [
         "| model | PSNR (dB) | SSIM | PSNR 64×64 | SSIM 64×64 | sample SWD ×10³ | "
         "−ELBO (nats) | KL (nats) | active units | bits/dim | training |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
-        row(f"`faces` preset (shipped), latent {faces['latent_dim']}",
+        row(f"`{preset}` preset (shipped), latent {faces['latent_dim']}",
             faces["reconstruction"], faces["samples"]["swd"], faces),
+        *v1_row,
         row(f"`seed` preset, latent {seed['latent_dim']}",
             seed["reconstruction"], seed["samples"]["swd"], seed),
         row(f"PCA, {faces['pca']['components']} components", faces["pca"]["reconstruction"],
