@@ -145,7 +145,7 @@ PRESETS = {
 PRESETS["faces-v2"] = PRESETS["faces"].replace(
     normalization="none", activation="relu", block="residual",
     encoder_extra_convs=2, decoder_extra_convs=2, output_filters=16, beta=1.0)
-DEFAULT_PRESET = "faces"
+DEFAULT_PRESET = "faces-v2"
 
 
 def get_preset(name):

@@ -37,7 +37,7 @@ from repository import REPOSITORY_ROOT, add_showcase_arguments, replace_between_
 from cvae.saving import DEFAULT_MODEL_PATH
 
 RD_STEPS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
-RD_BUDGETS = (40, 48, 64, 96, 128, 192)
+RD_BUDGETS = (24, 32, 40, 48, 64, 96, 128, 192)
 # Pillow's quality settings swept for each standard codec (the lowest gives
 # its smallest file).
 RD_QUALITIES = {"JPEG": (1, 5, 10, 20, 30, 50, 70, 90), "WebP": (0, 5, 10, 20, 40, 60, 80, 95),

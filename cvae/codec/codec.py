@@ -49,8 +49,10 @@ CALIBRATION_STEPS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 3
 # default; `--mode float16` is the unquantized model itself.
 QUALITY_LEVELS = {"high": 0.05, "medium": 0.2, "low": 1.0}
 DEFAULT_QUALITY = "medium"
-# Steps `max_bytes` chooses from: a quarter octave apart, 0.25 to 64.
-MAX_BYTES_STEPS = tuple(0.25 * 2 ** (k / 4) for k in range(33))
+# Steps `max_bytes` chooses from: a quarter octave apart, 0.25 to 1024 (where
+# nearly every symbol is the prior's mean and a file is little more than its
+# header).
+MAX_BYTES_STEPS = tuple(0.25 * 2 ** (k / 4) for k in range(49))
 
 
 @dataclasses.dataclass(frozen=True)

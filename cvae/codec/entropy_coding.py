@@ -9,10 +9,10 @@ replaced a hand-written arithmetic coder here (benchmarks/entropy_coders.py
 measures the two on the same codes).
 
 The range coder emits 32-bit words. They are stored big-endian with trailing
-zero bytes dropped; the last word is first moved, where the coder's final
-interval allows, to the value with the most trailing zero bytes, and every
-payload is checked by decoding it the way a reader will. A reader pads the
-payload back to whole words with zeros.
+zero bytes dropped, after the output is moved, where the coder's final
+interval allows, to the nearby number with the most trailing zero bytes;
+every payload is checked by decoding it the way a reader will. A reader pads
+the payload back to whole words with zeros.
 """
 
 import numpy as np
@@ -34,20 +34,21 @@ def encode(symbols, stds, bound):
     model = constriction.stream.model.QuantizedGaussian(-bound, bound)
     encoder = constriction.stream.queue.RangeEncoder()
     encoder.encode(symbols, model, np.zeros_like(stds), stds)
-    words = encoder.get_compressed()
-    best = _to_bytes(words)
-    if len(words):
-        # Any value in the final interval decodes the same; try the
-        # neighbours of the last word with the most trailing zero bytes.
-        last = int(words[-1])
-        for zero_bytes in (3, 2, 1):
-            mask = (1 << (8 * zero_bytes)) - 1
-            for candidate in (last & ~mask, ((last | mask) + 1) & 0xFFFFFFFF):
-                trial = words.copy()
-                trial[-1] = candidate
-                payload = _to_bytes(trial)
-                if len(payload) < len(best) and _decodes_to(payload, symbols, stds, bound):
-                    best = payload
+    best = _to_bytes(encoder.get_compressed())
+    # Any number inside the coder's final interval decodes the same, and the
+    # reader pads with zeros: try the numbers just below and above the
+    # output with the most trailing zero bytes, and keep the shortest that
+    # decodes exactly.
+    length = len(best)
+    value = int.from_bytes(best, "big")
+    for zero_bytes in range(min(length, 2 * _WORD), 0, -1):
+        unit = 1 << (8 * zero_bytes)
+        for candidate in (value // unit * unit, (value // unit + 1) * unit):
+            if candidate >= 1 << (8 * length):
+                continue
+            payload = candidate.to_bytes(length, "big").rstrip(b"\0")
+            if len(payload) < len(best) and _decodes_to(payload, symbols, stds, bound):
+                best = payload
     if not _decodes_to(best, symbols, stds, bound):  # Never expected; never write a bad file.
         raise RuntimeError("the range coder's output does not decode to its input")
     return best
