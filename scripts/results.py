@@ -25,6 +25,7 @@ without evaluating again.
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,7 @@ def main(argv=None):
         write_documents(results, args)
         return 0
 
+    started = time.perf_counter()
     out = Path(args.out)
     models = {"faces": load_model(args.model), "seed": load_model(args.seed_model)}
     size = models["faces"].config.image_size
@@ -106,6 +108,7 @@ def main(argv=None):
         reference, _ = split_halves(images.astype(np.float32) / 255.0)
         gmm_samples = models["faces"].decode(mixture.sample(len(reference), seed=0))
         results["faces"]["samples_gmm"] = swd_entry(reference, gmm_samples, 0)
+    results["seconds"] = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "evaluation.json", json.dumps(results, indent=2) + "\n")
 
@@ -258,6 +261,7 @@ def results_table(results, args):
         f"IWAE bound of the shipped model: {faces['likelihood']['iwae_nll']:,.0f} nats "
         f"({faces['likelihood']['bits_per_dim']:.3f} bits/dim).",
         *gmm_line,
+        *v1_comparison(results),
         "",
         "Targets of the shipped model (issue 3):",
         *target_lines,
@@ -266,10 +270,29 @@ def results_table(results, args):
         *v2_lines,
         "",
         "Reproduce: `python scripts/results.py --data ../shared/faces/utkface/val "
-        "--train-data ../shared/faces/utkface/train` (about 6 minutes on 2 cores); "
+        "--train-data ../shared/faces/utkface/train --celeba ../shared/faces/celeba_small`"
+        + (f" ({results['seconds'] / 60:.0f} minutes on the machine that wrote this)"
+           if "seconds" in results else "") + "; "
         "one model alone: `cvae evaluate --data ../shared/faces/utkface/val "
         "--train-data ../shared/faces/utkface/train`.",
     ])
+
+
+def v1_comparison(results):
+    """One line: v1's and the shipped model's reconstructions on each test set."""
+    if "v1" not in results:
+        return []
+    parts = []
+    for key, v1_key, label in (("faces", None, "utkface/val"),
+                               ("faces_celeba", "celeba", "CelebA held out")):
+        v1 = results["v1"]["reconstruction"] if v1_key is None else results["v1"].get(v1_key)
+        if key not in results or v1 is None:
+            continue
+        now, pca = results[key]["reconstruction"], results[key]["pca"]["reconstruction"]
+        parts.append(f"{label}: shipped {now['psnr']:.2f} dB / SSIM {now['ssim']:.3f}, v1 "
+                     f"{v1['psnr']:.2f} / {v1['ssim']:.3f}, PCA {pca['psnr']:.2f} / "
+                     f"{pca['ssim']:.3f}")
+    return [f"Reconstructions against v1 and PCA ({'; '.join(parts)})."]
 
 
 def v2_targets(results):
