@@ -117,31 +117,3 @@ def framing(args):
     from cvae.data import Framing
 
     return Framing(crop_box=args.crop_box, align=args.align, face_index=args.face_index)
-
-
-def load_tensorflow_quietly():
-    """Load TensorFlow with its start-up chatter (oneDNN, CUDA probing) silenced.
-
-    TensorFlow writes those lines from C++ straight to file descriptor 2,
-    before any log level applies, so stderr is muted at that level while it
-    loads and looks for GPUs. Python errors are unaffected: they are raised.
-    Commands that may not need TensorFlow (compress and decompress on the
-    LiteRT runtime) set `starts_light` and call this only when they do.
-    """
-    import os
-    import sys
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if os.environ.get("CVAE_DEBUG"):
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow as tf
-
-            tf.config.list_physical_devices("GPU")
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)

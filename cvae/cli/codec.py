@@ -6,13 +6,13 @@ from cvae.cli.arguments import (
     HelpFormatter,
     add_framing,
     framing,
-    load_tensorflow_quietly,
     positive_float,
     positive_floats,
     positive_int,
     warn_if_not_aligned,
 )
 from cvae.errors import CvaeError
+from cvae.quiet import load_tensorflow_quietly
 
 
 def add_commands(commands):
@@ -193,7 +193,6 @@ def _compression_report(args, codec, step):
 
 def _decompress(args):
     from cvae.codec.batch import decompress_files
-
     from cvae.saving import default_model_path
 
     codec = _load_codec(args.model or default_model_path(), args.runtime)

@@ -15,7 +15,6 @@ from cvae.cli.arguments import (
     decoder_scale,
     fraction,
     non_negative_float,
-    load_tensorflow_quietly,
     non_negative_int,
     port_number,
     positive_float,
@@ -23,6 +22,7 @@ from cvae.cli.arguments import (
     positive_ints,
 )
 from cvae.errors import CvaeError, Interrupted, run_command
+from cvae.quiet import load_tensorflow_quietly
 from cvae.runs import MODEL_FILE, TrainOptions, run_directory
 
 

@@ -16,11 +16,8 @@ defined by the code values, not by the runtime: a file compressed on one
 path decompresses on the other.
 """
 
-import contextlib
 import hashlib
 import json
-import os
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -28,6 +25,7 @@ import numpy as np
 
 from cvae.atomic import atomic_path, write_text
 from cvae.errors import CvaeError
+from cvae.quiet import stderr_muted
 
 ENCODER_SUFFIX = ".encoder.tflite"
 DECODER_SUFFIX = ".decoder.tflite"
@@ -124,7 +122,7 @@ class LiteModel:
         self._decoder = Interpreter(str(decoder_path), num_threads=_THREADS).get_signature_runner()
         # The interpreter announces its CPU delegate on stderr at the first
         # inference; make that first one a silent call on a code of zeros.
-        with _stderr_muted():
+        with stderr_muted():
             self._decoder(args_0=np.zeros((1, self.config.latent_dim), np.float32))
 
     def encode(self, images):
@@ -148,23 +146,6 @@ class LiteModel:
             raise ValueError(f"z must have shape (N, {self.config.latent_dim}), got {z.shape}")
         return np.concatenate([self._decoder(args_0=np.ascontiguousarray(chunk))["output_0"]
                                for chunk in _chunks(z)])
-
-
-@contextlib.contextmanager
-def _stderr_muted():
-    """Silence file descriptor 2 (C++ logging bypasses Python's sys.stderr)."""
-    if os.environ.get("CVAE_DEBUG"):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _chunks(array):
