@@ -151,7 +151,7 @@ def test_the_page_in_a_real_browser(tmp_path):
     if not face.exists():
         face.write_bytes(_png_bytes(64))
     corrupt = tmp_path / "corrupt.cvae"
-    corrupt.write_bytes(b"CVAE\x01\x02" + bytes(40))
+    corrupt.write_bytes(b"CVAE\x02\x02" + bytes(40))
     screenshot = Path(os.environ.get("CVAE_DEMO_SCREENSHOT", tmp_path / "demo.png"))
 
     port = _free_port()
