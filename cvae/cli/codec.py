@@ -39,7 +39,7 @@ def add_commands(commands):
     compress.add_argument("-o", "--out", metavar="OUT_DIR", help="folder for the .cvae files")
     compress.add_argument("--model", help="a .keras model (default: the shipped faces model)")
     compress.add_argument("--mode", default=DEFAULT_MODE, choices=MODES,
-                          help="entropy: arithmetic-coded, needs the model's codec table "
+                          help="entropy: range-coded, needs the model's codec table "
                                f"(MODEL{TABLE_SUFFIX}, from `cvae calibrate`)")
     rate = compress.add_mutually_exclusive_group()
     rate.add_argument("--quality", choices=list(QUALITY_LEVELS),
