@@ -210,6 +210,19 @@ def test_the_litert_runtime_reads_and_writes_the_same_files_as_keras(tmp_path, c
     for made_by in ("litert", "keras"):
         difference = np.abs(decoded[made_by, "litert"] - decoded[made_by, "keras"])
         assert difference.max() <= 1
+    # Neither direction imports TensorFlow or Keras on the LiteRT runtime.
+    import subprocess
+    import sys
+
+    probe = ("import sys; from cvae.cli import main; "
+             f"code = main(['compress', {str(folder)!r}, '-o', {str(tmp_path / 'z')!r}, "
+             f"'--model', {str(path)!r}, '--align', 'off']) or "
+             f"main(['decompress', {str(tmp_path / 'z')!r}, '-o', {str(tmp_path / 'zz')!r}, "
+             f"'--model', {str(path)!r}]); "
+             "print(code, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.stdout.split()[-3:] == ["0", "False", "False"], result.stderr[-500:]
+    assert result.stderr == ""  # No start-up chatter either.
     # The LiteRT files are used only while they match the model file.
     save_model(VAE(TINY, seed=3), path)
     assert main(["compress", str(folder), "-o", str(tmp_path / "y"), "--model", str(path),
