@@ -1,8 +1,11 @@
 """Saving and loading models, and where the default model is found."""
 
+import hashlib
 import os
 import zipfile
 from pathlib import Path
+
+import numpy as np
 
 from cvae.atomic import atomic_path
 from cvae.errors import CvaeError, first_line
@@ -70,3 +73,13 @@ def rebuilt(model, precision):
     copy = VAE(model.config, seed=model.seed, dtype=precision, name=model.name)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def weights_sha256(model):
+    """SHA-256 of a model's weights as float32: what the codec fingerprints files
+    with, and what its codec table and LiteRT files record they were made for."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        weight = np.ascontiguousarray(weight, dtype="<f4")
+        digest.update(str(weight.shape).encode() + weight.tobytes())
+    return digest.hexdigest()

@@ -35,6 +35,7 @@ from cvae.codec import format as codec_format
 from cvae.codec.format import FormatError, Header
 from cvae.errors import CvaeError
 from cvae.plotting import to_uint8
+from cvae.saving import weights_sha256
 
 DEFAULT_MODE = "entropy"
 TABLE_SUFFIX = ".codec.json"
@@ -105,14 +106,6 @@ class CodecTable:
 
 def table_path(model_path):
     return Path(model_path).with_suffix(TABLE_SUFFIX)
-
-
-def weights_sha256(model):
-    digest = hashlib.sha256()
-    for weight in model.get_weights():
-        weight = np.ascontiguousarray(weight, dtype="<f4")
-        digest.update(str(weight.shape).encode() + weight.tobytes())
-    return digest.hexdigest()
 
 
 class Codec:

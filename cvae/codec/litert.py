@@ -57,8 +57,7 @@ def write_litert_files(model, model_path):
     interpreter has no bfloat16 kernels."""
     import keras
 
-    from cvae.codec.codec import weights_sha256
-    from cvae.saving import rebuilt
+    from cvae.saving import rebuilt, weights_sha256
 
     if model.dtype_policy.name != "float32":
         model = rebuilt(model, "float32")
