@@ -135,12 +135,19 @@ def write_documents(results, args):
     for document in (REPOSITORY_ROOT / "docs/evaluation.md",
                      REPOSITORY_ROOT / "saved_models/README.md"):
         replace_between_markers(document, "results", table)
+    faces = results["faces"]
+    face_rate = ([f"A stock face detector finds a face in {100 * faces['samples']['face_rate']:.1f}% "
+                  f"of the shipped model's default samples (real held-out faces: "
+                  f"{100 * faces['real_vs_real']['face_rate']:.1f}%, PCA-Gaussian samples: "
+                  f"{100 * faces['pca']['samples']['face_rate']:.1f}%)."]
+                 if "face_rate" in faces["samples"] else [])
     replace_between_markers(REPOSITORY_ROOT / "README.md", "headline", "\n".join([
         *main_table(results),
         "",
-        f"On {results['faces']['images']} held-out UTKFace faces; SWD ×10³ of decoded samples "
+        f"On {faces['images']} held-out UTKFace faces; SWD ×10³ of decoded samples "
         f"against real faces (lower is better). All numbers, their definitions and the "
-        f"targets: [docs/evaluation.md](docs/evaluation.md)."]))
+        f"targets: [docs/evaluation.md](docs/evaluation.md).",
+        "", *face_rate, *v1_comparison(results)]))
     print(table)
 
 

@@ -3,8 +3,9 @@ scripts/results.py, not here)."""
 
 import numpy as np
 
-from cvae.config import get_preset
+from cvae.config import DEFAULT_PRESET, get_preset
 from cvae.model import VAE
+from cvae.samplers import default_sampler
 from cvae.saving import DEFAULT_MODEL_PATH, load_model, save_model
 from tests.helpers import TINY
 
@@ -12,8 +13,9 @@ from tests.helpers import TINY
 def test_the_shipped_model_is_the_default_and_decodes_faces():
     assert DEFAULT_MODEL_PATH.is_file()
     model = load_model()
-    # Fine-tuning (the second training stage) runs without KL warm-up.
-    assert model.config.replace(kl_warmup_steps=0) == get_preset("faces").replace(kl_warmup_steps=0)
+    # The default preset's first stage, with a second stage added by `cvae second-stage`.
+    assert model.config.replace(second_stage_units=()) == get_preset(DEFAULT_PRESET)
+    assert default_sampler(model) == "second-stage"
     assert getattr(model, "optimizer", None) is None  # Exported without optimizer state.
     faces = model.generate(2, seed=0)
     assert faces.shape == (2, 128, 128, 3)
@@ -32,9 +34,14 @@ def test_cvae_model_overrides_the_default(tmp_path, monkeypatch):
 def test_the_shipped_model_carries_its_codec_table():
     import cvae
 
+    from cvae.codec.litert import LiteModel, litert_status
+
+    # Its LiteRT files match it, so compress and decompress start without TensorFlow.
+    assert litert_status(DEFAULT_MODEL_PATH) == (True, "")
     codec = cvae.load_codec()
+    assert isinstance(codec.model, LiteModel)
     assert codec.table is not None  # Made for exactly these weights.
-    face = (codec.model.generate(1, seed=0)[0] * 255).round().astype(np.uint8)
+    face = (load_model().generate(1, seed=0)[0] * 255).round().astype(np.uint8)
     data = codec.compress_batch(face[None])[0]
     assert len(data) <= 128
     assert codec.decompress_batch([data])[0].shape == (128, 128, 3)
