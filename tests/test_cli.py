@@ -8,8 +8,9 @@ import pytest
 from cvae.cli import main
 
 
-def _run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "cvae.cli", *args], capture_output=True, text=True)
+def _run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "cvae.cli", *args], capture_output=True,
+                          text=True, cwd=cwd)
 
 
 @pytest.mark.parametrize("args,message", [
@@ -18,8 +19,10 @@ def _run_cli(*args):
     (["train", "--data", ".", "--crop-box", "1,2,3"], "LEFT,TOP,WIDTH,HEIGHT"),
     (["train", "--data", ".", "--preset", "nope"], "invalid choice"),
 ])
-def test_bad_input_is_one_line_and_a_non_zero_exit(args, message):
-    result = _run_cli(*args)
+def test_bad_input_is_one_line_and_a_non_zero_exit(args, message, tmp_path):
+    # In an empty folder: the default run directory (runs/PRESET) must not be one the
+    # checkout happens to hold.
+    result = _run_cli(*args, cwd=tmp_path)
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
