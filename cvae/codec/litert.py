@@ -16,6 +16,7 @@ defined by the code values, not by the runtime: a file compressed on one
 path decompresses on the other.
 """
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -44,6 +45,15 @@ def litert_paths(model_path):
 
 
 def file_sha256(path):
+    """SHA-256 of a file, remembered while its size and modification time stay
+    the same: one compress checks the same model files up to three times
+    (the CLI's choice of runtime, load_codec's, LiteModel's), tens of MB each."""
+    status = Path(path).stat()
+    return _file_sha256(str(Path(path).resolve()), status.st_size, status.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _file_sha256(path, size, mtime_ns):
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
