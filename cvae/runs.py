@@ -44,6 +44,9 @@ class TrainOptions:
     learning_rate: float = 1e-3
     # "cosine" decays the rate to zero over all epochs; "constant" keeps it.
     learning_rate_schedule: str = "constant"
+    # Raise the learning rate linearly from zero over this many steps first:
+    # a fine-tuned model's fresh Adam otherwise takes full-size steps at once.
+    warmup_steps: int = 0
     # Stop (cleanly, after validating and saving) once training has run this
     # many minutes, counted across resumes.
     time_limit_minutes: float = None

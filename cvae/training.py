@@ -123,6 +123,14 @@ def _prepare_run_directory(out, options):
                             f"start again")
         return
     done = json.loads(finished.read_text(encoding="utf-8"))["epoch"]
+    schedules = {options.learning_rate_schedule, _recorded_schedule(out)}
+    if "cosine" in schedules:
+        # The optimizer's step count carries on, so a longer cosine would jump
+        # from its end (a rate near zero) back to mid-curve: that step blows a
+        # trained model up.
+        raise CvaeError(f"{out} holds a finished run whose cosine learning rate has decayed "
+                        f"to zero; fine-tune it instead: --initial-model {out / MODEL_FILE} "
+                        f"--warmup-steps 500 --out ANOTHER_FOLDER")
     if options.epochs <= done:
         raise CvaeError(f"{out} holds a finished run of {done} epoch(s); rerun with --epochs "
                         f"above {done} to train on from it, or --overwrite to start again")
@@ -134,6 +142,14 @@ def _prepare_run_directory(out, options):
     shutil.copytree(out / FINAL_DIR, out / BACKUP_DIR)
     print(f"training the finished run in {out} on from epoch {done} to {options.epochs}",
           flush=True)
+
+
+def _recorded_schedule(out):
+    record = out / RUN_RECORD_FILE
+    if not record.is_file():
+        return None
+    return json.loads(record.read_text(encoding="utf-8")).get("options", {}).get(
+        "learning_rate_schedule")
 
 
 def _load_initial_model(options):
@@ -155,12 +171,20 @@ def remove_stale_temporaries(out):
 
 
 def _learning_rate(options, steps_per_epoch):
-    if options.learning_rate_schedule == "constant":
+    schedule = options.learning_rate_schedule
+    if schedule not in ("constant", "cosine"):
+        raise CvaeError(f"unknown learning-rate schedule {schedule!r}")
+    total = options.epochs * steps_per_epoch
+    warmup = min(options.warmup_steps, total - 1)
+    if schedule == "constant" and warmup <= 0:
         return options.learning_rate
-    if options.learning_rate_schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(options.learning_rate,
-                                                      options.epochs * steps_per_epoch)
-    raise CvaeError(f"unknown learning-rate schedule {options.learning_rate_schedule!r}")
+    # alpha is the final rate as a share of the peak: 1 keeps it constant after the warm-up.
+    alpha = 1.0 if schedule == "constant" else 0.0
+    if warmup <= 0:
+        return keras.optimizers.schedules.CosineDecay(options.learning_rate, total, alpha=alpha)
+    return keras.optimizers.schedules.CosineDecay(0.0, total - warmup, alpha=alpha,
+                                                  warmup_target=options.learning_rate,
+                                                  warmup_steps=warmup)
 
 
 def _run_record(options, config, precision):

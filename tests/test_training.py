@@ -9,6 +9,7 @@ import pytest
 
 from cvae import training
 from cvae.cli import main
+from cvae.runs import TrainOptions
 from cvae.saving import load_model
 from tests.helpers import write_image_folder
 
@@ -163,12 +164,13 @@ def test_fine_tuning_starts_from_the_initial_model(tmp_path, capsys):
     published = tmp_path / "published.keras"
     assert main(["export", str(first), "-o", str(published)]) == 0
     assert main(["train", *common, "--out", str(tmp_path / "again"), "--initial-model",
-                 str(published)]) == 0
+                 str(published), "--warmup-steps", "1"]) == 0
     assert main(["export", str(tmp_path / "again"), "-o", str(published), "--force"]) == 0
     record = json.loads(published.with_suffix(".json").read_text())
     assert record["options"]["initial_model"] == str(published)
     assert record["initial"]["config"]["kl_warmup_steps"] == 50
     assert record["initial"]["epochs_run"] == 1 and record["epochs_run"] == 1
+    assert record["options"]["warmup_steps"] == 1
 
     assert main(["train", *common, "--out", str(tuned), "--initial-model",
                  str(first / "model.keras"), "--latent-dim", "8"]) == 1
@@ -209,6 +211,44 @@ def test_a_finished_run_is_never_replaced_and_more_epochs_train_on(tmp_path, cap
     assert main([*command, "--epochs", "1", "--overwrite"]) == 0  # Starts again.
     assert _epochs_logged(run) == [0]
     assert not (run / "images" / "epoch_003_samples.png").exists()
+
+
+def test_a_finished_cosine_run_is_fine_tuned_not_trained_on(tmp_path, capsys):
+    # Training on would carry the optimizer's step count into a longer cosine,
+    # jumping the rate from near zero back to mid-curve.
+    folder = write_image_folder(tmp_path / "faces", n=16)
+    run = tmp_path / "run"
+    command = ["train", "--data", str(folder), "--out", str(run), "--no-tensorboard", *TINY_RUN]
+    assert main([*command, "--epochs", "1", "--lr-schedule", "cosine"]) == 0
+    capsys.readouterr()
+    for schedule in ("cosine", "constant"):
+        assert main([*command, "--epochs", "2", "--lr-schedule", schedule]) == 1
+        error = capsys.readouterr().err.strip()
+        assert error == (f"cvae: error: {run} holds a finished run whose cosine learning rate "
+                         f"has decayed to zero; fine-tune it instead: --initial-model "
+                         f"{run / 'model.keras'} --warmup-steps 500 --out ANOTHER_FOLDER")
+    assert _epochs_logged(run) == [0]
+
+
+@pytest.mark.parametrize("schedule, final_rate", [("cosine", 0.0), ("constant", 1e-3)])
+def test_the_warm_up_rises_from_zero_to_the_learning_rate(schedule, final_rate):
+    options = TrainOptions(data=None, epochs=2, learning_rate=1e-3,
+                                    learning_rate_schedule=schedule, warmup_steps=10)
+    rate = training._learning_rate(options, steps_per_epoch=50)
+    assert float(rate(0)) == 0.0
+    assert float(rate(5)) == pytest.approx(5e-4)
+    assert float(rate(10)) == pytest.approx(1e-3)
+    assert float(rate(100)) == pytest.approx(final_rate, abs=1e-9)
+
+
+def test_without_a_warm_up_the_schedules_are_unchanged():
+    options = TrainOptions(data=None, epochs=2, learning_rate=1e-3)
+    assert training._learning_rate(options, steps_per_epoch=50) == 1e-3
+    cosine = training._learning_rate(
+        TrainOptions(data=None, epochs=2, learning_rate=1e-3,
+                              learning_rate_schedule="cosine"), steps_per_epoch=50)
+    assert float(cosine(0)) == pytest.approx(1e-3)
+    assert float(cosine(50)) == pytest.approx(5e-4)
 
 
 def test_a_run_directory_without_a_final_state_is_refused(tmp_path, capsys):

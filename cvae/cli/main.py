@@ -75,6 +75,9 @@ def build_parser():
     train.add_argument("--lr-schedule", default=defaults.learning_rate_schedule,
                        choices=("constant", "cosine"),
                        help="cosine: decay the learning rate to zero over all epochs")
+    train.add_argument("--warmup-steps", type=non_negative_int, default=defaults.warmup_steps,
+                       help="raise the learning rate linearly from zero over this many steps "
+                            "first (for fine-tuning with --initial-model)")
     train.add_argument("--time-limit", type=positive_float, metavar="MINUTES",
                        help="stop cleanly after this much training time (counted across "
                             "resumes); the last epoch is cut short but validated and saved")
@@ -215,7 +218,8 @@ def _train(args):
     options = TrainOptions(
         data=args.data, out=args.out, preset=args.preset,
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        learning_rate_schedule=args.lr_schedule, time_limit_minutes=args.time_limit,
+        learning_rate_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
+        time_limit_minutes=args.time_limit,
         precision=args.precision, jit_compile={"on": True, "off": False}.get(args.xla, "auto"),
         validation_data=args.val_data,
         validation_fraction=args.validation_split, crop_box=args.crop_box, align=args.align,
