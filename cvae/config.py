@@ -47,6 +47,20 @@ class VAEConfig:
     # maximum-likelihood scale, so fine detail weighs as much as coarse
     # shape however small its errors become (see losses.pyramid_loss).
     pyramid_weight: float = 0.0
+    # Weight of an adversarial term (0: none). A PatchGAN discriminator
+    # (networks.build_patch_discriminator) learns beside the VAE to tell
+    # images from reconstructions, with a hinge loss, as in the VQGAN and
+    # Stable Diffusion autoencoders but without their pretrained perceptual
+    # loss. Any per-pixel likelihood predicts the mean of what the code leaves
+    # uncertain, which is blur; the discriminator penalises blur itself. The
+    # weight is rescaled every step by the ratio of the likelihood's and the
+    # adversarial term's gradient norms at the decoder's last layer (Esser et
+    # al. 2021), so it means the same however many nats the likelihood has.
+    adversarial_weight: float = 0.0
+    # Optimizer steps of plain VAE training before the adversarial term starts.
+    adversarial_start_step: int = 0
+    # Widths of the discriminator's stride-2 4x4 convolutions.
+    discriminator_filters: Tuple[int, ...] = (64, 128, 256)
     # Hidden layer widths of the second-stage VAE over the latent codes
     # (Dai & Wipf 2019). Empty: the model has none. Set only by
     # cvae.second_stage.fit_second_stage, which trains it.
@@ -55,6 +69,8 @@ class VAEConfig:
     def __post_init__(self):
         object.__setattr__(self, "filters", tuple(int(f) for f in self.filters))
         object.__setattr__(self, "dense_units", tuple(int(u) for u in self.dense_units))
+        object.__setattr__(self, "discriminator_filters",
+                           tuple(int(f) for f in self.discriminator_filters))
         object.__setattr__(self, "second_stage_units",
                            tuple(int(u) for u in self.second_stage_units))
         _require(self.image_size >= 2 ** len(self.filters),
@@ -78,6 +94,10 @@ class VAEConfig:
         _require(self.block in BLOCKS, f"block must be one of {BLOCKS}, got {self.block!r}")
         _require(self.output_filters >= 0, "output_filters must be >= 0")
         _require(self.pyramid_weight >= 0, "pyramid_weight must be >= 0")
+        _require(self.adversarial_weight >= 0, "adversarial_weight must be >= 0")
+        _require(self.adversarial_start_step >= 0, "adversarial_start_step must be >= 0")
+        _require(len(self.discriminator_filters) >= 1 and min(self.discriminator_filters) > 0,
+                 "discriminator_filters must be positive")
         _require(all(u > 0 for u in self.second_stage_units),
                  "second_stage_units must be positive")
 

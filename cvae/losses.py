@@ -79,6 +79,24 @@ def _upsample(images, shape):
     return ops.image.resize(images, (shape[1], shape[2]), interpolation="bilinear")
 
 
+def discriminator_hinge_loss(real_logits, fake_logits):
+    """The discriminator's hinge loss (Lim & Ye 2017, as in VQGAN), per image:
+    push real patches' logits above 1 and reconstructed ones' below -1."""
+    real = _per_image_mean(ops.relu(1.0 - ops.cast(real_logits, "float32")))
+    fake = _per_image_mean(ops.relu(1.0 + ops.cast(fake_logits, "float32")))
+    return real + fake
+
+
+def generator_adversarial_loss(fake_logits):
+    """The decoder's side of the hinge game, per image: raise the
+    discriminator's logits for its reconstructions."""
+    return -_per_image_mean(ops.cast(fake_logits, "float32"))
+
+
+def _per_image_mean(values):
+    return ops.mean(ops.reshape(values, (ops.shape(values)[0], -1)), axis=-1)
+
+
 def calibrated_scale(images, reconstructions, likelihood):
     """The maximum-likelihood decoder scale for this batch (Rybkin et al. 2021).
 

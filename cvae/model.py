@@ -9,7 +9,7 @@ from keras import ops
 
 from cvae import losses
 from cvae.config import VAEConfig
-from cvae.networks import build_decoder, build_encoder
+from cvae.networks import build_decoder, build_encoder, build_patch_discriminator
 from cvae.second_stage import build_second_stage_decoder
 
 _INFERENCE_BATCH = 256
@@ -17,6 +17,12 @@ _INFERENCE_BATCH = 256
 # errors, and may not fall below the quantisation step of 8-bit pixels.
 _INITIAL_LOG_SCALE = math.log(0.1)
 _MIN_LOG_SCALE = math.log(1.0 / 255.0)
+# The discriminator's Adam, as in VQGAN: a lower rate and short momentum,
+# since the game's target moves every step.
+_DISCRIMINATOR_LEARNING_RATE = 1e-4
+_DISCRIMINATOR_BETAS = (0.5, 0.9)
+# Bounds the adaptive adversarial scale when the adversarial gradient vanishes.
+_MAX_ADVERSARIAL_SCALE = 1e6
 
 
 @keras.saving.register_keras_serializable(package="cvae")
@@ -50,14 +56,46 @@ class VAE(keras.Model):
             self.second_stage_decoder = build_second_stage_decoder(
                 config.latent_dim, config.second_stage_units)
             self.second_stage_decoder.trainable = False
+        self.discriminator = None
+        if config.adversarial_weight > 0:
+            self._build_discriminator(compute_dtype)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_loss_tracker = keras.metrics.Mean(name="kl_loss")
+        self.adversarial_trackers = []
+        if self.discriminator is not None:
+            self.adversarial_trackers = [keras.metrics.Mean(name=name) for name in
+                                         ("adversarial_loss", "discriminator_loss",
+                                          "adversarial_scale")]
         self.built = True
+
+    def _build_discriminator(self, compute_dtype):
+        self.discriminator = build_patch_discriminator(self.config, dtype=compute_dtype)
+        optimizer = keras.optimizers.Adam(_DISCRIMINATOR_LEARNING_RATE,
+                                          beta_1=_DISCRIMINATOR_BETAS[0],
+                                          beta_2=_DISCRIMINATOR_BETAS[1])
+        if compute_dtype == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        # Built now, so that a backup's weights file (which holds it, and
+        # which is loaded before the first step) finds its variables.
+        optimizer.build(self.discriminator.trainable_variables)
+        self.discriminator_optimizer = optimizer
+        # The adaptive weight compares gradients at the decoder's last layer.
+        self._last_decoder_kernel = [layer for layer in self.decoder.layers
+                                     if hasattr(layer, "kernel")][-1].kernel
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.reconstruction_loss_tracker, self.kl_loss_tracker]
+        return [self.loss_tracker, self.reconstruction_loss_tracker, self.kl_loss_tracker,
+                *self.adversarial_trackers]
+
+    @property
+    def vae_weights(self):
+        """What the VAE's optimizer trains: all trainable weights but the discriminator's."""
+        if self.discriminator is None:
+            return self.trainable_weights
+        excluded = {id(weight) for weight in self.discriminator.trainable_weights}
+        return [weight for weight in self.trainable_weights if id(weight) not in excluded]
 
     # --- training -----------------------------------------------------------
 
@@ -72,6 +110,8 @@ class VAE(keras.Model):
         # replica's mean is divided by their number: the update is then that
         # of the mean over the global batch, as on one device.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if self.discriminator is not None:
+            return self._adversarial_train_step(images, replicas)
         with tf.GradientTape() as tape:
             terms = self._objective(images, training=True)
             scaled_loss = self.optimizer.scale_loss(terms["loss"] / replicas)
@@ -79,9 +119,53 @@ class VAE(keras.Model):
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
         return self._update_metrics(terms)
 
+    def _adversarial_train_step(self, images, replicas):
+        """One step of the VAE and one of the discriminator, from one forward
+        pass: loss + scale * adversarial_loss for the VAE, where the scale is
+        adversarial_weight times the ratio of gradient norms at the decoder's
+        last layer (held constant), and the hinge loss for the discriminator."""
+        # The weighted sums are taken by the tape's output_gradients: the
+        # weights are only known after the forward pass has been recorded.
+        with tf.GradientTape(persistent=True) as tape:
+            terms = self._objective(images, training=True)
+            terms.update(self._adversarial_terms(images, terms["reconstructions"], training=True))
+        started = ops.cast(self.optimizer.iterations >= self.config.adversarial_start_step,
+                           "float32")
+        likelihood_gradient = tape.gradient(terms["reconstruction_loss"], self._last_decoder_kernel)
+        adversarial_gradient = tape.gradient(terms["adversarial_loss"], self._last_decoder_kernel)
+        ratio = _norm(likelihood_gradient) / (_norm(adversarial_gradient) + 1e-4)
+        scale = ops.stop_gradient(ops.clip(ratio, 0.0, _MAX_ADVERSARIAL_SCALE)) * (
+            self.config.adversarial_weight * started)
+        terms["adversarial_scale"] = scale
+
+        unit = self.optimizer.scale_loss(ops.convert_to_tensor(1.0 / replicas, "float32"))
+        weights = self.vae_weights
+        gradients = tape.gradient([terms["loss"], terms["adversarial_loss"]], weights,
+                                  output_gradients=[unit, unit * scale])
+        discriminator_weights = self.discriminator.trainable_weights
+        discriminator_unit = self.discriminator_optimizer.scale_loss(started / replicas)
+        discriminator_gradients = tape.gradient(terms["discriminator_loss"], discriminator_weights,
+                                                output_gradients=discriminator_unit)
+        del tape
+        self.optimizer.apply_gradients(zip(gradients, weights))
+        self.discriminator_optimizer.apply_gradients(zip(discriminator_gradients,
+                                                         discriminator_weights))
+        return self._update_metrics(terms)
+
     def test_step(self, data):
         images = _to_unit_float(_images_from(data))
-        return self._update_metrics(self._objective(images, training=False))
+        terms = self._objective(images, training=False)
+        if self.discriminator is not None:
+            terms.update(self._adversarial_terms(images, terms["reconstructions"],
+                                                 training=False))
+        return self._update_metrics(terms)
+
+    def _adversarial_terms(self, images, reconstructions, training):
+        real_logits = self.discriminator(images, training=training)
+        fake_logits = self.discriminator(reconstructions, training=training)
+        return {"adversarial_loss": ops.mean(losses.generator_adversarial_loss(fake_logits)),
+                "discriminator_loss": ops.mean(losses.discriminator_hinge_loss(real_logits,
+                                                                               fake_logits))}
 
     def _objective(self, images, training):
         z_mean, z_log_var, z = self.encoder(images, training=training)
@@ -100,12 +184,15 @@ class VAE(keras.Model):
             weight = self.config.beta
         return {"loss": self.config.reconstruction_weight * reconstruction_loss + weight * kl_loss,
                 "reconstruction_loss": reconstruction_loss,
-                "kl_loss": kl_loss}
+                "kl_loss": kl_loss,
+                "reconstructions": reconstructions}
 
     def _update_metrics(self, terms):
-        for tracker in self.metrics:
+        # The adversarial scale exists in training steps only.
+        trackers = [tracker for tracker in self.metrics if tracker.name in terms]
+        for tracker in trackers:
             tracker.update_state(terms[tracker.name])
-        results = {tracker.name: tracker.result() for tracker in self.metrics}
+        results = {tracker.name: tracker.result() for tracker in trackers}
         if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
             # Keras 3 averages each replica's logs across workers along axis 0,
             # which fails on scalars (tensorflow/tensorflow#72388); shape (1,)
@@ -177,6 +264,10 @@ class VAE(keras.Model):
         return {"name": self.name, "trainable": self.trainable,
                 "dtype": keras.dtype_policies.serialize(self.dtype_policy),
                 "config": self.config.to_dict(), "seed": self.seed}
+
+
+def _norm(tensor):
+    return ops.sqrt(ops.sum(ops.square(ops.cast(tensor, "float32"))))
 
 
 def _images_from(data):

@@ -53,6 +53,20 @@ def build_decoder(config, dtype=None):
     return keras.Model(latent, images, name="decoder")
 
 
+def build_patch_discriminator(config, dtype=None):
+    """image in [0, 1] -> a grid of real-vs-reconstructed logits, one per
+    overlapping patch (PatchGAN, Isola et al. 2017): the verdict is on local
+    texture, which is what a per-pixel likelihood blurs. No normalization, as
+    in the rest of the network; LeakyReLU keeps gradients for fakes."""
+    images = keras.Input(shape=config.image_shape, name="image")
+    x = layers.Rescaling(2.0, offset=-1.0, dtype=dtype)(images)
+    for filters in config.discriminator_filters:
+        x = layers.Conv2D(filters, 4, strides=2, padding="same", activation="leaky_relu",
+                          dtype=dtype)(x)
+    logits = layers.Conv2D(1, 4, padding="same", name="patch_logits", dtype="float32")(x)
+    return keras.Model(images, logits, name="discriminator")
+
+
 def _refine(x, filters, convs, config, dtype):
     """`convs` more 3x3 convolutions at the same resolution: plain blocks, or
     residual blocks of two convolutions each (an odd one left over is plain)."""

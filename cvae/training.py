@@ -78,6 +78,11 @@ def train(options):
         learning_rate = _learning_rate(options, steps_per_epoch=len(train_set))
         model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                       jit_compile=options.jit_compile)
+        # Built now over every trainable weight, as BackupAndRestore builds it
+        # before loading a backup: built lazily, it would see only the weights
+        # it is given (not a discriminator's, which has its own optimizer) and
+        # a resumed run would not find its state in the backup.
+        model.optimizer.build(model.trainable_variables)
     if resuming:
         print(f"resuming the unfinished run in {out}", flush=True)
     monitor = "val_loss" if validation_set is not None else "loss"

@@ -64,3 +64,12 @@ def test_kl_warmup_ramps_linearly_to_beta():
     assert float(losses.kl_weight(0, 2.0, 4)) == pytest.approx(0.5)
     assert float(losses.kl_weight(1, 2.0, 4)) == pytest.approx(1.0)
     assert float(losses.kl_weight(100, 2.0, 4)) == pytest.approx(2.0)
+
+
+def test_hinge_losses_by_hand():
+    # One image, two patches: real logits (2, 0.5), reconstructed (-0.5, -3).
+    real = np.array([2.0, 0.5], "float32").reshape(1, 1, 2, 1)
+    fake = np.array([-0.5, -3.0], "float32").reshape(1, 1, 2, 1)
+    # Real: relu(1 - 2) = 0, relu(1 - 0.5) = 0.5; fake: relu(1 - 0.5) = 0.5, relu(1 - 3) = 0.
+    assert float(losses.discriminator_hinge_loss(real, fake)[0]) == pytest.approx(0.25 + 0.25)
+    assert float(losses.generator_adversarial_loss(fake)[0]) == pytest.approx(1.75)

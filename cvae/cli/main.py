@@ -118,6 +118,11 @@ def build_parser():
                            help="weight of the reconstruction term (0: train the KL alone)")
     overrides.add_argument("--kl-warmup-steps", type=non_negative_int,
                            help="ramp the KL weight linearly from 0 to beta over these steps")
+    overrides.add_argument("--adversarial-weight", type=non_negative_float,
+                           help="weight of a PatchGAN adversarial term (0: none; "
+                                "docs/model.md, \"The adversarial term\")")
+    overrides.add_argument("--adversarial-start-step", type=non_negative_int,
+                           help="optimizer steps before the adversarial term starts")
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser(
@@ -214,7 +219,8 @@ def _train(args):
     from cvae.training import train
 
     override_names = ("image_size", "channels", "latent_dim", "likelihood", "decoder_scale",
-                      "beta", "kl_warmup_steps", "reconstruction_weight")
+                      "beta", "kl_warmup_steps", "reconstruction_weight",
+                      "adversarial_weight", "adversarial_start_step")
     options = TrainOptions(
         data=args.data, out=args.out, preset=args.preset,
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,

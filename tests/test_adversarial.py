@@ -1,0 +1,103 @@
+"""The adversarial term: a PatchGAN discriminator trained beside the VAE."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from cvae.model import VAE
+from cvae.runs import TrainOptions
+from cvae.saving import load_model
+from cvae.training import train
+from tests.helpers import smooth_images
+
+
+@pytest.fixture
+def adversarial_config(tiny_config):
+    return tiny_config.replace(adversarial_weight=0.5, adversarial_start_step=3,
+                               discriminator_filters=(8, 16))
+
+
+def _discriminator_weights(model):
+    return [np.array(weight) for weight in model.discriminator.trainable_weights]
+
+
+def test_the_discriminator_waits_for_its_start_step_then_trains(adversarial_config,
+                                                                  tiny_images):
+    model = VAE(adversarial_config, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    initial = _discriminator_weights(model)
+    # Three steps of 16 images: all before the start step (steps 0, 1, 2).
+    history = model.fit(tiny_images[:48], batch_size=16, epochs=1, verbose=0)
+    assert history.history["adversarial_scale"] == [0.0]
+    for before, after in zip(initial, _discriminator_weights(model)):
+        np.testing.assert_array_equal(after, before)
+
+    history = model.fit(tiny_images, validation_data=(tiny_images[:16],), batch_size=16,
+                        epochs=2, verbose=0)
+    assert set(history.history) == {
+        "loss", "reconstruction_loss", "kl_loss", "adversarial_loss", "discriminator_loss",
+        "adversarial_scale", "val_loss", "val_reconstruction_loss", "val_kl_loss",
+        "val_adversarial_loss", "val_discriminator_loss"}
+    assert all(scale > 0 and np.isfinite(scale) for scale in history.history["adversarial_scale"])
+    assert any(not np.array_equal(before, after)
+               for before, after in zip(initial, _discriminator_weights(model)))
+    # The VAE's optimizer never steps the discriminator's weights.
+    assert len(model.vae_weights) == (len(model.trainable_weights)
+                                      - len(model.discriminator.trainable_weights))
+
+
+def test_the_adversarial_term_changes_the_decoder_update(adversarial_config, tiny_images):
+    def decoder_after_steps(config):
+        model = VAE(config.replace(adversarial_start_step=0), seed=0)
+        model.compile(optimizer=keras.optimizers.SGD(1e-3))
+        model.fit(tiny_images[:16], batch_size=16, epochs=1, verbose=0, shuffle=False)
+        return [np.array(weight) for weight in model.decoder.trainable_weights]
+
+    keras.utils.set_random_seed(0)
+    with_term = decoder_after_steps(adversarial_config)
+    keras.utils.set_random_seed(0)
+    without = decoder_after_steps(adversarial_config.replace(adversarial_weight=1e-9))
+    assert any(not np.allclose(a, b) for a, b in zip(with_term, without))
+
+
+def test_an_adversarial_model_saves_and_resumes_both_optimizers(adversarial_config, tmp_path,
+                                                                 monkeypatch):
+    images = smooth_images(32)
+    np.save(tmp_path / "faces.npy", (images * 255).astype(np.uint8))
+    overrides = {name: value for name, value in adversarial_config.to_dict().items()
+                 if name != "second_stage_units"}
+    options = TrainOptions(data=str(tmp_path / "faces.npy"), out=str(tmp_path / "run"),
+                           epochs=2, batch_size=8, seed=0, tensorboard=False, verbose=0,
+                           config_overrides=overrides)
+    saved = {}
+    real_save = VAE.save_weights
+
+    def remember_steps(model, path, *args, **kwargs):
+        saved["steps"] = (int(model.optimizer.iterations),
+                          int(model.discriminator_optimizer.iterations))
+        return real_save(model, path, *args, **kwargs)
+
+    monkeypatch.setattr(VAE, "save_weights", remember_steps)
+    train(options)  # Two epochs of 4 steps (32 images, batch 8).
+    assert saved["steps"] == (8, 8)
+    first_run = saved["steps"]
+
+    loaded = {}
+    real_load = VAE.load_weights
+
+    def report_steps(model, path, *args, **kwargs):
+        real_load(model, path, *args, **kwargs)
+        loaded["steps"] = (int(model.optimizer.iterations),
+                           int(model.discriminator_optimizer.iterations))
+
+    monkeypatch.setattr(VAE, "load_weights", report_steps)
+    train(options.__class__(**{**options.__dict__, "epochs": 3}))  # Trains on from final/.
+    assert loaded["steps"] == first_run
+    assert saved["steps"] == (12, 12)
+
+    model = load_model(tmp_path / "run" / "model.keras")
+    assert model.discriminator is not None
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["config"]["adversarial_weight"] == 0.5
