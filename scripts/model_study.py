@@ -58,6 +58,12 @@ CANDIDATES = {
     "residual-pyramid": ("`residual` + Laplacian-pyramid term (weight 1)",
                          {**RESIDUAL, "beta": 1.0, "pyramid_weight": 1.0}),
     "residual-beta4": ("`residual` at β = 4", {**RESIDUAL, "beta": 4.0}),
+    # Halfway into the budget, so the discriminator meets reconstructions
+    # that are already faces (VQGAN likewise starts it late).
+    "residual-patchgan": ("`residual` + PatchGAN adversarial term (adaptive weight 0.5, "
+                          "from step 1,000)",
+                          {**RESIDUAL, "beta": 1.0, "adversarial_weight": 0.5,
+                           "adversarial_start_step": 1000}),
 }
 SAMPLES = 500
 SECOND_STAGE_IMAGES = 10000
