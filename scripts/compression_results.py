@@ -33,7 +33,8 @@ from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.codec import load_codec
 from cvae.codec.report import comparison_figure, compression_report, pillow_round_trip
 from cvae.errors import CvaeError, run_script
-from repository import REPOSITORY_ROOT, add_showcase_arguments, replace_between_markers
+from repository import (REPOSITORY_ROOT, add_showcase_arguments, load_showcase_face,
+                        replace_between_markers)
 from cvae.saving import DEFAULT_MODEL_PATH
 
 RD_STEPS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
@@ -72,8 +73,8 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "compression.json", json.dumps(report, indent=2) + "\n")
-    face = data.load_image(args.showcase, config.image_size, config.channels,
-                           framing=args.showcase_crop)[None]
+    face = load_showcase_face(args.showcase, config.image_size, config.channels,
+                              crop_box=args.showcase_crop)[None]
     comparison_figure(compression_report(codec, face), face, out / "compression.png")
     _rate_distortion_figure(report["rate_distortion"], out / "rate_distortion.png")
 

@@ -6,15 +6,15 @@ the repository root) import `scripts.repository`."""
 
 from pathlib import Path
 
+from cvae import data
 from cvae.atomic import write_text
 from cvae.cli.arguments import crop_box
 from cvae.errors import CvaeError
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 # The public-domain face the README's figures show (dataset faces may not be
-# published), and the box around the face in it.
+# published).
 SHOWCASE_IMAGE = REPOSITORY_ROOT / "data" / "astronaut.png"
-SHOWCASE_CROP_BOX = (150, 30, 140, 140)
 # The share of CelebA held out from training, chosen by a hash of the file
 # name (cvae.data.in_validation): the same tenth in the study, the training
 # command (--validation-split) and the results.
@@ -37,5 +37,13 @@ def add_showcase_arguments(parser):
     """--showcase and --showcase-crop, for the scripts that draw a README figure."""
     parser.add_argument("--showcase", default=str(SHOWCASE_IMAGE),
                         help="the public-domain face the README figure shows")
-    parser.add_argument("--showcase-crop", default=SHOWCASE_CROP_BOX, type=crop_box,
-                        metavar="LEFT,TOP,WIDTH,HEIGHT", help="where the face is in --showcase")
+    parser.add_argument("--showcase-crop", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT",
+                        help="a fixed box around the face in --showcase (default: the "
+                             "face aligner frames it, as `cvae reconstruct` frames a photo)")
+
+
+def load_showcase_face(path=SHOWCASE_IMAGE, size=128, channels=3, crop_box=None):
+    """The showcase face as the models see a user's photo: framed by the
+    aligner like the training data, or by a fixed crop box."""
+    framing = data.Framing(crop_box=crop_box, align="on")
+    return data.load_image(path, size, channels, framing=framing)

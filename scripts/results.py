@@ -40,6 +40,7 @@ from repository import (
     CELEBA_HELD_OUT,
     REPOSITORY_ROOT,
     add_showcase_arguments,
+    load_showcase_face,
     replace_between_markers,
 )
 from cvae.samplers import mixture_beside
@@ -112,7 +113,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "evaluation.json", json.dumps(results, indent=2) + "\n")
 
-    face = data.load_image(args.showcase, size, framing=args.showcase_crop)[None]
+    face = load_showcase_face(args.showcase, size, crop_box=args.showcase_crop)[None]
     original = face.astype(np.float32) / 255
     # original | PCA | v1 (if kept) | the shipped model | the seed preset
     shown = [original, pcas["faces"].reconstruct(original)]

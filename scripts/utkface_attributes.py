@@ -31,7 +31,7 @@ from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.errors import run_script
 from cvae.exploration import attribute, edited
 from cvae.plotting import image_grid, save_image
-from repository import REPOSITORY_ROOT, SHOWCASE_CROP_BOX, SHOWCASE_IMAGE
+from repository import REPOSITORY_ROOT, load_showcase_face
 from cvae.samplers import mixture_beside, sample_latents
 from cvae.saving import default_model_path, load_model
 
@@ -90,7 +90,7 @@ def main(argv=None):
         faces, _ = data.read_dataset(args.faces, size)
         faces = faces[:6]
     else:
-        astronaut = data.load_image(SHOWCASE_IMAGE, size, framing=SHOWCASE_CROP_BOX)
+        astronaut = load_showcase_face(size=size)
         # Faces from the ex-post mixture when it exists: fewer prior holes than N(0, I).
         mixture = mixture_beside(args.model or default_model_path())
         generated = model.decode(sample_latents(model, 4, seed=1, mixture=mixture))
