@@ -6,6 +6,11 @@ subclass with its train_step and L1 loss, fed from memory by
 Only the syntax garbled by the slides' text extraction is repaired.
 """
 
+from cvae.quiet import load_tensorflow_quietly
+
+# Before the imports below load TensorFlow, whose start-up lines it mutes.
+load_tensorflow_quietly()
+
 import keras
 import tensorflow as tf
 from keras import layers, ops

@@ -11,6 +11,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from cvae.quiet import load_tensorflow_quietly
+
+# Before the imports below load TensorFlow, whose start-up lines it mutes.
+load_tensorflow_quietly()
+
 import keras
 
 from cvae import data
