@@ -106,22 +106,35 @@ def export_model(run_dir, path):
     under "initial", the record of the model a fine-tuning run started from)."""
     run_dir = Path(run_dir)
     model = load_model(run_dir / MODEL_FILE)
-    record = {}
-    if (run_dir / RUN_RECORD_FILE).is_file():
-        record.update(json.loads((run_dir / RUN_RECORD_FILE).read_text(encoding="utf-8")))
-    # A fine-tuned model's record includes how its starting model was trained
-    # (read before the write below, which may replace that very model).
-    initial = record.get("options", {}).get("initial_model")
-    if initial and Path(initial).with_suffix(".json").is_file():
-        record["initial"] = json.loads(Path(initial).with_suffix(".json").read_text(
-            encoding="utf-8"))
+    # Read before the write below, which may replace a fine-tuned run's very
+    # starting model.
+    record = training_record(run_dir)
     # Keras' .keras format always stores a compiled model's optimizer; an
     # uncompiled copy has none.
     save_model(rebuilt(model, model.dtype_policy.name), path)
+    write_text(Path(path).with_suffix(".json"), json.dumps(record, indent=2) + "\n")
+    return Path(path)
+
+
+def training_record(run_dir):
+    """How a run's model was trained: its run.json, best epoch and history,
+    and under "initial" the same for the model it was fine-tuned from (an
+    exported model's .json, or the record of the run directory it lies in)."""
+    run_dir = Path(run_dir)
+    record = {}
+    if (run_dir / RUN_RECORD_FILE).is_file():
+        record.update(json.loads((run_dir / RUN_RECORD_FILE).read_text(encoding="utf-8")))
+    initial = record.get("options", {}).get("initial_model")
+    if initial:
+        initial = Path(initial)
+        if initial.with_suffix(".json").is_file():
+            record["initial"] = json.loads(initial.with_suffix(".json").read_text(
+                encoding="utf-8"))
+        elif initial.name == MODEL_FILE and (initial.parent / RUN_RECORD_FILE).is_file():
+            record["initial"] = training_record(initial.parent)
     if (run_dir / BEST_RECORD_FILE).is_file():
         record["best"] = json.loads((run_dir / BEST_RECORD_FILE).read_text(encoding="utf-8"))
     if (run_dir / HISTORY_FILE).is_file():
         record["history"] = read_history(run_dir / HISTORY_FILE)
         record["epochs_run"] = len(record["history"])
-    write_text(Path(path).with_suffix(".json"), json.dumps(record, indent=2) + "\n")
-    return Path(path)
+    return record

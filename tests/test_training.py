@@ -159,6 +159,11 @@ def test_fine_tuning_starts_from_the_initial_model(tmp_path, capsys):
         np.testing.assert_allclose(end, start, atol=1e-6)
     assert json.loads((tuned / "run.json").read_text())["options"]["initial_model"] == \
         str(first / "model.keras")
+    # Started from a run directory's model, the published record has that run's too.
+    assert main(["export", str(tuned), "-o", str(tmp_path / "tuned.keras")]) == 0
+    record = json.loads((tmp_path / "tuned.json").read_text())
+    assert record["initial"]["config"]["kl_warmup_steps"] == 50
+    assert record["initial"]["epochs_run"] == 1 and record["epochs_run"] == 1
 
     # Published in place of its starting model, the record keeps both trainings.
     published = tmp_path / "published.keras"
