@@ -248,6 +248,16 @@ class VAE(keras.Model):
         if self.config.decoder_scale == "learned":
             self.log_decoder_scale.assign(other.log_decoder_scale)
 
+    def copy_weights_from(self, other):
+        """Start from `other`'s weights: the first stage, and the second stage
+        and discriminator where both models have them (a fine-tuning run may
+        add a discriminator to a model trained without one)."""
+        self.set_first_stage_weights(other)
+        for part in ("second_stage_decoder", "discriminator"):
+            mine, theirs = getattr(self, part), getattr(other, part)
+            if mine is not None and theirs is not None:
+                mine.set_weights(theirs.get_weights())
+
     def _check_images(self, images):
         images = np.asarray(images)
         expected = self.config.image_shape

@@ -35,6 +35,10 @@ from cvae.runs import (
 from cvae.saving import load_model, save_model
 
 GRID_IMAGES = 8
+# What a fine-tuning run may change in its initial model's configuration: the
+# objective's adversarial term, which adds a discriminator but leaves the
+# network that the starting weights belong to as it is.
+FINE_TUNING_OVERRIDES = {"adversarial_weight", "adversarial_start_step"}
 
 
 def train(options):
@@ -46,7 +50,7 @@ def train(options):
     if initial is not None:
         # The KL warm-up counts optimizer steps; a fresh optimizer would
         # otherwise ramp beta up from zero again on a trained model.
-        config = initial.config.replace(kl_warmup_steps=0)
+        config = initial.config.replace(kl_warmup_steps=0, **options.config_overrides)
     else:
         config = get_preset(options.preset).replace(**options.config_overrides)
     precision = resolve_precision(options.precision)
@@ -74,7 +78,7 @@ def train(options):
     with strategy.scope():
         model = VAE(config, seed=options.seed, dtype=precision)
         if initial is not None:
-            model.set_weights(initial.get_weights())
+            model.copy_weights_from(initial)
         learning_rate = _learning_rate(options, steps_per_epoch=len(train_set))
         model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                       jit_compile=options.jit_compile)
@@ -160,9 +164,10 @@ def _recorded_schedule(out):
 def _load_initial_model(options):
     if options.initial_model is None:
         return None
-    if options.config_overrides:
-        raise CvaeError("a fine-tuned model keeps its initial model's configuration; "
-                        f"drop the overrides {sorted(options.config_overrides)}")
+    refused = set(options.config_overrides) - FINE_TUNING_OVERRIDES
+    if refused:
+        raise CvaeError("a fine-tuned model keeps its initial model's network; drop the "
+                        f"overrides {sorted(refused)}")
     return load_model(options.initial_model)
 
 

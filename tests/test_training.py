@@ -179,9 +179,27 @@ def test_fine_tuning_starts_from_the_initial_model(tmp_path, capsys):
 
     assert main(["train", *common, "--out", str(tuned), "--initial-model",
                  str(first / "model.keras"), "--latent-dim", "8"]) == 1
-    assert "keeps its initial model's configuration" in capsys.readouterr().err
+    assert capsys.readouterr().err.strip() == ("cvae: error: a fine-tuned model keeps its "
+                                               "initial model's network; drop the overrides "
+                                               "['latent_dim']")
     assert main(["train", *common, "--out", str(tuned), "--initial-model",
                  str(tmp_path / "missing.keras")]) == 1
+
+
+def test_fine_tuning_may_add_the_adversarial_term(tmp_path):
+    folder = write_image_folder(tmp_path / "faces", n=16)
+    first, tuned = tmp_path / "first", tmp_path / "tuned"
+    common = ["--data", str(folder), "--epochs", "1", "--no-tensorboard", "--batch-size", "8"]
+    assert main(["train", *common, "--out", str(first), *TINY_RUN]) == 0
+    assert main(["train", *common, "--out", str(tuned), "--initial-model",
+                 str(first / "model.keras"), "--learning-rate", "1e-12",
+                 "--adversarial-weight", "0.5", "--adversarial-start-step", "100"]) == 0
+    initial, result = load_model(first / "model.keras"), load_model(tuned / "model.keras")
+    assert result.config == initial.config.replace(kl_warmup_steps=0, adversarial_weight=0.5,
+                                                   adversarial_start_step=100)
+    assert initial.discriminator is None and result.discriminator is not None
+    for start, end in zip(initial.decoder.get_weights(), result.decoder.get_weights()):
+        np.testing.assert_allclose(end, start, atol=1e-6)
 
 
 def test_resuming_with_another_configuration_is_refused(tmp_path, capsys):

@@ -103,8 +103,9 @@ def build_parser():
                             "(MultiWorkerMirroredStrategy). --batch-size is the global batch")
     train.add_argument("--initial-model", metavar="PATH",
                        help="fine-tune: start from this .keras model's weights and configuration "
-                            "(the preset and overrides do not apply; the KL weight starts at "
-                            "full beta) with a fresh optimizer")
+                            "(the preset does not apply, and of the overrides only the "
+                            "adversarial ones; the KL weight starts at full beta) with a fresh "
+                            "optimizer")
     overrides = train.add_argument_group("overrides of the preset's configuration")
     overrides.add_argument("--image-size", type=positive_int, help="side of the square images, in pixels")
     overrides.add_argument("--channels", type=int, choices=(1, 3), help="1: grey, 3: RGB")
