@@ -116,14 +116,20 @@ def export_model(run_dir, path):
     return Path(path)
 
 
+def read_run_record(run_dir):
+    """The run's run.json (configuration and options), or None before it is written."""
+    path = Path(run_dir) / RUN_RECORD_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def training_record(run_dir):
     """How a run's model was trained: its run.json, best epoch and history,
     and under "initial" the same for the model it was fine-tuned from (an
     exported model's .json, or the record of the run directory it lies in)."""
     run_dir = Path(run_dir)
-    record = {}
-    if (run_dir / RUN_RECORD_FILE).is_file():
-        record.update(json.loads((run_dir / RUN_RECORD_FILE).read_text(encoding="utf-8")))
+    record = read_run_record(run_dir) or {}
     initial = record.get("options", {}).get("initial_model")
     if initial:
         initial = Path(initial)

@@ -30,6 +30,7 @@ from cvae.runs import (
     RUN_FILES,
     RUN_RECORD_FILE,
     read_history,
+    read_run_record,
     run_directory,
 )
 from cvae.saving import load_model, save_model
@@ -132,7 +133,8 @@ def _prepare_run_directory(out, options):
                             f"start again")
         return
     done = json.loads(finished.read_text(encoding="utf-8"))["epoch"]
-    schedules = {options.learning_rate_schedule, _recorded_schedule(out)}
+    schedules = {options.learning_rate_schedule,
+                 (read_run_record(out) or {}).get("options", {}).get("learning_rate_schedule")}
     if "cosine" in schedules:
         # The optimizer's step count carries on, so a longer cosine would jump
         # from its end (a rate near zero) back to mid-curve: that step blows a
@@ -151,14 +153,6 @@ def _prepare_run_directory(out, options):
     shutil.copytree(out / FINAL_DIR, out / BACKUP_DIR)
     print(f"training the finished run in {out} on from epoch {done} to {options.epochs}",
           flush=True)
-
-
-def _recorded_schedule(out):
-    record = out / RUN_RECORD_FILE
-    if not record.is_file():
-        return None
-    return json.loads(record.read_text(encoding="utf-8")).get("options", {}).get(
-        "learning_rate_schedule")
 
 
 def _load_initial_model(options):
@@ -205,12 +199,10 @@ def _run_record(options, config, precision):
 
 def _check_same_configuration(out, record):
     """Refuse to resume a backup made with another configuration."""
-    run_file = out / RUN_RECORD_FILE
-    if run_file.exists():
-        previous = json.loads(run_file.read_text(encoding="utf-8"))
-        if previous.get("config") != json.loads(json.dumps(record["config"])):
-            raise CvaeError(f"{out} holds an unfinished run with another configuration; "
-                            f"resume it with the same options or choose another --out")
+    previous = read_run_record(out)
+    if previous is not None and previous.get("config") != json.loads(json.dumps(record["config"])):
+        raise CvaeError(f"{out} holds an unfinished run with another configuration; "
+                        f"resume it with the same options or choose another --out")
 
 
 def _read_data(options, config):

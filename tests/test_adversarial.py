@@ -1,5 +1,6 @@
 """The adversarial term: a PatchGAN discriminator trained beside the VAE."""
 
+import dataclasses
 import json
 
 import keras
@@ -93,7 +94,7 @@ def test_an_adversarial_model_saves_and_resumes_both_optimizers(adversarial_conf
                            int(model.discriminator_optimizer.iterations))
 
     monkeypatch.setattr(VAE, "load_weights", report_steps)
-    train(options.__class__(**{**options.__dict__, "epochs": 3}))  # Trains on from final/.
+    train(dataclasses.replace(options, epochs=3))  # Trains on from final/.
     assert loaded["steps"] == first_run
     assert saved["steps"] == (12, 12)
 
