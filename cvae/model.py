@@ -170,12 +170,7 @@ class VAE(keras.Model):
     def _objective(self, images, training):
         z_mean, z_log_var, z = self.encoder(images, training=training)
         reconstructions = self.decoder(z, training=training)
-        reconstruction_loss = ops.mean(losses.reconstruction_loss(
-            images, reconstructions, self.config.likelihood,
-            self.decoder_scale(images, reconstructions)))
-        if self.config.pyramid_weight:
-            reconstruction_loss += self.config.pyramid_weight * ops.mean(
-                losses.pyramid_loss(images, reconstructions))
+        reconstruction_loss = ops.mean(self.reconstruction_term(images, reconstructions))
         kl_loss = ops.mean(losses.kl_divergence(z_mean, z_log_var))
         if training:
             weight = losses.kl_weight(self.optimizer.iterations, self.config.beta,
@@ -200,6 +195,15 @@ class VAE(keras.Model):
             results = {name: ops.reshape(value, (1,)) for name, value in results.items()}
         return results
 
+    def reconstruction_term(self, images, reconstructions):
+        """The objective's reconstruction term, per image: -log p(x | z) under
+        the decoder's likelihood, plus the pyramid term when configured."""
+        term = losses.reconstruction_loss(images, reconstructions, self.config.likelihood,
+                                          self.decoder_scale(images, reconstructions))
+        if self.config.pyramid_weight:
+            term += self.config.pyramid_weight * losses.pyramid_loss(images, reconstructions)
+        return term
+
     def decoder_scale(self, images=None, reconstructions=None):
         """The decoder likelihood's scale (Gaussian sigma or Laplace b)."""
         scale = self.config.decoder_scale
@@ -211,13 +215,24 @@ class VAE(keras.Model):
 
     # --- public API: numpy in, numpy out ------------------------------------
 
-    def encode(self, images):
-        """images (N, H, W, C), uint8 or float in [0, 1] -> (z_mean, z_log_var)."""
+    def encode(self, images, refine_steps=0):
+        """images (N, H, W, C), uint8 or float in [0, 1] -> (z_mean, z_log_var).
+
+        With refine_steps > 0, z_mean is replaced by the encoder's mean refined
+        by that many gradient steps against the decoder (`cvae.refinement`):
+        a code that the decoder turns into a closer reconstruction, at the
+        cost of a decoder pass forward and back per step.
+        """
         images = self._check_images(images)
         outputs = [self.encoder(batch, training=False)[:2]
                    for batch in _batches(images)]
         z_mean = np.concatenate([ops.convert_to_numpy(m) for m, _ in outputs])
         z_log_var = np.concatenate([ops.convert_to_numpy(v) for _, v in outputs])
+        if refine_steps:
+            from cvae.refinement import refine_codes
+
+            z_mean = np.concatenate([refine_codes(self, batch, codes, refine_steps) for batch, codes
+                                     in zip(_batches(images), _batches(z_mean))])
         return z_mean, z_log_var
 
     def decode(self, z):
@@ -228,9 +243,10 @@ class VAE(keras.Model):
         return np.concatenate([ops.convert_to_numpy(self.decoder(batch, training=False))
                                for batch in _batches(z)])
 
-    def reconstruct(self, images):
-        """Decode each image's posterior mean: the deterministic round trip."""
-        z_mean, _ = self.encode(images)
+    def reconstruct(self, images, refine_steps=0):
+        """Decode each image's posterior mean (refined by `refine_steps`
+        steps, see `encode`): the deterministic round trip."""
+        z_mean, _ = self.encode(images, refine_steps=refine_steps)
         return self.decode(z_mean)
 
     def generate(self, n, seed=None, temperature=1.0, sampler=None):

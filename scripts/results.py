@@ -7,7 +7,8 @@ and writes:
 
   docs/results/evaluation.json     every number, as `cvae evaluate --json` reports it
   docs/results/reconstructions.png a public-domain face (data/astronaut.png), then its
-                                   reconstructions: shipped model | seed preset | PCA
+                                   reconstructions: PCA | v1 | shipped model | shipped
+                                   model, codes refined | seed preset
   docs/results/samples.png         N(0, I) samples of the shipped model
   docs/results/samples_compared.png samples: shipped model | seed preset | PCA-Gaussian
   docs/results/samples_gmm.png     samples of the shipped model from its ex-post mixture
@@ -41,6 +42,7 @@ from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.errors import run_script
 from cvae.evaluation import evaluate, fit_pca, reconstruction_metrics, split_halves, swd_entry
 from cvae.plotting import image_grid, save_image, tiled
+from cvae.refinement import SUGGESTED_STEPS
 from repository import (
     CELEBA_HELD_OUT,
     REPOSITORY_ROOT,
@@ -71,6 +73,9 @@ def main(argv=None):
                         help="folder for evaluation.json and the figures")
     parser.add_argument("--iwae-samples", type=positive_int, default=16,
                         help="importance samples per image for the IWAE bound")
+    parser.add_argument("--refine-steps", type=positive_int, default=SUGGESTED_STEPS,
+                        help="also score the shipped model's reconstructions from codes "
+                             "refined by this many steps (cvae.refinement)")
     parser.add_argument("--celeba", help="CelebA folder: its fixed held-out tenth (by a hash "
                         "of the file name), its faces aligned, is a second test set")
     add_showcase_arguments(parser)
@@ -91,7 +96,8 @@ def main(argv=None):
     results, pcas = {}, {}
     for name, model in models.items():
         pcas[name] = fit_pca(train_images, model.config.latent_dim)
-        results[name] = evaluate(model, images, pca=pcas[name], iwae_samples=args.iwae_samples)
+        results[name] = evaluate(model, images, pca=pcas[name], iwae_samples=args.iwae_samples,
+                                 refine_steps=args.refine_steps if name == "faces" else 0)
         results[name]["training"] = _training_record(
             Path(args.model if name == "faces" else args.seed_model))
     celeba = None
@@ -100,7 +106,7 @@ def main(argv=None):
         _, celeba = data.read_dataset(args.celeba, size, framing=data.Framing(align="on"),
                                       validation_fraction=CELEBA_HELD_OUT)
         results["faces_celeba"] = evaluate(models["faces"], celeba, pca=pcas["faces"],
-                                           iwae_samples=2)
+                                           iwae_samples=2, refine_steps=args.refine_steps)
     v1 = load_model(args.v1_model) if Path(args.v1_model).is_file() else None
     if v1 is not None:
         # Reconstructions only: v1 is here to show what v2 changed.
@@ -120,10 +126,12 @@ def main(argv=None):
 
     face = load_showcase_face(args.showcase, size, crop_box=args.showcase_crop)[None]
     original = face.astype(np.float32) / 255
-    # original | PCA | v1 (if kept) | the shipped model | the seed preset
+    # original | PCA | v1 (if kept) | the shipped model | its refined codes | the seed preset
     shown = [original, pcas["faces"].reconstruct(original)]
     shown += [v1.reconstruct(face)] if v1 is not None else []
-    shown += [models["faces"].reconstruct(face), models["seed"].reconstruct(face)]
+    shown += [models["faces"].reconstruct(face),
+              models["faces"].reconstruct(face, refine_steps=args.refine_steps),
+              models["seed"].reconstruct(face)]
     save_image(image_grid([np.concatenate(shown)]), out / "reconstructions.png")
     samples = models["faces"].generate(4 * SHOWN, seed=0)
     save_image(tiled(samples, SHOWN), out / "samples.png")
@@ -212,12 +220,19 @@ def main_table(results):
         v1_row = [f"| v1, the first shipped model (`faces` preset), latent "
                   f"{results['v1']['latent_dim']} | {v1['psnr']:.2f} | {v1['ssim']:.3f} | "
                   f"{v1['psnr_64']:.2f} | {v1['ssim_64']:.3f} | - | - | - | - | - | - |"]
+    refined_row = []
+    if "refined" in faces:
+        refined = faces["refined"]["reconstruction"]
+        refined_row = [f"| the same, codes refined {faces['refined']['steps']} steps | "
+                       f"{refined['psnr']:.2f} | {refined['ssim']:.3f} | {refined['psnr_64']:.2f} "
+                       f"| {refined['ssim_64']:.3f} | - | - | - | - | - | - |"]
     return [
         "| model | PSNR (dB) | SSIM | PSNR 64×64 | SSIM 64×64 | sample SWD ×10³ | "
         "−ELBO (nats) | KL (nats) | active units | bits/dim | training |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
         row(f"`{preset}` preset (shipped), latent {faces['latent_dim']}",
             faces["reconstruction"], faces["samples"]["swd"], faces),
+        *refined_row,
         *v1_row,
         row(f"`seed` preset, latent {seed['latent_dim']}",
             seed["reconstruction"], seed["samples"]["swd"], seed),
@@ -302,7 +317,10 @@ def v1_comparison(results):
         if key not in results or v1 is None:
             continue
         now, pca = results[key]["reconstruction"], results[key]["pca"]["reconstruction"]
-        parts.append(f"{label}: shipped {now['psnr']:.2f} dB / SSIM {now['ssim']:.3f}, v1 "
+        refined = results[key].get("refined")
+        refined = (f" (codes refined: {refined['reconstruction']['psnr']:.2f} / "
+                   f"{refined['reconstruction']['ssim']:.3f})" if refined else "")
+        parts.append(f"{label}: shipped {now['psnr']:.2f} dB / SSIM {now['ssim']:.3f}{refined}, v1 "
                      f"{v1['psnr']:.2f} / {v1['ssim']:.3f}, PCA {pca['psnr']:.2f} / "
                      f"{pca['ssim']:.3f}")
     return [f"Reconstructions against v1 and PCA ({'; '.join(parts)})."]
@@ -334,6 +352,11 @@ def v2_targets(results):
          f"{levels(pca['samples']['swd_levels'])} (PCA's reconstructions "
          f"{levels(pca['reconstruction_swd']['swd_levels'])})"),
     ]
+    if "refined" in faces:
+        refined_swd = faces["refined"]["reconstruction_swd"]
+        targets.append((f"the same, codes refined {faces['refined']['steps']} steps",
+                        below(refined_swd, pca["samples"]),
+                        f"{levels(refined_swd['swd_levels'])}"))
     for key, label in (("faces", "utkface/val"), ("faces_celeba", "CelebA held out")):
         if key not in results:
             continue
@@ -344,6 +367,12 @@ def v2_targets(results):
                         model_psnr >= pca_psnr + 1.0 and model_ssim > pca_ssim,
                         f"{model_psnr:.2f} vs {pca_psnr:.2f} dB, SSIM {model_ssim:.3f} vs "
                         f"{pca_ssim:.3f}"))
+        if "refined" in entry:
+            refined = entry["refined"]["reconstruction"]
+            targets.append((f"the same, codes refined {entry['refined']['steps']} steps",
+                            refined["psnr"] >= pca_psnr + 1.0 and refined["ssim"] > pca_ssim,
+                            f"{refined['psnr']:.2f} vs {pca_psnr:.2f} dB, SSIM "
+                            f"{refined['ssim']:.3f} vs {pca_ssim:.3f}"))
     return targets
 
 

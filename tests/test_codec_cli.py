@@ -210,6 +210,15 @@ def test_the_litert_runtime_reads_and_writes_the_same_files_as_keras(tmp_path, c
     for made_by in ("litert", "keras"):
         difference = np.abs(decoded[made_by, "litert"] - decoded[made_by, "keras"])
         assert difference.max() <= 1
+    # Refining codes takes gradients, so the Keras runtime; either runtime decodes the files.
+    assert main(["compress", str(folder), "-o", str(tmp_path / "r"), "--model", str(path),
+                 "--refine-steps", "3", "--runtime", "litert"]) == 1
+    assert "--refine-steps needs the Keras runtime" in _errors(capsys)[0]
+    assert main(["compress", str(folder), "-o", str(tmp_path / "r"), "--model", str(path),
+                 "--align", "off", "--refine-steps", "3"]) == 0
+    assert main(["decompress", str(tmp_path / "r"), "-o", str(tmp_path / "r-out"), "--model",
+                 str(path), "--runtime", "litert"]) == 0
+    assert len(list((tmp_path / "r-out").iterdir())) == len(list(packed["keras"].iterdir()))
     # Neither direction imports TensorFlow or Keras on the LiteRT runtime.
     import subprocess
     import sys

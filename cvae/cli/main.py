@@ -144,6 +144,10 @@ def build_parser():
                           help="at most this many training images fit the PCA (chosen at random)")
     evaluate.add_argument("--max-images", type=positive_int,
                           help="evaluate on at most this many held-out images (chosen at random)")
+    evaluate.add_argument("--refine-steps", type=non_negative_int, default=0, metavar="N",
+                          help="also score reconstructions from codes refined by N gradient "
+                               "steps against the decoder (docs/model.md, \"Refining codes\"; "
+                               "50 is a good choice)")
     evaluate.add_argument("--inception-weights", metavar="PATH",
                           help="local InceptionV3 weights (no top) to also report FID; "
                                "nothing is ever downloaded")
@@ -270,7 +274,8 @@ def _evaluate(args):
                             f"a PCA with {model.config.latent_dim} components (the latent size)")
     inception = load_inception(args.inception_weights) if args.inception_weights else None
     results = evaluate(model, images, train_images, iwae_samples=args.iwae_samples,
-                       pca_images=args.pca_images, inception=inception, seed=args.seed)
+                       pca_images=args.pca_images, inception=inception, seed=args.seed,
+                       refine_steps=args.refine_steps)
     print(json.dumps(results, indent=2) if args.json else format_report(results))
 
 

@@ -98,7 +98,7 @@ def compress_files(codec, inputs, out_dir, mode, step=None, force=False, framing
                     on_fallback(path, placement)
                 ready.append((path, target, image, placement))
             if ready:
-                codes, _ = codec.model.encode(np.stack([image for _, _, image, _ in ready]))
+                codes = codec.encode(np.stack([image for _, _, image, _ in ready]))
                 for (path, target, _, placement), code in zip(ready, codes):
                     try:
                         content = codec.pack(code, mode, step, max_bytes)

@@ -33,6 +33,7 @@ from cvae.atomic import write_text
 from cvae.codec import entropy_coding
 from cvae.codec import format as codec_format
 from cvae.codec.format import FormatError, Header
+from cvae.codec.litert import LiteModel, litert_status
 from cvae.errors import CvaeError
 from cvae.plotting import to_uint8
 from cvae.saving import weights_sha256
@@ -114,9 +115,13 @@ class Codec:
     `model` is a `cvae.model.VAE` or a `cvae.codec.litert.LiteModel` (which
     carries the hash of the weights it was converted from)."""
 
-    def __init__(self, model, table=None):
+    def __init__(self, model, table=None, refine_steps=0):
+        if refine_steps and isinstance(model, LiteModel):
+            raise CvaeError("refining codes needs the Keras runtime (--runtime keras): the "
+                            "LiteRT files cannot take gradients")
         self.model = model
         self.config = model.config
+        self.refine_steps = refine_steps
         self.weights_sha256 = getattr(model, "weights_sha256", None) or weights_sha256(model)
         if table is not None and table.weights_sha256 != self.weights_sha256:
             raise CvaeError("the codec table was measured for other weights; "
@@ -143,8 +148,14 @@ class Codec:
             raise CvaeError("a byte budget needs the entropy mode")
         if mode == "entropy":
             self._require_table()
-        z_mean, _ = self.model.encode(images)
-        return [self.pack(code, mode, step, max_bytes) for code in z_mean]
+        return [self.pack(code, mode, step, max_bytes) for code in self.encode(images)]
+
+    def encode(self, images):
+        """images (N, H, W, C) -> the codes that compression quantizes: the
+        encoder's means, refined by `refine_steps` steps (`cvae.refinement`)."""
+        if self.refine_steps:
+            return self.model.encode(images, refine_steps=self.refine_steps)[0]
+        return self.model.encode(images)[0]
 
     def pack(self, code, mode=DEFAULT_MODE, step=None, max_bytes=None):
         """One latent code (the posterior mean) -> `.cvae` bytes (see compress_batch)."""
@@ -309,28 +320,29 @@ _CODECS = weakref.WeakKeyDictionary()
 RUNTIMES = ("auto", "litert", "keras")
 
 
-def load_codec(path=None, precision=None, runtime="auto"):
+def load_codec(path=None, precision=None, runtime="auto", refine_steps=0):
     """The Codec of a model file (default: the default model) with the table
     saved beside it (MODEL.codec.json), when that table was measured for these
     weights; found exactly like the mixture beside a model.
 
     runtime: "litert" runs the LiteRT files beside the model (no TensorFlow;
     see `cvae.codec.litert`), "keras" the Keras model, "auto" LiteRT when
-    its files are there and were made from this model file."""
+    its files are there and were made from this model file; refine_steps
+    (see `Codec.encode`) needs the Keras model, so "auto" picks it then."""
     import warnings
 
-    from cvae.codec.litert import LiteModel, litert_status
     from cvae.saving import default_model_path, load_model
 
     if runtime not in RUNTIMES:
         raise CvaeError(f"unknown runtime {runtime!r}; choose one of {RUNTIMES}")
     path = Path(path) if path is not None else default_model_path()
     if runtime == "auto":
-        runtime = "litert" if litert_status(path)[0] else "keras"
+        runtime = "litert" if litert_status(path)[0] and not refine_steps else "keras"
     if runtime == "litert":
-        codec = Codec(LiteModel(path))
+        codec = Codec(LiteModel(path), refine_steps=refine_steps)
     else:
-        codec = Codec(load_model(path, precision=precision))  # Hashes the weights, once.
+        # Hashes the weights, once.
+        codec = Codec(load_model(path, precision=precision), refine_steps=refine_steps)
     if table_path(path).is_file():
         table = CodecTable.load(table_path(path))
         if table.weights_sha256 == codec.weights_sha256:

@@ -53,8 +53,7 @@ def compression_report(codec, images, step=None):
     """
     modes = [mode for mode in codec_format.MODES
              if mode != "entropy" or codec.table is not None]
-    z_mean, _ = codec.model.encode(images)
-    rows = [_row("cvae, unquantized code", None, images, codec.decode(z_mean))]
+    rows = [_row("cvae, unquantized code", None, images, codec.decode(codec.encode(images)))]
     examples = {}
     for mode in modes:
         files = codec.compress_batch(images, mode, step)
