@@ -4,8 +4,9 @@ WebP and AVIF, and its rate-distortion curve.
 
 Runs `cvae compress --report`'s code on held-out faces with the shipped model
 and its codec table; then sweeps the rate knob (quantization steps, byte
-budgets and the unquantized float16 mode) and every standard codec's
-quality settings on a random subset (--rd-images), and writes:
+budgets and the unquantized float16 mode, for the encoder's codes and for
+codes refined against the decoder, `--refine-steps`) and every standard
+codec's quality settings on a random subset (--rd-images), and writes:
 
   docs/results/compression.json      every number
   docs/results/compression.png       a public-domain face (data/astronaut.png):
@@ -34,10 +35,11 @@ load_tensorflow_quietly()
 
 from cvae import data, metrics
 from cvae.atomic import write_text
-from cvae.cli.arguments import HelpFormatter, positive_int
+from cvae.cli.arguments import HelpFormatter, non_negative_int, positive_int
 from cvae.codec import load_codec
 from cvae.codec.report import comparison_figure, compression_report, pillow_round_trip
 from cvae.errors import CvaeError, run_script
+from cvae.refinement import SUGGESTED_STEPS
 from repository import (REPOSITORY_ROOT, add_showcase_arguments, load_showcase_face,
                         replace_between_markers)
 from cvae.saving import DEFAULT_MODEL_PATH
@@ -60,6 +62,9 @@ def main(argv=None):
                         help="folder for compression.json and the figure")
     parser.add_argument("--rd-images", type=positive_int, default=300,
                         help="faces (a random subset of --data) in the rate-distortion sweep")
+    parser.add_argument("--refine-steps", type=non_negative_int, default=SUGGESTED_STEPS,
+                        help="also sweep codes refined by this many steps (`cvae compress "
+                             "--refine-steps`); 0 leaves them out")
     add_showcase_arguments(parser)
     args = parser.parse_args(argv)
 
@@ -73,7 +78,9 @@ def main(argv=None):
     report.pop("examples")
     report["default_step"] = codec.table.step
     subset = data.random_subset(images, args.rd_images)
-    report["rate_distortion"] = _rate_distortion(codec, subset)
+    refined = (load_codec(args.model, runtime="keras", refine_steps=args.refine_steps)
+               if args.refine_steps else None)
+    report["rate_distortion"] = _rate_distortion(codec, subset, refined)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -89,25 +96,13 @@ def main(argv=None):
     return 0
 
 
-def _rate_distortion(codec, images):
+def _rate_distortion(codec, images, refined=None):
     """Curves of (bytes, PSNR, SSIM) points: cvae by step, by byte budget and
-    unquantized; each standard codec by quality."""
-    z_mean, _ = codec.model.encode(images)
-    curves = {"cvae, by step": [], "cvae, by --max-bytes": []}
-    for step in RD_STEPS:
-        files = [codec.pack(code, "entropy", step) for code in z_mean]
-        curves["cvae, by step"].append(_point(f"step {step:g}", images, files,
-                                              codec.decompress_batch(files)))
-    for budget in RD_BUDGETS:
-        try:
-            files = [codec.pack(code, max_bytes=budget) for code in z_mean]
-        except CvaeError:  # Some face does not fit this budget at any step.
-            continue
-        curves["cvae, by --max-bytes"].append(_point(f"{budget} bytes", images, files,
-                                                     codec.decompress_batch(files)))
-    files = [codec.pack(code, "float16") for code in z_mean]
-    curves["cvae float16 (unquantized)"] = [_point("float16", images, files,
-                                                   codec.decompress_batch(files))]
+    unquantized (also from refined codes when `refined`, a codec that
+    refines, is given); each standard codec by quality."""
+    curves = _cvae_curves("cvae", codec, codec.encode(images), images)
+    if refined is not None:
+        curves.update(_cvae_curves(refined_name(refined), codec, refined.encode(images), images))
     for name, qualities in RD_QUALITIES.items():
         image_format = name.upper()
         curves[name] = []
@@ -116,6 +111,31 @@ def _rate_distortion(codec, images):
             curves[name].append(_point(f"q{quality}", images, [r[0] for r in results],
                                        np.stack([r[1] for r in results])))
     return {"images": len(images), "curves": curves}
+
+
+def refined_name(codec):
+    return f"cvae, codes refined {codec.refine_steps} steps"
+
+
+def _cvae_curves(name, codec, codes, images):
+    """The rate knob's curves for these codes: by step, by byte budget, and
+    the unquantized float16 file."""
+    curves = {f"{name}, by step": [], f"{name}, by --max-bytes": []}
+    for step in sorted({*RD_STEPS, codec.table.step}):  # The default step is a point, too.
+        files = [codec.pack(code, "entropy", step) for code in codes]
+        curves[f"{name}, by step"].append(_point(f"step {step:g}", images, files,
+                                                 codec.decompress_batch(files)))
+    for budget in RD_BUDGETS:
+        try:
+            files = [codec.pack(code, max_bytes=budget) for code in codes]
+        except CvaeError:  # Some face does not fit this budget at any step.
+            continue
+        curves[f"{name}, by --max-bytes"].append(_point(f"{budget} bytes", images, files,
+                                                        codec.decompress_batch(files)))
+    files = [codec.pack(code, "float16") for code in codes]
+    curves[f"{name} float16 (unquantized)"] = [_point("float16", images, files,
+                                                      codec.decompress_batch(files))]
+    return curves
 
 
 def _point(label, originals, files, decoded):
@@ -177,6 +197,15 @@ def compression_section(report, args):
          f"({jpeg['bytes']:.0f} bytes) and AVIF q0's {smallest['AVIF']['psnr']:.2f} dB "
          f"({smallest['AVIF']['bytes']:.0f} bytes, on the sweep's subset)"),
     ]
+    refined = _refined_at_default_step(report)
+    if refined is not None:
+        name, point = refined
+        targets.append((f"... the same from {name.split(', by')[0].removeprefix('cvae, ')} "
+                        f"(`--refine-steps`), on the sweep's subset at the default step",
+                        point["max_bytes"] <= 128 and point["psnr"] > smallest["AVIF"]["psnr"]
+                        and point["psnr"] > jpeg["psnr"],
+                        f"mean {point['bytes']:.1f}, largest {point['max_bytes']} bytes; "
+                        f"{point['psnr']:.2f} dB"))
     moonshot = _moonshot(report, smallest["WebP"])
     return "\n".join([
         f"On {report['images']} held-out faces (`{args.data}`), 128×128, "
@@ -197,17 +226,28 @@ def compression_section(report, args):
     ])
 
 
+def _refined_at_default_step(report):
+    """(curve name, point) of refined codes at the codec's default step, if swept."""
+    setting = f"step {report['default_step']:g}"
+    for name, points in report["rate_distortion"]["curves"].items():
+        if name.startswith("cvae, codes refined") and name.endswith("by step"):
+            return next(((name, p) for p in points if p["setting"] == setting), None)
+    return None
+
+
 def _moonshot(report, webp_smallest):
-    """How close the byte budget nearest a third of WebP q0's mean size comes to its PSNR."""
+    """How close the byte budget nearest a third of WebP q0's mean size comes to its
+    PSNR, from the encoder's codes or refined ones."""
     third = webp_smallest["bytes"] / 3
-    fitting = [p for p in report["rate_distortion"]["curves"]["cvae, by --max-bytes"]
-               if p["bytes"] <= third]
+    fitting = [dict(p, codes=name.removesuffix(", by --max-bytes"))
+               for name, points in report["rate_distortion"]["curves"].items()
+               if name.endswith("by --max-bytes") for p in points if p["bytes"] <= third]
     if not fitting:
         return f"**not reached** (no byte budget tried gives files of {third:.0f} bytes or fewer)"
     best = max(fitting, key=lambda p: p["psnr"])
     reached = best["psnr"] >= webp_smallest["psnr"]
     return (f"**{'reached' if reached else 'not reached'}**: WebP q0 gives {webp_smallest['psnr']:.2f} "
-            f"dB at {webp_smallest['bytes']:.0f} bytes; cvae at --max-bytes "
+            f"dB at {webp_smallest['bytes']:.0f} bytes; {best['codes']} at --max-bytes "
             f"{best['setting'].split()[0]} ({best['bytes']:.1f} bytes, under a third) gives "
             f"{best['psnr']:.2f} dB")
 

@@ -125,3 +125,9 @@ def test_v2_targets_are_judged_from_the_evaluation():
     assert [met for _, met, _ in results_script.v2_targets(good)] == [True] * 5
     bad = {"faces": evaluation(24.5, 0.75, 0.85, [140, 80], [150, 75])}
     assert [met for _, met, _ in results_script.v2_targets(bad)] == [False, False, True, False]
+    # Refined codes are judged on their own lines, beside the encoder's.
+    bad["faces"]["refined"] = {"steps": 50, "reconstruction": {"psnr": 25.2, "ssim": 0.76},
+                               "reconstruction_swd": {"swd_levels": [140, 80]}}
+    judged = results_script.v2_targets(bad)
+    assert [met for _, met, _ in judged] == [False, False, True, False, False, True]
+    assert judged[3][0].startswith("the same, codes refined 50 steps")
