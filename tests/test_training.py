@@ -226,6 +226,11 @@ def test_a_finished_run_is_never_replaced_and_more_epochs_train_on(tmp_path, cap
                      f"--epochs above 1 to train on from it, or --overwrite to start again")
     assert (run / "model.keras").stat().st_mtime_ns == before
     assert _epochs_logged(run) == [0]
+    # A mistyped --data is named first, not the finished run.
+    assert main(["train", "--data", str(tmp_path / "typo"), "--out", str(run), *TINY_RUN,
+                 "--epochs", "1"]) == 1
+    assert capsys.readouterr().err.strip() == (f"cvae: error: no such file or directory: "
+                                               f"{tmp_path / 'typo'}")
 
     assert main([*command, "--epochs", "3"]) == 0  # Trains on from epoch 1.
     assert _epochs_logged(run) == [0, 1, 2]
