@@ -95,9 +95,17 @@ def fit_second_stage(model, images, units=DEFAULT_UNITS, epochs=100, batch_size=
     Time is about that of encoding the images once plus a few minutes of
     dense layers on one core for 10,000 images at the default size.
     """
+    z_mean, z_log_var = model.encode(images)
+    return fit_second_stage_on_codes(model, z_mean, z_log_var, units, epochs, batch_size,
+                                     learning_rate, seed, verbose)
+
+
+def fit_second_stage_on_codes(model, z_mean, z_log_var, units=DEFAULT_UNITS, epochs=100,
+                              batch_size=256, learning_rate=1e-3, seed=0, verbose=0):
+    """`fit_second_stage` on codes already encoded (`model.encode`'s output),
+    so that several second stages can be compared on the same codes."""
     import tensorflow as tf
 
-    z_mean, z_log_var = model.encode(images)
     keras.utils.set_random_seed(seed)
     second = SecondStageVAE(model.config.latent_dim, units, seed=seed)
     steps = epochs * math.ceil(len(z_mean) / batch_size)

@@ -39,7 +39,7 @@ def add_showcase_arguments(parser):
                         help="the public-domain face the README figure shows")
     parser.add_argument("--showcase-crop", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT",
                         help="a fixed box around the face in --showcase (default: the "
-                             "face aligner frames it, as `cvae reconstruct` frames a photo)")
+                             "face aligner frames it, as `cvae compress` frames a photo)")
 
 
 def load_showcase_face(path=SHOWCASE_IMAGE, size=128, channels=3, crop_box=None):
