@@ -8,6 +8,8 @@
   logs/              TensorBoard
   backup/            the resume point while training is unfinished
   final/             a finished run's last state, from which more epochs train on
+                     (both hold Keras' BackupAndRestore files: STATE_WEIGHTS_FILE
+                     and its training_metadata.json)
 """
 
 import dataclasses
@@ -15,6 +17,7 @@ import json
 from pathlib import Path
 
 from cvae.atomic import write_text
+from cvae.errors import CvaeError
 from cvae.config import DEFAULT_PRESET
 from cvae.saving import load_model, rebuilt, save_model
 
@@ -27,6 +30,9 @@ IMAGES_DIR = "images"
 LOGS_DIR = "logs"
 BACKUP_DIR = "backup"
 FINAL_DIR = "final"
+# The weights file (model and optimizers) that Keras' BackupAndRestore writes.
+STATE_WEIGHTS_FILE = "latest.weights.h5"
+CHECKPOINTS = ("best", "last")
 # Everything a run directory holds (besides temporary files): --overwrite removes these.
 RUN_FILES = (MODEL_FILE, BEST_RECORD_FILE, RUN_RECORD_FILE, HISTORY_FILE, CURVES_FILE,
              IMAGES_DIR, LOGS_DIR, BACKUP_DIR, FINAL_DIR)
@@ -100,20 +106,58 @@ def read_history(path):
                 for row in csv.DictReader(handle)]
 
 
-def export_model(run_dir, path):
-    """Publish a run's best model: weights without optimizer state (a third of
+def export_model(run_dir, path, checkpoint="best"):
+    """Publish a run's model: weights without optimizer state (a third of
     the size), plus `<path stem>.json` recording how it was trained (with,
-    under "initial", the record of the model a fine-tuning run started from)."""
+    under "initial", the record of the model a fine-tuning run started from).
+
+    checkpoint: "best" (model.keras, the best by the monitored loss) or
+    "last" (the state the run last reached, see `load_last_state`).
+    """
     run_dir = Path(run_dir)
-    model = load_model(run_dir / MODEL_FILE)
+    if checkpoint not in CHECKPOINTS:
+        raise ValueError(f"checkpoint must be one of {CHECKPOINTS}, got {checkpoint!r}")
+    model = load_model(run_dir / MODEL_FILE) if checkpoint == "best" else load_last_state(run_dir)
     # Read before the write below, which may replace a fine-tuned run's very
     # starting model.
     record = training_record(run_dir)
+    if checkpoint == "last":
+        record["exported"] = {"checkpoint": "last", "epoch": len(record.get("history", []))}
     # Keras' .keras format always stores a compiled model's optimizer; an
     # uncompiled copy has none.
     save_model(rebuilt(model, model.dtype_policy.name), path)
     write_text(Path(path).with_suffix(".json"), json.dumps(record, indent=2) + "\n")
     return Path(path)
+
+
+def last_state_dir(run_dir):
+    """Where a run's last state lies: its resume point while unfinished, else
+    its final state; None if it has neither (a run from before final/ existed)."""
+    for name in (BACKUP_DIR, FINAL_DIR):
+        if (Path(run_dir) / name / STATE_WEIGHTS_FILE).is_file():
+            return Path(run_dir) / name
+    return None
+
+
+def load_last_state(run_dir):
+    """The model as its run last left it, at the end of its last finished epoch.
+
+    model.keras is the best epoch by the monitored loss, which is the right
+    choice for the likelihood alone; with the adversarial term that loss
+    rises while the images sharpen, so the last state is the one to publish.
+    """
+    from cvae.model import VAE
+
+    run_dir = Path(run_dir)
+    state = last_state_dir(run_dir)
+    record = read_run_record(run_dir)
+    if state is None or record is None:
+        raise CvaeError(f"{run_dir} has no last state to export ({BACKUP_DIR}/ or "
+                        f"{FINAL_DIR}/ with {STATE_WEIGHTS_FILE}, and {RUN_RECORD_FILE})")
+    model = VAE(record["config"], dtype=record["precision"])
+    # Uncompiled, so the optimizers' state in the file is not read.
+    model.load_weights(state / STATE_WEIGHTS_FILE)
+    return model
 
 
 def read_run_record(run_dir):

@@ -306,6 +306,33 @@ def test_export_refuses_to_replace_without_force(tmp_path, capsys):
     assert load_model(published).config.latent_dim == 4
 
 
+def test_export_publishes_the_best_or_the_last_state(tmp_path, capsys):
+    folder = write_image_folder(tmp_path / "faces", n=16)
+    run = tmp_path / "run"
+    options = TrainOptions(data=str(folder), out=str(run), preset="seed", epochs=2,
+                           batch_size=8, seed=0, tensorboard=False, verbose=0,
+                           config_overrides={"image_size": 16, "latent_dim": 4})
+    trained, _ = training.train(options)
+    # Stand in a best checkpoint that is not the last state.
+    from cvae.model import VAE
+    from cvae.saving import save_model
+
+    save_model(VAE(trained.config, seed=5), run / "model.keras")
+    best, last = tmp_path / "best.keras", tmp_path / "last.keras"
+    assert main(["export", str(run), "-o", str(best), "--no-litert"]) == 0
+    assert main(["export", str(run), "-o", str(last), "--checkpoint", "last", "--no-litert"]) == 0
+    for exported, expected in ((best, load_model(run / "model.keras")), (last, trained)):
+        for mine, theirs in zip(load_model(exported).get_weights(), expected.get_weights()):
+            np.testing.assert_array_equal(mine, theirs)
+    assert json.loads(last.with_suffix(".json").read_text())["exported"] == {
+        "checkpoint": "last", "epoch": 2}
+    # A run directory without a last state says so in one line.
+    (run / "final").rename(tmp_path / "elsewhere")
+    capsys.readouterr()
+    assert main(["export", str(run), "-o", str(tmp_path / "x.keras"), "--checkpoint", "last"]) == 1
+    assert "has no last state to export" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("split", ["1.0", "1.5", "-0.5"])
 def test_the_validation_split_is_a_fraction(tmp_path, capsys, split):
     with pytest.raises(SystemExit) as exit_info:

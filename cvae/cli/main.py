@@ -167,6 +167,10 @@ def build_parser():
     export.add_argument("-o", "--out", required=True, help="the .keras file to write")
     export.add_argument("--force", action="store_true",
                         help="replace an existing output (and its .json record)")
+    export.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                        help="best: the run's best epoch by its monitored loss (model.keras); "
+                             "last: the state it last reached (for the adversarial term, "
+                             "whose sharpening raises that loss)")
     export.add_argument("--no-litert", dest="litert", action="store_false",
                         help="do not write the LiteRT encoder and decoder beside OUT")
     export.set_defaults(handler=_export)
@@ -292,7 +296,7 @@ def _export(args):
         for path in (Path(args.out), Path(args.out).with_suffix(".json")):
             if path.exists():
                 raise CvaeError(f"{path} exists (use --force to overwrite)")
-    print(f"wrote {export_model(args.run_dir, args.out)}")
+    print(f"wrote {export_model(args.run_dir, args.out, args.checkpoint)}")
     if args.litert:
         _write_litert(args.out)
 
