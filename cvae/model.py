@@ -224,15 +224,19 @@ class VAE(keras.Model):
         cost of a decoder pass forward and back per step.
         """
         images = self._check_images(images)
-        outputs = [self.encoder(batch, training=False)[:2]
+        # Batch by batch, numpy out: tens of thousands of images as float32
+        # at once would take gigabytes.
+        outputs = [self.encoder(_to_unit_float(batch), training=False)[:2]
                    for batch in _batches(images)]
         z_mean = np.concatenate([ops.convert_to_numpy(m) for m, _ in outputs])
         z_log_var = np.concatenate([ops.convert_to_numpy(v) for _, v in outputs])
         if refine_steps:
             from cvae.refinement import refine_codes
 
-            z_mean = np.concatenate([refine_codes(self, batch, codes, refine_steps) for batch, codes
-                                     in zip(_batches(images), _batches(z_mean))])
+            z_mean = np.concatenate([
+                refine_codes(self, ops.convert_to_numpy(_to_unit_float(batch)), codes,
+                             refine_steps)
+                for batch, codes in zip(_batches(images), _batches(z_mean))])
         return z_mean, z_log_var
 
     def decode(self, z):
@@ -275,6 +279,7 @@ class VAE(keras.Model):
                 mine.set_weights(theirs.get_weights())
 
     def _check_images(self, images):
+        """The images as an (N, H, W, C) array of the model's shape, in their own dtype."""
         images = np.asarray(images)
         expected = self.config.image_shape
         if images.ndim == 3:
@@ -282,7 +287,9 @@ class VAE(keras.Model):
         if images.ndim != 4 or images.shape[1:] != expected:
             raise ValueError(f"images must have shape (N, {', '.join(map(str, expected))}), "
                              f"got {images.shape}")
-        return ops.convert_to_numpy(_to_unit_float(images))
+        if images.dtype != np.uint8:
+            images = images.astype(np.float32, copy=False)
+        return images
 
     # --- serialization ------------------------------------------------------
 
