@@ -69,6 +69,15 @@ def test_scripts_reject_a_missing_data_folder_in_one_line(script, arguments, tmp
     assert not (tmp_path / "runs").exists()
 
 
+def test_the_second_stage_study_names_an_unknown_variant(tmp_path, capsys):
+    main = _script("scripts/second_stage_study.py").main
+    argv = ["--model", str(tmp_path / "m.keras"), "--data", str(tmp_path),
+            "--val-data", str(tmp_path), "--variants", "all codes,wider"]
+    assert run_command("second_stage_study.py", lambda: main(argv)) == 1
+    assert capsys.readouterr().err.startswith(
+        "second_stage_study.py: error: unknown variant(s) wider; choose from ")
+
+
 def test_benchmark_needs_two_batches_of_images(capsys):
     main = _script("benchmarks/benchmark.py").main
     assert run_command("benchmark.py", lambda: main(["--images", "10"])) == 1
