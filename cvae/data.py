@@ -76,11 +76,17 @@ def as_framing(value):
     return Framing(crop_box=tuple(value) if value is not None else None)
 
 
+def require_exists(path):
+    """`path` as a Path; CvaeError naming it if there is nothing there."""
+    path = Path(path)
+    if not path.exists():
+        raise CvaeError(f"no such file or directory: {path}")
+    return path
+
+
 def list_image_files(folder):
     """Image files under `folder`, recursively, in a stable (sorted) order."""
-    folder = Path(folder)
-    if not folder.exists():
-        raise CvaeError(f"no such file or directory: {folder}")
+    folder = require_exists(folder)
     if not folder.is_dir():
         raise CvaeError(f"not a directory: {folder}")
     paths = []
@@ -398,9 +404,7 @@ def read_dataset(source, image_size, channels=3, framing=None, validation_fracti
 
     With validation_fraction 0 everything is in the first array.
     """
-    source = Path(source)
-    if not source.exists():
-        raise CvaeError(f"no such file or directory: {source}")
+    source = require_exists(source)
     if source.is_file():
         if source.suffix.lower() not in ARRAY_EXTENSIONS:
             raise CvaeError(f"{source}: expected a folder of images or a .npy/.npz file")

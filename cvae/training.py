@@ -49,8 +49,7 @@ def train(options):
     strategy = distribution_strategy(options.distribute)
     # A mistyped --data is the likelier mistake than a finished --out: say so first.
     for source in _sources(options.data) + _sources(options.validation_data or []):
-        if not Path(source).exists():
-            raise CvaeError(f"no such file or directory: {source}")
+        data_module.require_exists(source)
     initial = _load_initial_model(options)
     if initial is not None:
         # The KL warm-up counts optimizer steps; a fresh optimizer would
