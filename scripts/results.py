@@ -200,9 +200,10 @@ def main_table(results):
         stages = f" in {record['stages']} stages" if record["stages"] > 1 else ""
         return f"{record['epochs_run']} epochs, {record['wall_time_s'] / 60:.0f} min{stages}"
 
-    def row(label, reconstruction, swd, entry=None):
+    def row(label, reconstruction, swd=None, entry=None):
         cells = [label, f"{reconstruction['psnr']:.2f}", f"{reconstruction['ssim']:.3f}",
-                 f"{reconstruction['psnr_64']:.2f}", f"{reconstruction['ssim_64']:.3f}", f"{swd:.1f}"]
+                 f"{reconstruction['psnr_64']:.2f}", f"{reconstruction['ssim_64']:.3f}",
+                 f"{swd:.1f}" if swd is not None else "-"]
         if entry is None:
             cells += ["-", "-", "-", "-", "-"]
         else:
@@ -214,18 +215,12 @@ def main_table(results):
         return "| " + " | ".join(cells) + " |"
 
     preset = (faces.get("training") or {}).get("preset") or "faces"
-    v1_row = []
-    if "v1" in results:
-        v1 = results["v1"]["reconstruction"]
-        v1_row = [f"| v1, the first shipped model (`faces` preset), latent "
-                  f"{results['v1']['latent_dim']} | {v1['psnr']:.2f} | {v1['ssim']:.3f} | "
-                  f"{v1['psnr_64']:.2f} | {v1['ssim_64']:.3f} | - | - | - | - | - | - |"]
-    refined_row = []
-    if "refined" in faces:
-        refined = faces["refined"]["reconstruction"]
-        refined_row = [f"| the same, codes refined {faces['refined']['steps']} steps | "
-                       f"{refined['psnr']:.2f} | {refined['ssim']:.3f} | {refined['psnr_64']:.2f} "
-                       f"| {refined['ssim_64']:.3f} | - | - | - | - | - | - |"]
+    v1_row = ([row(f"v1, the first shipped model (`faces` preset), latent "
+                   f"{results['v1']['latent_dim']}", results["v1"]["reconstruction"])]
+              if "v1" in results else [])
+    refined_row = ([row(f"the same, codes refined {faces['refined']['steps']} steps",
+                        faces["refined"]["reconstruction"])]
+                   if "refined" in faces else [])
     return [
         "| model | PSNR (dB) | SSIM | PSNR 64×64 | SSIM 64×64 | sample SWD ×10³ | "
         "−ELBO (nats) | KL (nats) | active units | bits/dim | training |",
