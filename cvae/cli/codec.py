@@ -1,4 +1,4 @@
-"""`cvae compress`, `cvae decompress` and `cvae calibrate`."""
+"""`cvae compress`, `cvae decompress`, `cvae reconstruct` and `cvae calibrate`."""
 
 import sys
 
@@ -92,6 +92,30 @@ def add_commands(commands):
                                  "the output is the whole photo")
     add_framing(decompress)
     decompress.set_defaults(handler=_decompress, starts_light=True)
+
+    reconstruct = commands.add_parser(
+        "reconstruct", help="encode and decode face images (the model's reconstruction)",
+        description="Write each image's reconstruction to OUT_DIR/STEM.png: the face is "
+                    "framed as compress frames it, encoded, and decoded without quantization "
+                    "(the quality of --mode float16, without writing a .cvae). With "
+                    "--refine-steps the code is first refined against the decoder.",
+        formatter_class=HelpFormatter)
+    reconstruct.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR",
+                             help="image files, or folders of them (read one level deep)")
+    reconstruct.add_argument("-o", "--out", required=True, metavar="OUT_DIR",
+                             help="folder for the PNG files")
+    reconstruct.add_argument("--model", help="a .keras model (default: the shipped faces model)")
+    reconstruct.add_argument("--refine-steps", type=non_negative_int, default=0, metavar="N",
+                             help="refine each code by N gradient steps against the decoder "
+                                  "(docs/model.md, \"Refining codes\"; 50 is a good value, "
+                                  "about a second per image); needs the Keras runtime")
+    reconstruct.add_argument("--side-by-side", action="store_true",
+                             help="write the framed input and its reconstruction next to "
+                                  "each other")
+    reconstruct.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    add_runtime(reconstruct, RUNTIMES)
+    add_framing(reconstruct)
+    reconstruct.set_defaults(handler=_reconstruct, starts_light=True)
 
     calibrate = commands.add_parser(
         "calibrate", help="measure a model's codec table for the entropy mode",
@@ -213,6 +237,23 @@ def _decompress(args):
                                paste=paste)
     if written:
         print(f"decompressed {len(written)} file(s) to {args.out}")
+    failures.exit_if_any(len(written))
+
+
+def _reconstruct(args):
+    from cvae.codec.batch import reconstruct_files
+    from cvae.saving import default_model_path
+
+    codec = _load_codec(args.model or default_model_path(), args.runtime, args.refine_steps)
+    failures = _FailureLog()
+    photo_framing = framing(args)
+    written = reconstruct_files(
+        codec, args.inputs, args.out, args.force, photo_framing, on_error=failures,
+        on_fallback=lambda path, placement: warn_if_not_aligned(path, photo_framing, placement),
+        side_by_side=args.side_by_side)
+    if written:
+        aligned = sum(placement.aligned for *_, placement in written)
+        print(f"reconstructed {len(written)} image(s) to {args.out} ({aligned} face(s) aligned)")
     failures.exit_if_any(len(written))
 
 

@@ -1,4 +1,5 @@
-"""Compressing and decompressing files in batches, one failure at a time.
+"""Compressing, decompressing and reconstructing files in batches, one
+failure at a time.
 
 Each input that cannot be handled (missing, not an image, a bad `.cvae`, an
 output that exists) is reported through `on_error(path, message)` and
@@ -71,10 +72,48 @@ def compress_files(codec, inputs, out_dir, mode, step=None, force=False, framing
     batch; returns the list of (source, target, bytes, placement).
     `on_fallback(path, placement)` hears of each photo that --align auto could
     not align."""
+    written = []
+    outputs = _Outputs(out_dir, COMPRESSED_SUFFIX, force)
+    for ready in _framed_batches(inputs, outputs, codec.config, framing, on_error, on_fallback):
+        codes = codec.encode(np.stack([image for _, _, image, _ in ready]))
+        for (path, target, _, placement), code in zip(ready, codes):
+            try:
+                content = codec.pack(code, mode, step, max_bytes)
+            except CvaeError as error:
+                on_error(path, str(error))
+                continue
+            with atomic_path(target) as temporary:
+                temporary.write_bytes(content)
+            written.append((path, target, len(content), placement))
+    return written
+
+
+def reconstruct_files(codec, inputs, out_dir, force=False, framing=None, on_error=None,
+                      on_fallback=None, side_by_side=False):
+    """Encode and decode images without quantization (the model's own
+    reconstruction, what the codec's float16 mode gives up to rounding) to
+    `out_dir/<stem>.png`; returns the list of (source, target, placement).
+
+    side_by_side: write the framed input and its reconstruction next to each other."""
+    written = []
+    outputs = _Outputs(out_dir, ".png", force)
+    for ready in _framed_batches(inputs, outputs, codec.config, framing, on_error, on_fallback):
+        framed = np.stack([image for _, _, image, _ in ready])
+        reconstructions = codec.decode(codec.encode(framed))
+        for (path, target, image, placement), reconstruction in zip(ready, reconstructions):
+            if side_by_side:
+                reconstruction = np.concatenate([image, reconstruction], axis=1)
+            save_image(reconstruction, target)
+            written.append((path, target, placement))
+    return written
+
+
+def _framed_batches(inputs, outputs, config, framing, on_error, on_fallback):
+    """Lists of (path, target, image, placement) for the readable images among
+    `inputs`, framed to the model's size, a batch at a time (read on several
+    threads), with a progress bar; each failure goes to `on_error`."""
     import concurrent.futures
 
-    config = codec.config
-    outputs = _Outputs(out_dir, COMPRESSED_SUFFIX, force)
     paths = expand_inputs(inputs, on_error, data.IMAGE_EXTENSIONS)
 
     def read(path):
@@ -85,7 +124,6 @@ def compress_files(codec, inputs, out_dir, mode, step=None, force=False, framing
         except (CvaeError, OSError, ValueError) as error:
             return path, None, None, None, data.describe_image_error(error)
 
-    written = []
     with _progress(len(paths)) as progress, \
             concurrent.futures.ThreadPoolExecutor(_READERS) as pool:
         for start in range(0, len(paths), _BATCH):
@@ -98,18 +136,8 @@ def compress_files(codec, inputs, out_dir, mode, step=None, force=False, framing
                     on_fallback(path, placement)
                 ready.append((path, target, image, placement))
             if ready:
-                codes = codec.encode(np.stack([image for _, _, image, _ in ready]))
-                for (path, target, _, placement), code in zip(ready, codes):
-                    try:
-                        content = codec.pack(code, mode, step, max_bytes)
-                    except CvaeError as error:
-                        on_error(path, str(error))
-                        continue
-                    with atomic_path(target) as temporary:
-                        temporary.write_bytes(content)
-                    written.append((path, target, len(content), placement))
+                yield ready
             progress.update(min(_BATCH, len(paths) - start))
-    return written
 
 
 def _progress(total):
