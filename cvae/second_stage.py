@@ -115,7 +115,9 @@ def fit_second_stage_on_codes(model, z_mean, z_log_var, units=DEFAULT_UNITS, epo
                                                    z_log_var.astype(np.float32)))
                .shuffle(len(z_mean), seed=seed).batch(batch_size).prefetch(2))
     second.fit(dataset, epochs=epochs, verbose=verbose, shuffle=False)
-    config = model.config.replace(second_stage_units=tuple(units))
+    # A discriminator only trains the first stage; the combined model samples
+    # and codes, so it leaves one behind (it stays in the training run).
+    config = model.config.replace(second_stage_units=tuple(units), adversarial_weight=0.0)
     # The model's own class, so this module needs no import of cvae.model
     # (which builds on this one).
     combined = type(model)(config, seed=model.seed, dtype=model.dtype_policy.name)

@@ -197,8 +197,9 @@ def build_parser():
     second.add_argument("--data", required=True, action="append",
                         help="training images (folder or .npy/.npz), repeatable")
     second.add_argument("-o", "--out", required=True, help="the .keras file to write")
-    second.add_argument("--max-images", type=positive_int, default=10000,
-                        help="encode at most this many images of each --data (chosen at random)")
+    second.add_argument("--max-images", type=positive_int,
+                        help="encode at most this many images of each --data, chosen at "
+                             "random (default: all of them)")
     second.add_argument("--epochs", type=positive_int, default=100,
                         help="passes over the codes")
     second.add_argument("--units", type=positive_ints, default="1024,1024",
@@ -316,6 +317,7 @@ def _write_litert(model_path):
 
 
 def _second_stage(args):
+    import math
     from pathlib import Path
 
     import numpy as np
@@ -330,7 +332,8 @@ def _second_stage(args):
         raise CvaeError(f"{args.out} exists (use --force to overwrite)")
     model = load_model(args.model)
     config = model.config
-    images = np.concatenate([data.read_subset(source, args.max_images, config.image_size,
+    images = np.concatenate([data.read_subset(source, args.max_images or math.inf,
+                                              config.image_size,
                                               config.channels, seed=args.seed)
                              for source in args.data])
     print(f"training the second stage on the codes of {len(images)} images", flush=True)
