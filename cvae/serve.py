@@ -147,7 +147,7 @@ def _compress(codec, image):
     raw = int(np.prod(image.shape))
     return {"original": _png(image), "decompressed": _png(decompressed),
             "bytes": len(content), "raw_bytes": raw, "ratio": raw / len(content),
-            "psnr": psnr, "mode": mode,
+            "psnr": psnr, "mode": mode, "refine_steps": codec.refine_steps,
             "cvae": base64.b64encode(content).decode("ascii")}
 
 

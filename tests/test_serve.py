@@ -65,6 +65,22 @@ def test_compress_then_decompress_through_the_api(client):
     assert again["decompressed"] == result["decompressed"]
 
 
+def test_the_demo_can_refine_codes_before_compressing(first_stage):
+    """`cvae serve --refine-steps`: the page's PSNR is that of refined codes."""
+    from starlette.testclient import TestClient
+
+    model, images = first_stage
+    buffer = io.BytesIO()
+    Image.fromarray(images[0]).save(buffer, "PNG")
+    results = {}
+    for steps in (0, 20):
+        client = TestClient(serve.create_app(Codec(model, refine_steps=steps)))
+        results[steps] = client.post("/api/compress",
+                                     files={"image": ("face.png", buffer.getvalue())}).json()
+        assert results[steps]["refine_steps"] == steps
+    assert results[20]["psnr"] > results[0]["psnr"]
+
+
 @pytest.mark.parametrize("route, files, message", [
     ("/api/compress", {"image": ("notes.txt", b"not an image")}, "not an image"),
     ("/api/compress", {"image": ("empty.png", b"")}, "empty file"),
