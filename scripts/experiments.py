@@ -129,9 +129,10 @@ def main(argv=None):
 
     default = load_model(args.default_model)
     default_samples = metrics.downsample(default.generate(len(reference), seed=0), SIZE)
+    named = ("the shipped model" if Path(args.default_model) == Path(DEFAULT_MODEL_PATH)
+             else f"`{Path(args.default_model).name}`")
     results["default"] = {
-        "description": f"the shipped `faces` model, latent {default.config.latent_dim} "
-                       f"(128×128, downsampled)",
+        "description": f"{named}, latent {default.config.latent_dim} (128×128, downsampled)",
         "psnr": reconstruction_metrics(
             originals, metrics.downsample(default.reconstruct(full_size), SIZE))["psnr"],
         "swd": swd_entry(reference, default_samples, 0)["swd"],

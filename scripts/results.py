@@ -180,6 +180,8 @@ def _training_record(model_path):
                   if stage.get("history"))
     return {"epochs_run": epochs, "wall_time_s": seconds or None, "stages": len(stages),
             "best_epoch": stages[0].get("best", {}).get("epoch"),
+            # Set when `cvae export --checkpoint last` wrote the model, not its best epoch.
+            "exported": stages[0].get("exported"),
             "preset": stages[-1].get("options", {}).get("preset")}
 
 
