@@ -86,6 +86,16 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def add_refine_steps(parser, purpose, note=""):
+    """--refine-steps N (0: off): `purpose` says what the command does with
+    the refined codes, `note` anything more."""
+    parser.add_argument("--refine-steps", type=non_negative_int, default=0, metavar="N",
+                        help=f"{purpose}, each refined by N gradient steps against the decoder "
+                             "(docs/model.md, \"Refining codes\"; 50 is a good value, a "
+                             "decoder pass forward and back per step)"
+                             + (f"; {note}" if note else ""))
+
+
 def add_framing(parser, align="auto"):
     """--crop-box, --align and --face-index: how a photo becomes a face crop
     (read back with `framing`). Commands that read a person's photos align by

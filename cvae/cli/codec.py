@@ -5,10 +5,10 @@ import sys
 from cvae.cli.arguments import (
     HelpFormatter,
     add_framing,
+    add_refine_steps,
     framing,
     positive_float,
     positive_floats,
-    non_negative_int,
     positive_int,
     warn_if_not_aligned,
 )
@@ -54,12 +54,9 @@ def add_commands(commands):
     rate.add_argument("--step", type=positive_float,
                       help="entropy mode: quantization step in posterior standard deviations "
                            "(larger = smaller files)")
-    compress.add_argument("--refine-steps", type=non_negative_int, default=0, metavar="N",
-                          help="refine each code by N gradient steps against the decoder "
-                               "before quantizing it: higher PSNR for about the same bytes, at "
-                               "a decoder pass forward and back per step; needs the Keras "
-                               "runtime (docs/model.md, \"Refining codes\"); decompression "
-                               "is unchanged")
+    add_refine_steps(compress, "quantize refined codes",
+                     "higher PSNR for about the same bytes; needs the Keras runtime, and "
+                     "decompression is unchanged")
     compress.add_argument("--force", action="store_true", help="overwrite existing outputs")
     add_runtime(compress, RUNTIMES)
     add_framing(compress)
@@ -105,10 +102,7 @@ def add_commands(commands):
     reconstruct.add_argument("-o", "--out", required=True, metavar="OUT_DIR",
                              help="folder for the PNG files")
     reconstruct.add_argument("--model", help="a .keras model (default: the shipped faces model)")
-    reconstruct.add_argument("--refine-steps", type=non_negative_int, default=0, metavar="N",
-                             help="refine each code by N gradient steps against the decoder "
-                                  "(docs/model.md, \"Refining codes\"; 50 is a good value, "
-                                  "about a second per image); needs the Keras runtime")
+    add_refine_steps(reconstruct, "decode refined codes", "needs the Keras runtime")
     reconstruct.add_argument("--side-by-side", action="store_true",
                              help="write the framed input and its reconstruction next to "
                                   "each other")

@@ -12,6 +12,7 @@ from cvae.cli import explore as explore_commands
 from cvae.cli.arguments import (
     HelpFormatter,
     add_framing,
+    add_refine_steps,
     decoder_scale,
     fraction,
     non_negative_float,
@@ -144,10 +145,7 @@ def build_parser():
                           help="at most this many training images fit the PCA (chosen at random)")
     evaluate.add_argument("--max-images", type=positive_int,
                           help="evaluate on at most this many held-out images (chosen at random)")
-    evaluate.add_argument("--refine-steps", type=non_negative_int, default=0, metavar="N",
-                          help="also score reconstructions from codes refined by N gradient "
-                               "steps against the decoder (docs/model.md, \"Refining codes\"; "
-                               "50 is a good choice)")
+    add_refine_steps(evaluate, "also score reconstructions from refined codes")
     evaluate.add_argument("--inception-weights", metavar="PATH",
                           help="local InceptionV3 weights (no top) to also report FID; "
                                "nothing is ever downloaded")
@@ -221,10 +219,7 @@ def build_parser():
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (0.0.0.0: every network interface)")
     serve.add_argument("--port", type=port_number, default=8000, help="port to listen on (1-65535)")
-    serve.add_argument("--refine-steps", type=non_negative_int, default=0, metavar="N",
-                       help="refine each uploaded face's code by N gradient steps before "
-                            "compressing it (docs/model.md, \"Refining codes\"; 50: about a "
-                            "second per face)")
+    add_refine_steps(serve, "compress uploads from refined codes")
     serve.set_defaults(handler=_serve)
     return parser
 
