@@ -22,6 +22,7 @@ to runs/experiments/<name>; a finished run is reused, an interrupted one resumes
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -141,7 +142,9 @@ def main(argv=None):
     labels.append("default")
     save_image(image_grid(sample_rows), out / "samples.png")
     write_text(out / "experiments.json", json.dumps(results, indent=2) + "\n")
-    section = experiments_section(results, labels)
+    # Links relative to the document, wherever --out puts the figures.
+    figures = Path(os.path.relpath(out, Path(args.readme).parent)).as_posix()
+    section = experiments_section(results, labels, figures)
     replace_between_markers(args.readme, "experiments", section)
     print(section)
     return 0
@@ -154,7 +157,7 @@ def _history(run):
     return read_history(history) if history.is_file() else []
 
 
-def experiments_section(results, order):
+def experiments_section(results, order, figures="results/experiments"):
     table = ["| run | what | reconstruction PSNR (dB) | sample SWD ×10³ | KL (nats) | active units |",
              "|---|---|---|---|---|---|"]
     for name in order:
@@ -201,14 +204,14 @@ def experiments_section(results, order):
         f"{results['real_vs_real_swd']:.1f}.",
         "", *table, "", *findings, "",
         "![N(0, I) samples, a row per run: vae-10, ae-10, vae-2, kl-only-10, default]"
-        "(docs/results/experiments/samples.png)",
+        f"({figures}/samples.png)",
         "",
         "Latent histograms (codes z ~ q(z|x) of held-out faces, clipped to ±4, N(0, 1) in "
         "red): "
-        "[VAE](docs/results/experiments/latent_vae-10.png), "
-        "[KL only](docs/results/experiments/latent_kl-only-10.png), "
-        "[reconstruction only](docs/results/experiments/latent_ae-10.png), "
-        "[latent 2](docs/results/experiments/latent_vae-2.png).",
+        f"[VAE]({figures}/latent_vae-10.png), "
+        f"[KL only]({figures}/latent_kl-only-10.png), "
+        f"[reconstruction only]({figures}/latent_ae-10.png), "
+        f"[latent 2]({figures}/latent_vae-2.png).",
     ])
 
 
