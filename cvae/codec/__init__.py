@@ -6,7 +6,7 @@
 - `format.py`: the `.cvae` byte layout (the one description of it);
 - `entropy_coding.py`: the range coder (constriction) over quantized codes;
 - `litert.py`: the encoder and decoder as LiteRT files, run without TensorFlow;
-- `batch.py`: compressing and decompressing files in batches;
+- `batch.py`: compressing, decompressing and reconstructing files in batches;
 - `report.py`: bytes and quality beside JPEG and WebP.
 """
 
