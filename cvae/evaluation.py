@@ -75,7 +75,7 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
         reference, split_halves(reconstructions, seed)[1], seed)
     if refine_steps:
         log(f"refining the codes of {len(images)} images, {refine_steps} steps")
-        refined = model.reconstruct(images, refine_steps=refine_steps)
+        refined = model.decode(model.refine(images, z_mean, refine_steps))
         results["refined"] = {
             "steps": refine_steps,
             "reconstruction": reconstruction_metrics(originals, refined),

@@ -231,13 +231,18 @@ class VAE(keras.Model):
         z_mean = np.concatenate([ops.convert_to_numpy(m) for m, _ in outputs])
         z_log_var = np.concatenate([ops.convert_to_numpy(v) for _, v in outputs])
         if refine_steps:
-            from cvae.refinement import refine_codes
-
-            z_mean = np.concatenate([
-                refine_codes(self, ops.convert_to_numpy(_to_unit_float(batch)), codes,
-                             refine_steps)
-                for batch, codes in zip(_batches(images), _batches(z_mean))])
+            z_mean = self.refine(images, z_mean, refine_steps)
         return z_mean, z_log_var
+
+    def refine(self, images, codes, steps):
+        """`codes` (N, latent_dim; usually the encoder's means of `images`)
+        refined by `steps` gradient steps against the decoder (`cvae.refinement`)."""
+        from cvae.refinement import refine_codes
+
+        images = self._check_images(images)
+        return np.concatenate([
+            refine_codes(self, ops.convert_to_numpy(_to_unit_float(batch)), batch_codes, steps)
+            for batch, batch_codes in zip(_batches(images), _batches(np.asarray(codes)))])
 
     def decode(self, z):
         """z (N, latent_dim) -> images (N, H, W, C), float32 in [0, 1]."""
