@@ -433,14 +433,15 @@ def read_dataset(source, image_size, channels=3, framing=None, validation_fracti
 
 
 def random_subset(images, count, seed=0):
-    """At most `count` of `images`, chosen at random, in their original order."""
-    if len(images) <= count:
+    """At most `count` of `images` (None: all of them), chosen at random, in
+    their original order."""
+    if count is None or len(images) <= count:
         return images
     return images[_chosen(len(images), count, seed)]
 
 
 def read_subset(source, count, image_size, channels=3, framing=None, seed=0):
-    """At most `count` images of a folder or array file, chosen at random.
+    """At most `count` images (None: all) of a folder or array file, chosen at random.
 
     For a folder the files are chosen before any is decoded, so taking 1,000
     images of a large folder costs 1,000 decodes; when every file is readable
@@ -452,7 +453,7 @@ def read_subset(source, count, image_size, channels=3, framing=None, seed=0):
     paths = list_image_files(source)
     if not paths:
         raise CvaeError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {source}")
-    if len(paths) > count:
+    if count is not None and len(paths) > count:
         paths = [paths[index] for index in _chosen(len(paths), count, seed)]
     images, _ = load_images(paths, image_size, channels, framing)
     if len(images) == 0:

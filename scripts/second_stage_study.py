@@ -127,7 +127,7 @@ def main(argv=None):
 def _subset(array, count):
     # The same rows of z_mean and z_log_var: random_subset's choice depends
     # only on the length, the count and the seed.
-    return array if count is None else data.random_subset(array, count, seed=0)
+    return data.random_subset(array, count, seed=0)
 
 
 def _row(row):

@@ -127,3 +127,5 @@ def test_a_subset_of_a_folder_is_chosen_before_decoding(tmp_path, monkeypatch):
     assert len(decoded) == 7  # Only the chosen files were decoded...
     np.testing.assert_array_equal(subset, data.random_subset(whole, 7, seed=3))  # ...the same ones.
     assert len(data.read_subset(folder, 100, 16)) == 30
+    assert len(data.read_subset(folder, None, 16)) == 30  # None: all of them.
+    assert data.random_subset(whole, None) is whole

@@ -208,11 +208,10 @@ def _compression_report(args, codec, step):
     from cvae.codec.report import comparison_figure, compression_report, format_report
 
     config = codec.config
-    count = args.max_images or sys.maxsize
-    images = numpy.concatenate([data.read_subset(source, count, config.image_size,
+    images = numpy.concatenate([data.read_subset(source, args.max_images, config.image_size,
                                                  config.channels, framing(args))
                                 for source in args.inputs])
-    images = data.random_subset(images, count)
+    images = data.random_subset(images, args.max_images)
     report = compression_report(codec, images, step=step)
     if args.figure:
         comparison_figure(report, images, args.figure)

@@ -234,7 +234,7 @@ def _attribute(args):
     for folder in (args.positive, args.negative):
         images, _ = data.read_dataset(folder, model.config.image_size, model.config.channels,
                                       framing(args))
-        sets.append(data.random_subset(images, args.max_images) if args.max_images else images)
+        sets.append(data.random_subset(images, args.max_images))
     vector = attribute(model, *sets)
     with atomic_path(args.out) as temporary:
         np.save(temporary, vector.astype(np.float32))

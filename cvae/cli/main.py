@@ -265,8 +265,7 @@ def _evaluate(args):
     model = load_model(args.model, precision=None if args.precision == "auto" else args.precision)
     size, channels = model.config.image_size, model.config.channels
     images, _ = data.read_dataset(args.data, size, channels, framing(args))
-    if args.max_images:
-        images = data.random_subset(images, args.max_images, args.seed)
+    images = data.random_subset(images, args.max_images, args.seed)
     train_images = None
     if args.train_data:
         # The same images the PCA would pick from the whole folder, decoded alone.
@@ -316,7 +315,6 @@ def _write_litert(model_path):
 
 
 def _second_stage(args):
-    import math
     from pathlib import Path
 
     import numpy as np
@@ -331,8 +329,7 @@ def _second_stage(args):
         raise CvaeError(f"{args.out} exists (use --force to overwrite)")
     model = load_model(args.model)
     config = model.config
-    images = np.concatenate([data.read_subset(source, args.max_images or math.inf,
-                                              config.image_size,
+    images = np.concatenate([data.read_subset(source, args.max_images, config.image_size,
                                               config.channels, seed=args.seed)
                              for source in args.data])
     print(f"training the second stage on the codes of {len(images)} images", flush=True)
