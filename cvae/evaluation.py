@@ -61,13 +61,11 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
     }
     log(f"sample SWD and face-detection rate against {half} held-out images")
     samples = model.generate(half, seed=seed)
-    results["samples"] = {**swd_entry(reference, samples, seed), "face_rate": face_rate(samples)}
+    results["samples"] = samples_entry(reference, samples, seed)
     if model.second_stage_decoder is not None:
         prior_samples = model.generate(half, seed=seed, sampler="prior")
-        results["prior_samples"] = {**swd_entry(reference, prior_samples, seed),
-                                    "face_rate": face_rate(prior_samples)}
-    results["real_vs_real"] = {**swd_entry(reference, other_half, seed),
-                               "face_rate": face_rate(other_half)}
+        results["prior_samples"] = samples_entry(reference, prior_samples, seed)
+    results["real_vs_real"] = samples_entry(reference, other_half, seed)
     # Reconstructions of the other half against the reference half, as the
     # floor compares the other half itself: how much texture they keep. The
     # same split of the reconstructions picks exactly those images.
@@ -89,8 +87,7 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
             "components": pca.components,
             "fitted_on": pca.fitted_on,
             "reconstruction": reconstruction_metrics(originals, pca_reconstructions),
-            "samples": {**swd_entry(reference, pca_samples, seed),
-                        "face_rate": face_rate(pca_samples)},
+            "samples": samples_entry(reference, pca_samples, seed),
             "reconstruction_swd": swd_entry(
                 reference, split_halves(pca_reconstructions, seed)[1], seed),
         }
@@ -194,6 +191,11 @@ def split_halves(images, seed=0):
 def swd_entry(reference, images, seed):
     distance = metrics.swd(reference, images, seed=seed)
     return {"swd": distance["mean"], "swd_levels": distance["levels"]}
+
+
+def samples_entry(reference, images, seed):
+    """How close a set of samples is to real faces: `swd_entry` and the face detector's rate."""
+    return {**swd_entry(reference, images, seed), "face_rate": face_rate(images)}
 
 
 def inception_features(network, images):

@@ -41,7 +41,7 @@ from cvae.atomic import atomic_path, write_text
 from cvae.cli.arguments import HelpFormatter, crop_box, positive_float, positive_int
 from cvae.detection import face_rate
 from cvae.errors import CvaeError, run_script
-from cvae.evaluation import fit_pca, reconstruction_metrics, swd_entry
+from cvae.evaluation import fit_pca, reconstruction_metrics, samples_entry, swd_entry
 from cvae.plotting import image_grid, save_image
 from repository import CELEBA_HELD_OUT, REPOSITORY_ROOT, replace_between_markers
 from cvae.runs import HISTORY_FILE, MODEL_FILE, TrainOptions, is_unfinished, read_history
@@ -172,7 +172,7 @@ def score(name, run, arrays):
     samples = {sampler: model.generate(SAMPLES, seed=0, sampler=sampler)
                for sampler in ("second-stage", "prior")}
     samples["pca"] = pca.sample(SAMPLES, seed=0)
-    result["samples"] = {kind: {**swd_entry(reference, images, 0), "face_rate": face_rate(images)}
+    result["samples"] = {kind: samples_entry(reference, images, 0)
                          for kind, images in samples.items()}
     result["real_face_rate"] = face_rate(reference)
     result["scoring_s"] = round(time.monotonic() - start, 1)

@@ -34,9 +34,8 @@ load_tensorflow_quietly()
 from cvae import data
 from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter
-from cvae.detection import face_rate
 from cvae.errors import CvaeError, run_script
-from cvae.evaluation import split_halves, swd_entry
+from cvae.evaluation import samples_entry, split_halves
 from repository import REPOSITORY_ROOT, replace_between_markers
 from cvae.saving import load_model
 from cvae.second_stage import DEFAULT_UNITS, fit_second_stage_on_codes
@@ -79,7 +78,7 @@ def main(argv=None):
         codes.append(model.encode(images))
 
     def score(samples, **details):
-        return {**details, **swd_entry(reference, samples, 0), "face_rate": face_rate(samples)}
+        return {**details, **samples_entry(reference, samples, 0)}
 
     rows = []
     everything = np.concatenate([z_mean for z_mean, _ in codes])
