@@ -108,3 +108,25 @@ def test_align_on_skips_training_files_without_a_face(photos):
         images, _ = data.read_dataset(photos, 32, framing=data.Framing(align="on"))
     assert len(images) == 1
     assert any("no face found" in str(warning.message) for warning in caught)
+
+
+def test_reconstruct_paste_back_writes_the_whole_photo_with_the_face_replaced(tmp_path,
+                                                                              model_path, photos):
+    out = tmp_path / "back"
+    assert main(["reconstruct", str(photos / "portrait.jpg"), "-o", str(out),
+                 "--model", str(model_path), "--paste-back"]) == 0
+    with Image.open(photos / "portrait.jpg") as photo:
+        original = np.asarray(photo.convert("RGB")).astype(int)
+    pasted = np.asarray(Image.open(out / "portrait.png")).astype(int)
+    assert pasted.shape == original.shape
+    # The untrained model's face replaces the astronaut's; the far corner is the photo's.
+    assert np.abs(pasted[240:290, 530:580] - original[240:290, 530:580]).mean() > 10
+    np.testing.assert_array_equal(pasted[:20, :20], original[:20, :20])
+
+    side = tmp_path / "side"
+    assert main(["reconstruct", str(photos / "portrait.jpg"), "-o", str(side),
+                 "--model", str(model_path), "--paste-back", "--side-by-side"]) == 0
+    pair = np.asarray(Image.open(side / "portrait.png")).astype(int)
+    assert pair.shape == (700, 1800, 3)
+    np.testing.assert_array_equal(pair[:, :900], original)
+    np.testing.assert_array_equal(pair[:, 900:], pasted)

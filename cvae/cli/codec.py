@@ -105,7 +105,10 @@ def add_commands(commands):
     add_refine_steps(reconstruct, "decode refined codes", "needs the Keras runtime")
     reconstruct.add_argument("--side-by-side", action="store_true",
                              help="write the framed input and its reconstruction next to "
-                                  "each other")
+                                  "each other (with --paste-back: the photo and the result)")
+    reconstruct.add_argument("--paste-back", action="store_true",
+                             help="write the whole photo with the reconstructed face put back "
+                                  "where it was framed, its edge blended into the photo")
     reconstruct.add_argument("--force", action="store_true", help="overwrite existing outputs")
     add_runtime(reconstruct, RUNTIMES)
     add_framing(reconstruct)
@@ -243,7 +246,7 @@ def _reconstruct(args):
     written = reconstruct_files(
         codec, args.inputs, args.out, args.force, photo_framing, on_error=failures,
         on_fallback=lambda path, placement: warn_if_not_aligned(path, photo_framing, placement),
-        side_by_side=args.side_by_side)
+        side_by_side=args.side_by_side, paste_back=args.paste_back)
     if written:
         aligned = sum(placement.aligned for *_, placement in written)
         print(f"reconstructed {len(written)} image(s) to {args.out} ({aligned} face(s) aligned)")

@@ -89,18 +89,32 @@ def compress_files(codec, inputs, out_dir, mode, step=None, force=False, framing
 
 
 def reconstruct_files(codec, inputs, out_dir, force=False, framing=None, on_error=None,
-                      on_fallback=None, side_by_side=False):
+                      on_fallback=None, side_by_side=False, paste_back=False):
     """Encode and decode images without quantization (the model's own
     reconstruction, what the codec's float16 mode gives up to rounding) to
     `out_dir/<stem>.png`; returns the list of (source, target, placement).
 
-    side_by_side: write the framed input and its reconstruction next to each other."""
+    side_by_side: write the framed input and its reconstruction next to each other.
+    paste_back: write the whole photo with the reconstructed face put back
+    where it was framed (`cvae.align.paste_into`); with side_by_side, the
+    photo and that result next to each other."""
+    from cvae.align import paste_into
+
     written = []
     outputs = _Outputs(out_dir, ".png", force)
     for ready in _framed_batches(inputs, outputs, codec.config, framing, on_error, on_fallback):
         framed = np.stack([image for _, _, image, _ in ready])
         reconstructions = codec.decode(codec.encode(framed))
         for (path, target, image, placement), reconstruction in zip(ready, reconstructions):
+            if paste_back:
+                try:
+                    # Opened again rather than kept: a batch of large photos
+                    # would otherwise all stay in memory.
+                    image = np.asarray(data.open_photo(path, codec.config.channels))
+                except (OSError, ValueError) as error:
+                    on_error(path, data.describe_image_error(error))
+                    continue
+                reconstruction = paste_into(image, reconstruction, placement)
             if side_by_side:
                 reconstruction = np.concatenate([image, reconstruction], axis=1)
             save_image(reconstruction, target)
