@@ -9,7 +9,7 @@ from cvae.atomic import atomic_path
 from cvae.errors import CvaeError
 from cvae.runs import read_history
 
-_GAP = 2
+GRID_GAP = 2
 
 
 def to_uint8(images):
@@ -24,11 +24,11 @@ def image_grid(rows):
     rows = [to_uint8(row) for row in rows]
     height, width, channels = rows[0].shape[1:]
     columns = max(len(row) for row in rows)
-    grid = np.full((len(rows) * (height + _GAP) - _GAP,
-                    columns * (width + _GAP) - _GAP, channels), 255, np.uint8)
+    grid = np.full((len(rows) * (height + GRID_GAP) - GRID_GAP,
+                    columns * (width + GRID_GAP) - GRID_GAP, channels), 255, np.uint8)
     for r, row in enumerate(rows):
         for c, image in enumerate(row):
-            top, left = r * (height + _GAP), c * (width + _GAP)
+            top, left = r * (height + GRID_GAP), c * (width + GRID_GAP)
             grid[top:top + height, left:left + width] = image
     return grid
 

@@ -18,6 +18,9 @@ to runs/experiments/<name>; a finished run is reused, an interrupted one resumes
 
     python scripts/experiments.py --data ../shared/faces/utkface/train \
         --val-data ../shared/faces/utkface/val
+
+After the shipped model changes, `--default-only` scores only the last row
+again and keeps the four runs' rows, which do not depend on it.
 """
 
 import argparse
@@ -27,6 +30,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from cvae.quiet import load_tensorflow_quietly
 
@@ -36,9 +40,9 @@ load_tensorflow_quietly()
 from cvae import data, metrics
 from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter, positive_int
-from cvae.errors import run_script
+from cvae.errors import CvaeError, run_script
 from cvae.evaluation import reconstruction_metrics, split_halves, swd_entry
-from cvae.plotting import image_grid, plot_latent_histograms, save_image
+from cvae.plotting import GRID_GAP, image_grid, plot_latent_histograms, save_image
 from repository import REPOSITORY_ROOT, replace_between_markers
 from cvae.runs import MODEL_FILE, RUN_RECORD_FILE, TrainOptions, is_unfinished
 from cvae.saving import DEFAULT_MODEL_PATH, load_model
@@ -82,10 +86,17 @@ def main(argv=None):
                         help="the model of the table's last row")
     parser.add_argument("--readme", default=str(REPOSITORY_ROOT / "docs/exploration.md"),
                         help="the document whose \"experiments\" section is rewritten")
+    parser.add_argument("--default-only", action="store_true",
+                        help="score only the default model again (after the shipped model "
+                             "changed), keeping the four runs' entries and sample rows from "
+                             "the last full run's experiments.json and samples.png in --out; "
+                             "the runs themselves do not depend on the shipped model")
     args = parser.parse_args(argv)
 
     data.list_image_files(args.data)  # A missing folder fails now, not after the first runs.
     full_size, _ = data.read_dataset(args.val_data, 128)
+    if args.default_only:
+        return _rescore_default(args, full_size)
     models = {}
     for name, (_, overrides) in EXPERIMENTS.items():
         run = Path(args.runs) / name
@@ -128,6 +139,39 @@ def main(argv=None):
         plot_latent_histograms(codes, dims, kl, out / f"latent_{name}.png", columns=10)
         print(f"{name}: {results[name]}", flush=True)
 
+    _write(args, results, sample_rows, labels, full_size, originals, reference)
+    return 0
+
+
+def _rescore_default(args, full_size):
+    """--default-only: the four runs' entries and sample rows as the last
+    full run wrote them, and the default model's scored anew."""
+    out = Path(args.out)
+    try:
+        results = json.loads((out / "experiments.json").read_text(encoding="utf-8"))
+        with Image.open(out / "samples.png") as picture:
+            grid = np.asarray(picture.convert("RGB"))
+    except (OSError, ValueError) as error:
+        raise CvaeError(f"--default-only needs a full run's experiments.json and samples.png "
+                        f"in {out}: {error}") from None
+    missing = [name for name in EXPERIMENTS if name not in results]
+    if missing:
+        raise CvaeError(f"--default-only: {out / 'experiments.json'} has no entry for "
+                        f"{', '.join(missing)}; run without it first")
+    # image_grid's layout: a row of SHOWN images per run, GRID_GAP pixels apart.
+    step = SIZE + GRID_GAP
+    sample_rows = [np.stack([grid[r * step:r * step + SIZE, c * step:c * step + SIZE]
+                             for c in range(SHOWN)])
+                   for r in range(len(EXPERIMENTS))]
+    originals = metrics.downsample(full_size.astype(np.float32) / 255.0, SIZE)
+    reference, _ = split_halves(originals)
+    _write(args, results, sample_rows, list(EXPERIMENTS), full_size, originals, reference)
+    return 0
+
+
+def _write(args, results, sample_rows, labels, full_size, originals, reference):
+    """Score the default model, then write the figure, the JSON and the section."""
+    out = Path(args.out)
     default = load_model(args.default_model)
     default_samples = metrics.downsample(default.generate(len(reference), seed=0), SIZE)
     named = ("the shipped model" if Path(args.default_model) == Path(DEFAULT_MODEL_PATH)
@@ -138,8 +182,9 @@ def main(argv=None):
             originals, metrics.downsample(default.reconstruct(full_size), SIZE))["psnr"],
         "swd": swd_entry(reference, default_samples, 0)["swd"],
     }
-    sample_rows.append(default_samples[:SHOWN])
-    labels.append("default")
+    sample_rows = [*sample_rows, default_samples[:SHOWN]]
+    labels = [*labels, "default"]
+    out.mkdir(parents=True, exist_ok=True)
     save_image(image_grid(sample_rows), out / "samples.png")
     write_text(out / "experiments.json", json.dumps(results, indent=2) + "\n")
     # Links relative to the document, wherever --out puts the figures.
@@ -147,7 +192,6 @@ def main(argv=None):
     section = experiments_section(results, labels, figures)
     replace_between_markers(args.readme, "experiments", section)
     print(section)
-    return 0
 
 
 def _history(run):

@@ -140,3 +140,47 @@ def test_v2_targets_are_judged_from_the_evaluation():
     judged = results_script.v2_targets(bad)
     assert [met for _, met, _ in judged] == [False, False, True, False, False, True]
     assert judged[3][0].startswith("the same, codes refined 50 steps")
+
+
+def test_experiments_default_only_rescores_the_last_row_and_keeps_the_runs(tmp_path, capsys):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from cvae.model import VAE
+    from cvae.plotting import image_grid, save_image
+    from cvae.saving import save_model
+    from tests.helpers import TINY, smooth_images
+
+    script = _script("scripts/experiments.py")
+    val = tmp_path / "val"
+    val.mkdir()
+    for index, image in enumerate(smooth_images(8, size=128)):
+        Image.fromarray(image).save(val / f"{index}.png")
+    model = tmp_path / "default.keras"
+    save_model(VAE(TINY.replace(image_size=128), seed=0), model)
+    out, readme = tmp_path / "out", tmp_path / "exploration.md"
+    readme.write_text("<!-- experiments:begin -->\nold\n<!-- experiments:end -->\n")
+    argv = ["--data", str(val), "--val-data", str(val), "--out", str(out),
+            "--default-model", str(model), "--readme", str(readme), "--default-only"]
+    assert run_command("experiments.py", lambda: script.main(argv)) == 1
+    assert "--default-only needs a full run's experiments.json" in capsys.readouterr().err
+
+    out.mkdir()
+    rows = [np.full((script.SHOWN, 64, 64, 3), 40 * (r + 1), np.uint8)
+            for r in range(len(script.EXPERIMENTS))]
+    save_image(image_grid(rows), out / "samples.png")
+    entry = {"description": "a run", "psnr": 20.0, "swd": 300.0, "kl": 10.0, "active_units": 3,
+             "largest_mean_offset": 0.5, "training_s": 60.0}
+    recorded = {"images": 8, "epochs": 8, "real_vs_real_swd": 20.0,
+                **{name: entry for name in script.EXPERIMENTS}}
+    (out / "experiments.json").write_text(json.dumps(recorded))
+    assert run_command("experiments.py", lambda: script.main(argv)) == 0
+    results = json.loads((out / "experiments.json").read_text())
+    assert results["vae-10"] == entry and "`default.keras`, latent 4" in results["default"][
+        "description"]
+    grid = np.asarray(Image.open(out / "samples.png"))
+    assert grid.shape == (5 * 66 - 2, script.SHOWN * 66 - 2, 3)
+    np.testing.assert_array_equal(grid[:4 * 66 - 2], image_grid(rows))
+    assert f"{results['default']['swd']:.1f} at this size" in readme.read_text()
