@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Compare second stages (`cvae.second_stage`) on one first stage's codes:
-how many training codes, how wide, how long.
+how many training codes, how wide, how long, standardized or not, sampled
+with or without the second stage's own noise.
 
 Each variant is trained on the same first stage's codes of training images,
 and its default samples are scored as `scripts/results.py` scores the
@@ -11,7 +12,9 @@ this decoder: the decoded codes of other training faces (an exact sampler of
 the training codes), and the raw N(0, I) prior.
 
 Writes docs/results/second_stage_study.json and the table in
-docs/model_study.md between the "second-stage" markers.
+docs/model_study.md between the "second-stage" markers. Variants measured
+before on the same first stage (by its weights' hash) stay in both, so the
+study can be run a few variants at a time.
 
     python scripts/second_stage_study.py --model /tmp/first-stage.keras \\
         --data ../shared/faces/utkface/train --data runs/celeba-train-aligned.npy \\
@@ -23,6 +26,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -37,15 +41,35 @@ from cvae.cli.arguments import HelpFormatter
 from cvae.errors import CvaeError, run_script
 from cvae.evaluation import samples_entry, split_halves
 from repository import REPOSITORY_ROOT, replace_between_markers
-from cvae.saving import load_model
-from cvae.second_stage import DEFAULT_UNITS, fit_second_stage_on_codes
+from cvae.saving import load_model, weights_sha256
+from cvae.samplers import sample_latents
+from cvae.second_stage import DEFAULT_UNITS, train_second_stage, with_second_stage
 
-# (name, codes of each --data source (None: all), hidden widths, epochs)
-VARIANTS = [
-    ("5000 codes per source", 5000, DEFAULT_UNITS, 100),
-    ("all codes", None, DEFAULT_UNITS, 100),
-    ("all codes deeper", None, (1024, 1024, 1024), 100),
-]
+
+class Variant(NamedTuple):
+    per_source: Optional[int] = None  # codes of each --data source (None: all)
+    units: Tuple[int, ...] = DEFAULT_UNITS  # hidden widths
+    epochs: int = 100
+    standardize: bool = False  # codes standardized per dimension
+    match_moments: bool = False  # noise mapped onto q(u)'s fitted Gaussian
+    with_noise: bool = False  # sampled with the second stage's own Gaussian noise
+
+    def training(self):
+        """What the trained second stage depends on: variants that differ
+        only in the noise added when sampling share one run."""
+        return self._replace(with_noise=False)
+
+
+VARIANTS = {
+    "5000 codes per source": Variant(per_source=5000),
+    "all codes": Variant(),
+    "all codes deeper": Variant(units=(1024, 1024, 1024)),
+    "all codes standardized": Variant(standardize=True),
+    "all codes standardized + its noise": Variant(standardize=True, with_noise=True),
+    "all codes standardized 200 epochs": Variant(standardize=True, epochs=200),
+    "all codes + q(u) matched": Variant(match_moments=True),
+    "all codes + q(u) matched + its noise": Variant(match_moments=True, with_noise=True),
+}
 
 
 def main(argv=None):
@@ -60,13 +84,15 @@ def main(argv=None):
     parser.add_argument("--out", default=str(REPOSITORY_ROOT / "docs/results"),
                         help="folder for second_stage_study.json")
     args = parser.parse_args(argv)
-    names = [variant[0] for variant in VARIANTS]
+    names = list(VARIANTS)
     chosen = args.variants.split(",") if args.variants else names
     unknown = sorted(set(chosen) - set(names))
     if unknown:
         raise CvaeError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(names)}")
 
     model = load_model(args.model)
+    # Rows are merged with an earlier run's only if it studied this first stage.
+    model_sha256 = weights_sha256(model)
     size = model.config.image_size
     held_out, _ = data.read_dataset(args.val_data, size)
     reference, _ = split_halves(held_out.astype(np.float32) / 255.0)
@@ -86,32 +112,53 @@ def main(argv=None):
                       name="reference: decoded codes of other training faces"))
     rows.append(score(model.generate(count, seed=0, sampler="prior"),
                       name="reference: the raw N(0, I) prior"))
-    for name, per_source, units, epochs in VARIANTS:
-        if name not in chosen:
-            continue
-        subsets = [tuple(_subset(part, per_source) for part in source_codes)
+    if model.second_stage_decoder is not None:
+        rows.append(score(model.generate(count, seed=0),
+                          name=f"reference: the second stage inside `{Path(args.model).name}`"))
+    trained_runs = {}
+    for name in chosen:
+        variant = VARIANTS[name]
+        subsets = [tuple(_subset(part, variant.per_source) for part in source_codes)
                    for source_codes in codes]
         z_mean = np.concatenate([z for z, _ in subsets])
         z_log_var = np.concatenate([v for _, v in subsets])
-        print(f"{name}: {len(z_mean)} codes, units {units}, {epochs} epochs", flush=True)
-        started = time.perf_counter()
-        combined = fit_second_stage_on_codes(model, z_mean, z_log_var, units=units,
-                                             epochs=epochs)
-        seconds = time.perf_counter() - started
-        rows.append(score(combined.generate(count, seed=0), name=name, codes=len(z_mean),
-                          units=list(units), epochs=epochs, seconds=seconds))
+        key = variant.training()
+        if key not in trained_runs:
+            print(f"{name}: {len(z_mean)} codes, {variant}", flush=True)
+            started = time.perf_counter()
+            trained = train_second_stage(z_mean, z_log_var, units=variant.units,
+                                         epochs=variant.epochs,
+                                         standardize=variant.standardize,
+                                         match_moments=variant.match_moments)
+            trained_runs[key] = (trained, time.perf_counter() - started)
+        trained, seconds = trained_runs[key]
+        combined = with_second_stage(model, trained)
+        codes_drawn = sample_latents(combined, count, seed=0)
+        if variant.with_noise:
+            # The second stage's own Gaussian around its decoder's mean.
+            noise = np.random.default_rng(0).standard_normal(codes_drawn.shape)
+            codes_drawn = codes_drawn + trained.scale * noise
+        rows.append(score(combined.decode(codes_drawn), name=name, codes=len(z_mean),
+                          units=list(variant.units), epochs=variant.epochs, seconds=seconds,
+                          standardized=variant.standardize,
+                          match_moments=variant.match_moments, with_noise=variant.with_noise,
+                          scale=float(np.mean(trained.scale)),
+                          code_variance=float(codes_drawn.var(axis=0).mean()),
+                          training_code_variance=float(z_mean.var(axis=0).mean())))
         print(_row(rows[-1]), flush=True)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "second_stage_study.json", json.dumps(rows, indent=2) + "\n")
+    rows = _merged(out / "second_stage_study.json", model_sha256, rows)
+    write_text(out / "second_stage_study.json",
+               json.dumps({"first_stage_sha256": model_sha256, "rows": rows}, indent=2) + "\n")
     table = "\n".join([
         f"On `{args.val_data}`: {count} samples of each against half of the held-out "
         f"faces; first stage `{Path(args.model).name}`.",
         "",
-        "| sampler | codes | hidden widths | epochs | training (min) | face rate | "
-        "SWD ×10³, 128 / 64 / 32 / 16 px |",
-        "|---|---|---|---|---|---|---|",
+        "| sampler | codes | hidden widths | epochs | training (min) | code variance | "
+        "face rate | SWD ×10³, 128 / 64 / 32 / 16 px |",
+        "|---|---|---|---|---|---|---|---|",
         *[_row(row) for row in rows],
         "",
         "Reproduce: `python scripts/second_stage_study.py --model FIRST_STAGE --data "
@@ -121,6 +168,24 @@ def main(argv=None):
     replace_between_markers(REPOSITORY_ROOT / "docs/model_study.md", "second-stage", table)
     print(table)
     return 0
+
+
+def _merged(path, model_sha256, rows):
+    """The rows of an earlier run on the same first stage that this run did
+    not measure again (in the order VARIANTS lists them), with this run's."""
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return rows
+    if not isinstance(earlier, dict) or earlier.get("first_stage_sha256") != model_sha256:
+        return rows
+    measured = {row["name"] for row in rows}
+    kept = [row for row in earlier["rows"] if row["name"] not in measured]
+    references = [row for row in rows + kept if row["name"].startswith("reference")]
+    order = {name: index for index, name in enumerate(VARIANTS)}
+    variants = sorted((row for row in rows + kept if row["name"] in order),
+                      key=lambda row: order[row["name"]])
+    return references + variants
 
 
 def _subset(array, count):
@@ -133,8 +198,11 @@ def _row(row):
     levels = " / ".join(f"{value:.0f}" for value in row["swd_levels"])
     minutes = f"{row['seconds'] / 60:.1f}" if "seconds" in row else "-"
     units = ", ".join(map(str, row["units"])) if "units" in row else "-"
+    # The drawn codes' variance (mean over dimensions) against the training codes'.
+    variance = (f"{row['code_variance']:.2f} of {row['training_code_variance']:.2f}"
+                if "code_variance" in row else "-")
     return (f"| {row['name']} | {row.get('codes', '-')} | {units} | {row.get('epochs', '-')} | "
-            f"{minutes} | {100 * row['face_rate']:.1f}% | {levels} |")
+            f"{minutes} | {variance} | {100 * row['face_rate']:.1f}% | {levels} |")
 
 
 if __name__ == "__main__":
