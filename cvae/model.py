@@ -266,6 +266,15 @@ class VAE(keras.Model):
 
         return self.decode(sample_latents(self, n, seed, temperature, sampler=sampler))
 
+    def first_stage_weights(self):
+        """The encoder's, the decoder's and the learned decoder scale's
+        weights: all that encoding, decoding and refining a code depend on,
+        and none of the samplers' or the discriminator's."""
+        weights = [*self.encoder.get_weights(), *self.decoder.get_weights()]
+        if self.config.decoder_scale == "learned":
+            weights.append(ops.convert_to_numpy(self.log_decoder_scale))
+        return weights
+
     def set_first_stage_weights(self, other):
         """Copy encoder, decoder and decoder scale from a model of the same first stage."""
         self.encoder.set_weights(other.encoder.get_weights())

@@ -76,10 +76,13 @@ def rebuilt(model, precision):
 
 
 def weights_sha256(model):
-    """SHA-256 of a model's weights as float32: what the codec fingerprints files
-    with, and what its codec table and LiteRT files record they were made for."""
+    """SHA-256 of a model's first-stage weights as float32: what the codec
+    fingerprints files with, and what its codec table and LiteRT files record
+    they were made for. The samplers (second stage) and the discriminator are
+    left out: they take no part in coding, so retraining them leaves files,
+    table and LiteRT files valid."""
     digest = hashlib.sha256()
-    for weight in model.get_weights():
+    for weight in model.first_stage_weights():
         weight = np.ascontiguousarray(weight, dtype="<f4")
         digest.update(str(weight.shape).encode() + weight.tobytes())
     return digest.hexdigest()
