@@ -65,6 +65,10 @@ class VAEConfig:
     # (Dai & Wipf 2019). Empty: the model has none. Set only by
     # cvae.second_stage.fit_second_stage, which trains it.
     second_stage_units: Tuple[int, ...] = ()
+    # The second stage's learned decoder scale: its Gaussian's spread around
+    # the decoded code, which sampling adds back (0: decode the mean alone).
+    # Set with the second stage.
+    second_stage_noise: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "filters", tuple(int(f) for f in self.filters))
@@ -100,6 +104,7 @@ class VAEConfig:
                  "discriminator_filters must be positive")
         _require(all(u > 0 for u in self.second_stage_units),
                  "second_stage_units must be positive")
+        _require(self.second_stage_noise >= 0, "second_stage_noise must be >= 0")
 
     @property
     def image_shape(self):

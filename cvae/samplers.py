@@ -1,7 +1,9 @@
 """Where latent codes to decode come from:
 
 - "second-stage": u ~ N(0, I) mapped to z by the second-stage VAE stored in
-  the model (`cvae.second_stage`); the default when the model has one;
+  the model (`cvae.second_stage`), plus that VAE's own Gaussian noise around
+  the code it decodes (`VAEConfig.second_stage_noise`, drawn after u from
+  the same seed); the default when the model has one;
 - "prior": z ~ N(0, I) decoded directly; the default otherwise;
 - "gmm": a Gaussian mixture fitted to the training set's posterior means
   ("ex-post density estimation", Ghosh et al. 2020, "From Variational to
@@ -172,13 +174,18 @@ def sample_latents(model, n, seed=None, temperature=1.0, mixture=None, sampler=N
         raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
     sampler = resolve_sampler(model, sampler, mixture)
     if sampler != "gmm":
-        noise = temperature * np.random.default_rng(seed).standard_normal(
-            (n, model.config.latent_dim))
+        rng = np.random.default_rng(seed)
+        noise = temperature * rng.standard_normal((n, model.config.latent_dim))
         if sampler == "prior":
             return noise
-        return np.concatenate([
+        codes = np.concatenate([
             np.asarray(model.second_stage_decoder(noise[start:start + 256], training=False))
             for start in range(0, n, 256)])
+        if model.config.second_stage_noise:
+            # Drawn after u, so that u is the same for a seed with or without it.
+            spread = model.config.second_stage_noise * temperature
+            codes = codes + spread * rng.standard_normal(codes.shape)
+        return codes
     if mixture.means.shape[1] != model.config.latent_dim:
         raise CvaeError(f"the mixture has {mixture.means.shape[1]} dimensions, "
                         f"the model {model.config.latent_dim}")

@@ -88,108 +88,93 @@ class SecondStageVAE(keras.Model):
 
 
 def fit_second_stage(model, images, units=DEFAULT_UNITS, epochs=100, batch_size=256,
-                     learning_rate=1e-3, seed=0, verbose=0, standardize=False):
+                     learning_rate=1e-3, seed=0, verbose=0):
     """Train a second stage on `model`'s codes of `images`; return a copy of
     `model` that carries its decoder (and samples through it by default).
 
-    Time is about that of encoding the images once plus a few minutes of
-    dense layers on one core for 10,000 images at the default size.
+    Time is about that of encoding the images once plus about ten minutes of
+    dense layers on one core for 30,000 images at the default size.
     """
     z_mean, z_log_var = model.encode(images)
     return fit_second_stage_on_codes(model, z_mean, z_log_var, units, epochs, batch_size,
-                                     learning_rate, seed, verbose, standardize)
+                                     learning_rate, seed, verbose)
 
 
 def fit_second_stage_on_codes(model, z_mean, z_log_var, units=DEFAULT_UNITS, epochs=100,
-                              batch_size=256, learning_rate=1e-3, seed=0, verbose=0,
-                              standardize=False):
+                              batch_size=256, learning_rate=1e-3, seed=0, verbose=0):
     """`fit_second_stage` on codes already encoded (`model.encode`'s output),
     so that several second stages can be compared on the same codes."""
-    trained = train_second_stage(z_mean, z_log_var, units, epochs, batch_size, learning_rate,
-                                 seed, verbose, standardize)
-    return with_second_stage(model, trained)
+    return with_second_stage(model, train_second_stage(z_mean, z_log_var, units, epochs,
+                                                       batch_size, learning_rate, seed, verbose))
 
 
-def with_second_stage(model, trained):
-    """A copy of the first stage `model` that carries the `TrainedSecondStage`."""
-    units = trained.units
+def with_second_stage(model, trained, match_moments=True, with_noise=True):
+    """A copy of the first stage `model` that carries the `TrainedSecondStage`:
+    its decoder with q(u)'s fitted Gaussian folded in (match_moments) or as
+    trained, sampled with its noise (`VAEConfig.second_stage_noise`) or
+    without. The defaults are the shipped model's choice
+    (docs/model_study.md, "Second-stage variants")."""
     # A discriminator only trains the first stage; the combined model samples
     # and codes, so it leaves one behind (it stays in the training run).
-    config = model.config.replace(second_stage_units=tuple(units), adversarial_weight=0.0)
+    config = model.config.replace(second_stage_units=trained.units, adversarial_weight=0.0,
+                                  second_stage_noise=trained.scale if with_noise else 0.0)
     # The model's own class, so this module needs no import of cvae.model
     # (which builds on this one).
     combined = type(model)(config, seed=model.seed, dtype=model.dtype_policy.name)
     combined.set_first_stage_weights(model)
-    combined.second_stage_decoder.set_weights(trained.decoder_weights)
+    combined.second_stage_decoder.set_weights(trained.decoder_weights(match_moments))
     return combined
 
 
 class TrainedSecondStage:
-    """What `train_second_stage` returns: the weights of a
-    `build_second_stage_decoder` network that maps u to codes in the first
-    stage's own coordinates, and `scale`, the spread (per code dimension, in
-    those coordinates) that the second stage's Gaussian leaves around them."""
+    """What `train_second_stage` returns.
 
-    def __init__(self, units, decoder_weights, scale, noise_map=None):
+    `weights`: the trained `build_second_stage_decoder` network's weights;
+    `noise_map`: (centre, lower), the mean of the second stage's aggregate
+    posterior q(u) on its training codes and the Cholesky factor of its
+    covariance; `scale`: the learned spread of its Gaussian around a decoded
+    code.
+    """
+
+    def __init__(self, units, weights, noise_map, scale):
         self.units = tuple(units)
-        self.decoder_weights = decoder_weights
-        self.scale = scale
-        # (centre, lower) with match_moments: the decoder computes
-        # decoder(centre + lower @ eps) of the network as trained.
+        self.weights = weights
         self.noise_map = noise_map
+        self.scale = scale
+
+    def decoder_weights(self, match_moments=True):
+        """The decoder's weights; with match_moments, with u = centre + lower @ eps
+        folded into its first Dense layer, so that eps ~ N(0, I) is mapped onto
+        q(u)'s fitted Gaussian (an ex-post fit of q(u), as Ghosh et al. 2020
+        fit q(z)) instead of assuming that the KL term made q(u) exactly
+        N(0, I). On the shipped first stage it is not (docs/model_study.md,
+        "Second-stage variants")."""
+        if not match_moments:
+            return self.weights
+        centre, lower = self.noise_map
+        # eps @ (lower^T W) + (centre @ W + b)
+        kernel, bias, *rest = self.weights
+        return [(lower.T @ kernel).astype(np.float32),
+                (centre @ kernel + bias).astype(np.float32), *rest]
 
 
 def train_second_stage(z_mean, z_log_var, units=DEFAULT_UNITS, epochs=100, batch_size=256,
-                       learning_rate=1e-3, seed=0, verbose=0, standardize=False,
-                       match_moments=False):
-    """Train a `SecondStageVAE` on first-stage codes; a `TrainedSecondStage`.
-
-    standardize: train on codes shifted and scaled to zero mean and unit
-    variance in each dimension, and fold that map back into the decoder's
-    last layer. The first stage's codes are neither centred nor equally
-    spread (the shipped model's dimensions range from 0.16 to 1.5 in
-    variance, with means up to 2.9), and the second stage's one learned
-    scale would otherwise fit the widest dimensions and smear the narrow ones.
-
-    match_moments: fold into the decoder's first layer the Gaussian with the
-    mean and covariance of the second stage's own aggregate posterior q(u)
-    on the training codes, so that sampled noise u ~ N(0, I) is mapped onto
-    where the encoder put the codes (an ex-post fit of q(u), as Ghosh et al.
-    2020 fit q(z)) instead of assuming the KL made q(u) exactly N(0, I).
-    """
+                       learning_rate=1e-3, seed=0, verbose=0):
+    """Train a `SecondStageVAE` on first-stage codes; a `TrainedSecondStage`."""
     import tensorflow as tf
 
-    z_mean = np.asarray(z_mean, np.float64)
-    z_log_var = np.asarray(z_log_var, np.float64)
-    latent_dim = z_mean.shape[1]
-    if standardize:
-        # The aggregate posterior's moments: the means' spread plus the
-        # posteriors' own variance.
-        centre = z_mean.mean(axis=0)
-        spread = np.sqrt(z_mean.var(axis=0) + np.exp(z_log_var).mean(axis=0))
-        spread = np.maximum(spread, 1e-6)
-    else:
-        centre, spread = np.zeros(latent_dim), np.ones(latent_dim)
     keras.utils.set_random_seed(seed)
-    second = SecondStageVAE(latent_dim, units, seed=seed)
+    second = SecondStageVAE(z_mean.shape[1], units, seed=seed)
     steps = epochs * math.ceil(len(z_mean) / batch_size)
     second.compile(optimizer=keras.optimizers.Adam(
         keras.optimizers.schedules.CosineDecay(learning_rate, steps)))
-    dataset = (tf.data.Dataset.from_tensor_slices((((z_mean - centre) / spread).astype(np.float32),
-                                                   (z_log_var - 2 * np.log(spread)).astype(np.float32)))
+    dataset = (tf.data.Dataset.from_tensor_slices((np.asarray(z_mean, np.float32),
+                                                   np.asarray(z_log_var, np.float32)))
                .shuffle(len(z_mean), seed=seed).batch(batch_size).prefetch(2))
     second.fit(dataset, epochs=epochs, verbose=verbose, shuffle=False)
-    weights = second.decoder.get_weights()
-    noise_map = None
-    if match_moments:
-        noise_map = _fitted_noise_map(second, (z_mean - centre) / spread)
-        weights = _matched_first_layer(weights, *noise_map)
-    # z = spread * (h @ kernel + bias) + centre, as one Dense layer.
-    *hidden, kernel, bias = weights
-    weights = [*hidden, (kernel * spread[None, :]).astype(np.float32),
-               (bias * spread + centre).astype(np.float32)]
     scale = float(np.exp(max(float(second.log_scale.numpy()), _MIN_LOG_SCALE)))
-    return TrainedSecondStage(units, weights, scale * spread, noise_map)
+    return TrainedSecondStage(units, second.decoder.get_weights(),
+                              _fitted_noise_map(second, np.asarray(z_mean, np.float32)), scale)
 
 
 def _fitted_noise_map(second, z_mean):
@@ -197,8 +182,7 @@ def _fitted_noise_map(second, z_mean):
     of its covariance."""
     u_means, u_variances = [], []
     for start in range(0, len(z_mean), 1024):
-        u_mean, u_log_var = second.encoder(z_mean[start:start + 1024].astype(np.float32),
-                                           training=False)
+        u_mean, u_log_var = second.encoder(z_mean[start:start + 1024], training=False)
         u_means.append(np.asarray(u_mean, np.float64))
         u_variances.append(np.exp(np.asarray(u_log_var, np.float64)))
     # The codes' own posterior spread is negligible beside their spread
@@ -208,11 +192,3 @@ def _fitted_noise_map(second, z_mean):
     covariance = np.cov(u_mean, rowvar=False) + np.diag(np.concatenate(u_variances).mean(axis=0))
     lower = np.linalg.cholesky(covariance + 1e-9 * np.eye(len(covariance)))
     return u_mean.mean(axis=0), lower
-
-
-def _matched_first_layer(weights, centre, lower):
-    """The decoder's weights with u = centre + lower @ eps folded into its
-    first Dense layer: eps @ (lower^T W) + (centre @ W + b)."""
-    kernel, bias, *rest = weights
-    return [(lower.T @ kernel).astype(np.float32), (centre @ kernel + bias).astype(np.float32),
-            *rest]

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Compare second stages (`cvae.second_stage`) on one first stage's codes:
-how many training codes, how wide, how long, standardized or not, sampled
-with or without the second stage's own noise.
+how many training codes, how wide, how long; whether N(0, I) noise is
+mapped onto the second stage's fitted q(u), and whether its own Gaussian
+noise is added when sampling.
 
 Each variant is trained on the same first stage's codes of training images,
 and its default samples are scored as `scripts/results.py` scores the
@@ -50,24 +51,22 @@ class Variant(NamedTuple):
     per_source: Optional[int] = None  # codes of each --data source (None: all)
     units: Tuple[int, ...] = DEFAULT_UNITS  # hidden widths
     epochs: int = 100
-    standardize: bool = False  # codes standardized per dimension
-    match_moments: bool = False  # noise mapped onto q(u)'s fitted Gaussian
+    match_moments: bool = False  # eps ~ N(0, I) mapped onto q(u)'s fitted Gaussian
     with_noise: bool = False  # sampled with the second stage's own Gaussian noise
 
     def training(self):
         """What the trained second stage depends on: variants that differ
-        only in the noise added when sampling share one run."""
-        return self._replace(with_noise=False)
+        only in how they sample share one run."""
+        return self._replace(match_moments=False, with_noise=False)
 
 
 VARIANTS = {
     "5000 codes per source": Variant(per_source=5000),
     "all codes": Variant(),
     "all codes deeper": Variant(units=(1024, 1024, 1024)),
-    "all codes standardized": Variant(standardize=True),
-    "all codes standardized + its noise": Variant(standardize=True, with_noise=True),
-    "all codes standardized 200 epochs": Variant(standardize=True, epochs=200),
     "all codes + q(u) matched": Variant(match_moments=True),
+    "all codes + its noise": Variant(with_noise=True),
+    # The shipped model's (the defaults of `cvae.second_stage`).
     "all codes + q(u) matched + its noise": Variant(match_moments=True, with_noise=True),
 }
 
@@ -127,22 +126,15 @@ def main(argv=None):
             print(f"{name}: {len(z_mean)} codes, {variant}", flush=True)
             started = time.perf_counter()
             trained = train_second_stage(z_mean, z_log_var, units=variant.units,
-                                         epochs=variant.epochs,
-                                         standardize=variant.standardize,
-                                         match_moments=variant.match_moments)
+                                         epochs=variant.epochs)
             trained_runs[key] = (trained, time.perf_counter() - started)
         trained, seconds = trained_runs[key]
-        combined = with_second_stage(model, trained)
+        combined = with_second_stage(model, trained, variant.match_moments, variant.with_noise)
         codes_drawn = sample_latents(combined, count, seed=0)
-        if variant.with_noise:
-            # The second stage's own Gaussian around its decoder's mean.
-            noise = np.random.default_rng(0).standard_normal(codes_drawn.shape)
-            codes_drawn = codes_drawn + trained.scale * noise
         rows.append(score(combined.decode(codes_drawn), name=name, codes=len(z_mean),
                           units=list(variant.units), epochs=variant.epochs, seconds=seconds,
-                          standardized=variant.standardize,
                           match_moments=variant.match_moments, with_noise=variant.with_noise,
-                          scale=float(np.mean(trained.scale)),
+                          scale=trained.scale,
                           code_variance=float(codes_drawn.var(axis=0).mean()),
                           training_code_variance=float(z_mean.var(axis=0).mean())))
         print(_row(rows[-1]), flush=True)

@@ -63,27 +63,6 @@ def test_the_combined_model_leaves_a_first_stage_discriminator_behind(first_stag
                                atol=1e-6)
 
 
-def test_standardized_codes_are_mapped_back_to_the_first_stage_coordinates():
-    from cvae.second_stage import train_second_stage
-
-    # Codes far from the origin and narrow in one dimension: the folded last
-    # layer must put the samples back there, which two epochs on raw codes
-    # cannot do.
-    rng = np.random.default_rng(0)
-    z_mean = np.array([40.0, -20.0, 0.0, 0.0]) + rng.normal(size=(256, 4)) * [0.1, 2.0, 1.0, 1.0]
-    z_log_var = np.full_like(z_mean, -10.0)
-    draws = {}
-    for standardize in (True, False):
-        trained = train_second_stage(z_mean, z_log_var, units=(16,), epochs=2, batch_size=32,
-                                     standardize=standardize)
-        model = build_second_stage_decoder(4, (16,))
-        model.set_weights(trained.decoder_weights)
-        draws[standardize] = np.asarray(model(rng.normal(size=(512, 4)).astype(np.float32)))
-        assert trained.scale.shape == (4,) and (trained.scale > 0).all()
-    np.testing.assert_allclose(draws[True].mean(axis=0)[:2], [40.0, -20.0], atol=1.0)
-    assert abs(draws[False].mean(axis=0)[0] - 40.0) > 5.0
-
-
 def test_a_retrained_second_stage_keeps_the_codec_fingerprint_and_its_files(first_stage):
     from cvae.codec import codec_for, weights_sha256
 
@@ -98,23 +77,33 @@ def test_a_retrained_second_stage_keeps_the_codec_fingerprint_and_its_files(firs
     assert weights_sha256(other) != weights_sha256(model)
 
 
-def test_matched_moments_fold_the_fitted_noise_map_into_the_first_layer():
-    from cvae.second_stage import train_second_stage
+def test_the_matched_decoder_maps_noise_through_q_u_and_sampling_adds_its_spread(first_stage):
+    from cvae.second_stage import train_second_stage, with_second_stage
 
     rng = np.random.default_rng(1)
     z_mean = rng.normal(size=(128, 4)) * [3.0, 1.0, 0.5, 1.0]
-    z_log_var = np.full_like(z_mean, -10.0)
-    options = dict(units=(8,), epochs=1, batch_size=32, seed=0)
-    plain = train_second_stage(z_mean, z_log_var, **options)
-    matched = train_second_stage(z_mean, z_log_var, match_moments=True, **options)
-    centre, lower = matched.noise_map
-    assert plain.noise_map is None and np.allclose(lower, np.tril(lower))
-    networks = []
-    for trained in (plain, matched):
-        network = build_second_stage_decoder(4, (8,))
-        network.set_weights(trained.decoder_weights)
-        networks.append(network)
+    trained = train_second_stage(z_mean, np.full_like(z_mean, -10.0), units=(8,), epochs=1,
+                                 batch_size=32)
+    centre, lower = trained.noise_map
+    assert np.allclose(lower, np.tril(lower)) and trained.scale > 0
+    as_trained, matched = build_second_stage_decoder(4, (8,)), build_second_stage_decoder(4, (8,))
+    as_trained.set_weights(trained.decoder_weights(match_moments=False))
+    matched.set_weights(trained.decoder_weights())
     eps = rng.normal(size=(16, 4))
-    np.testing.assert_allclose(np.asarray(networks[1](eps.astype(np.float32))),
-                               np.asarray(networks[0]((centre + eps @ lower.T).astype(np.float32))),
+    np.testing.assert_allclose(np.asarray(matched(eps.astype(np.float32))),
+                               np.asarray(as_trained((centre + eps @ lower.T).astype(np.float32))),
                                rtol=1e-4, atol=1e-4)
+
+    # Sampling decodes the same u with or without the noise, then adds
+    # Gaussian noise of the learned spread.
+    model, _ = first_stage
+    noisy = with_second_stage(model, trained)
+    quiet = with_second_stage(model, trained, with_noise=False)
+    assert noisy.config.second_stage_noise == trained.scale and quiet.config.second_stage_noise == 0
+    difference = sample_latents(noisy, 4000, seed=5) - sample_latents(quiet, 4000, seed=5)
+    assert abs(difference.std() / trained.scale - 1) < 0.05
+    # ... drawn independently of u (the raw prior's draw for the same seed).
+    u = sample_latents(quiet, 4000, seed=5, sampler="prior")
+    assert np.abs(np.corrcoef(difference.T, u.T)[:4, 4:]).max() < 0.1
+    np.testing.assert_allclose(sample_latents(noisy, 8, seed=5, temperature=0.0),
+                               sample_latents(quiet, 8, seed=5, temperature=0.0), atol=1e-6)

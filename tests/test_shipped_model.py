@@ -14,8 +14,10 @@ def test_the_shipped_model_is_the_default_and_decodes_faces():
     assert DEFAULT_MODEL_PATH.is_file()
     model = load_model()
     # The default preset's first stage, with a second stage added by `cvae
-    # second-stage`; the KL warm-up, a training setting, is 0 once fine-tuned.
-    assert (model.config.replace(second_stage_units=(), kl_warmup_steps=0)
+    # second-stage` (which samples with its noise); the KL warm-up, a training
+    # setting, is 0 once fine-tuned.
+    assert model.config.second_stage_noise > 0
+    assert (model.config.replace(second_stage_units=(), second_stage_noise=0.0, kl_warmup_steps=0)
             == get_preset(DEFAULT_PRESET).replace(kl_warmup_steps=0))
     assert default_sampler(model) == "second-stage"
     assert getattr(model, "optimizer", None) is None  # Exported without optimizer state.
@@ -43,6 +45,9 @@ def test_the_shipped_model_carries_its_codec_table():
     codec = cvae.load_codec()
     assert isinstance(codec.model, LiteModel)
     assert codec.table is not None  # Made for exactly these weights.
+    # ... as the Keras model computes them, so both runtimes read its files.
+    from cvae.codec import weights_sha256
+    assert codec.table.weights_sha256 == codec.model.weights_sha256 == weights_sha256(load_model())
     face = (load_model().generate(1, seed=0)[0] * 255).round().astype(np.uint8)
     data = codec.compress_batch(face[None])[0]
     assert len(data) <= 128
