@@ -107,3 +107,18 @@ def test_the_matched_decoder_maps_noise_through_q_u_and_sampling_adds_its_spread
     assert np.abs(np.corrcoef(difference.T, u.T)[:4, 4:]).max() < 0.1
     np.testing.assert_allclose(sample_latents(noisy, 8, seed=5, temperature=0.0),
                                sample_latents(quiet, 8, seed=5, temperature=0.0), atol=1e-6)
+
+
+def test_the_second_stage_command_copies_the_first_stage_codec_table(tmp_path):
+    from cvae.cli import main
+    from cvae.codec import load_codec, table_path
+    from tests.helpers import tiny_model_file, write_image_folder
+
+    folder = write_image_folder(tmp_path / "faces", n=16)
+    first = tiny_model_file(tmp_path)
+    out = tmp_path / "second.keras"
+    assert main(["second-stage", "--model", str(first), "--data", str(folder), "-o", str(out),
+                 "--epochs", "1", "--units", "8"]) == 0
+    assert table_path(out).read_bytes() == table_path(first).read_bytes()
+    # ... and it is valid there: the entropy mode works with the new model.
+    assert load_codec(out, runtime="keras").table is not None

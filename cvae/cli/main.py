@@ -188,8 +188,13 @@ def build_parser():
         "second-stage", help="give a model a second-stage VAE, so N(0, I) samples are faces",
         description="Train a small second VAE (Dai & Wipf 2019) on the model's latent codes of "
                     "training images and write the model with it inside to OUT: sampling then "
-                    "maps u ~ N(0, I) through it to codes where the decoder knows faces. The "
-                    "first stage is unchanged (reconstructions and the codec are the same).",
+                    "maps noise ~ N(0, I) through it to codes where the decoder knows faces "
+                    "(through the Gaussian fitted to its own aggregate posterior, and with its "
+                    "own learned noise added; docs/model.md, \"The second stage\"). The first "
+                    "stage is unchanged, so reconstructions, the codec and .cvae files made "
+                    "before stay as they are, and the codec table and the mixture beside "
+                    "MODEL are copied beside OUT. A model that already has a second stage "
+                    "gets a new one.",
         formatter_class=HelpFormatter)
     second.add_argument("--model", help="a .keras model (default: the shipped faces model)")
     second.add_argument("--data", required=True, action="append",
@@ -320,7 +325,7 @@ def _second_stage(args):
     import numpy as np
 
     from cvae import data
-    from cvae.saving import load_model, save_model
+    from cvae.saving import default_model_path, load_model, save_model
     from cvae.second_stage import fit_second_stage
 
     if not args.out.endswith(".keras"):
@@ -338,6 +343,30 @@ def _second_stage(args):
     save_model(combined, args.out)
     print(f"wrote {args.out}")
     _write_litert(args.out)
+    _copy_first_stage_files(args.model or default_model_path(), args.out, args.force)
+
+
+def _copy_first_stage_files(source_model, target_model, force):
+    """The codec table and the mixture describe the first stage alone, so the
+    ones beside the source model hold for the target too."""
+    import shutil
+    from pathlib import Path
+
+    from cvae.atomic import atomic_path
+    from cvae.codec import table_path
+    from cvae.samplers import mixture_path
+
+    for beside in (table_path, mixture_path):
+        source, target = Path(beside(source_model)), Path(beside(target_model))
+        if not source.is_file() or source.resolve() == target.resolve():
+            continue
+        if target.exists() and not force:
+            print(f"cvae: warning: kept {target} (use --force to replace it with {source})",
+                  file=sys.stderr)
+            continue
+        with atomic_path(target) as temporary:
+            shutil.copyfile(source, temporary)
+        print(f"copied {source} to {target}")
 
 
 def _serve(args):
