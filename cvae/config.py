@@ -13,6 +13,13 @@ BLOCKS = ("plain", "residual")
 DECODER_SCALES = ("learned", "calibrated")
 
 
+# The weight of the second-stage VAE's own KL term when `cvae.second_stage`
+# trains one (docs/model_study.md, "Second-stage variants"): below 1 it
+# reconstructs the codes more closely, and the fitted map to its aggregate
+# posterior keeps its samples where the codes are.
+SECOND_STAGE_KL_WEIGHT = 0.5
+
+
 @dataclasses.dataclass(frozen=True)
 class VAEConfig:
     # Architecture.

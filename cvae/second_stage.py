@@ -17,6 +17,7 @@ import numpy as np
 from keras import layers, ops
 
 from cvae import losses
+from cvae.config import SECOND_STAGE_KL_WEIGHT
 
 DEFAULT_UNITS = (1024, 1024)
 _INITIAL_LOG_SCALE = math.log(0.3)
@@ -38,11 +39,12 @@ class SecondStageVAE(keras.Model):
     """z -> (u_mean, u_log_var) -> u -> z': a Gaussian VAE with a learned
     scalar scale, trained with `fit` on first-stage posterior samples."""
 
-    def __init__(self, latent_dim, units=DEFAULT_UNITS, seed=None, **kwargs):
+    def __init__(self, latent_dim, units=DEFAULT_UNITS, seed=None, kl_weight=1.0, **kwargs):
         super().__init__(**kwargs)
         self.latent_dim = int(latent_dim)
         self.units = tuple(int(u) for u in units)
         self.seed = seed
+        self.kl_weight = float(kl_weight)
         codes = keras.Input(shape=(self.latent_dim,), name="z")
         x = codes
         for width in self.units:
@@ -76,7 +78,7 @@ class SecondStageVAE(keras.Model):
             scale = ops.exp(ops.maximum(self.log_scale, _MIN_LOG_SCALE))
             loss = ops.mean(losses.reconstruction_loss(z, self.decoder(u, training=True),
                                                        "gaussian", scale)
-                            + losses.kl_divergence(u_mean, u_log_var))
+                            + self.kl_weight * losses.kl_divergence(u_mean, u_log_var))
         gradients = tape.gradient(loss, self.trainable_weights)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
         self.loss_tracker.update_state(loss)
@@ -84,11 +86,11 @@ class SecondStageVAE(keras.Model):
 
     def get_config(self):
         return {"name": self.name, "latent_dim": self.latent_dim, "units": self.units,
-                "seed": self.seed}
+                "seed": self.seed, "kl_weight": self.kl_weight}
 
 
 def fit_second_stage(model, images, units=DEFAULT_UNITS, epochs=100, batch_size=256,
-                     learning_rate=1e-3, seed=0, verbose=0):
+                     learning_rate=1e-3, seed=0, verbose=0, kl_weight=SECOND_STAGE_KL_WEIGHT):
     """Train a second stage on `model`'s codes of `images`; return a copy of
     `model` that carries its decoder (and samples through it by default).
 
@@ -97,15 +99,17 @@ def fit_second_stage(model, images, units=DEFAULT_UNITS, epochs=100, batch_size=
     """
     z_mean, z_log_var = model.encode(images)
     return fit_second_stage_on_codes(model, z_mean, z_log_var, units, epochs, batch_size,
-                                     learning_rate, seed, verbose)
+                                     learning_rate, seed, verbose, kl_weight)
 
 
 def fit_second_stage_on_codes(model, z_mean, z_log_var, units=DEFAULT_UNITS, epochs=100,
-                              batch_size=256, learning_rate=1e-3, seed=0, verbose=0):
+                              batch_size=256, learning_rate=1e-3, seed=0, verbose=0,
+                              kl_weight=SECOND_STAGE_KL_WEIGHT):
     """`fit_second_stage` on codes already encoded (`model.encode`'s output),
     so that several second stages can be compared on the same codes."""
     return with_second_stage(model, train_second_stage(z_mean, z_log_var, units, epochs,
-                                                       batch_size, learning_rate, seed, verbose))
+                                                       batch_size, learning_rate, seed, verbose,
+                                                       kl_weight))
 
 
 def with_second_stage(model, trained, match_moments=True, with_noise=True):
@@ -159,12 +163,15 @@ class TrainedSecondStage:
 
 
 def train_second_stage(z_mean, z_log_var, units=DEFAULT_UNITS, epochs=100, batch_size=256,
-                       learning_rate=1e-3, seed=0, verbose=0):
-    """Train a `SecondStageVAE` on first-stage codes; a `TrainedSecondStage`."""
+                       learning_rate=1e-3, seed=0, verbose=0, kl_weight=SECOND_STAGE_KL_WEIGHT):
+    """Train a `SecondStageVAE` on first-stage codes; a `TrainedSecondStage`.
+
+    kl_weight below 1 trades the match of q(u) to N(0, I), which the fitted
+    noise map restores afterwards, for closer reconstructions of the codes."""
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
-    second = SecondStageVAE(z_mean.shape[1], units, seed=seed)
+    second = SecondStageVAE(z_mean.shape[1], units, seed=seed, kl_weight=kl_weight)
     steps = epochs * math.ceil(len(z_mean) / batch_size)
     second.compile(optimizer=keras.optimizers.Adam(
         keras.optimizers.schedules.CosineDecay(learning_rate, steps)))

@@ -51,6 +51,7 @@ class Variant(NamedTuple):
     per_source: Optional[int] = None  # codes of each --data source (None: all)
     units: Tuple[int, ...] = DEFAULT_UNITS  # hidden widths
     epochs: int = 100
+    kl_weight: float = 1.0  # the second stage's own beta
     match_moments: bool = False  # eps ~ N(0, I) mapped onto q(u)'s fitted Gaussian
     with_noise: bool = False  # sampled with the second stage's own Gaussian noise
 
@@ -66,8 +67,11 @@ VARIANTS = {
     "all codes deeper": Variant(units=(1024, 1024, 1024)),
     "all codes + q(u) matched": Variant(match_moments=True),
     "all codes + its noise": Variant(with_noise=True),
-    # The shipped model's (the defaults of `cvae.second_stage`).
     "all codes + q(u) matched + its noise": Variant(match_moments=True, with_noise=True),
+    "all codes KL 0.5 + q(u) matched": Variant(kl_weight=0.5, match_moments=True),
+    # The shipped model's (the defaults of `cvae.second_stage`).
+    "all codes KL 0.5 + q(u) matched + its noise": Variant(kl_weight=0.5, match_moments=True,
+                                                           with_noise=True),
 }
 
 
@@ -126,7 +130,7 @@ def main(argv=None):
             print(f"{name}: {len(z_mean)} codes, {variant}", flush=True)
             started = time.perf_counter()
             trained = train_second_stage(z_mean, z_log_var, units=variant.units,
-                                         epochs=variant.epochs)
+                                         epochs=variant.epochs, kl_weight=variant.kl_weight)
             trained_runs[key] = (trained, time.perf_counter() - started)
         trained, seconds = trained_runs[key]
         combined = with_second_stage(model, trained, variant.match_moments, variant.with_noise)

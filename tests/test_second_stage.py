@@ -118,7 +118,18 @@ def test_the_second_stage_command_copies_the_first_stage_codec_table(tmp_path):
     first = tiny_model_file(tmp_path)
     out = tmp_path / "second.keras"
     assert main(["second-stage", "--model", str(first), "--data", str(folder), "-o", str(out),
-                 "--epochs", "1", "--units", "8"]) == 0
+                 "--epochs", "1", "--units", "8", "--kl-weight", "0.5"]) == 0
     assert table_path(out).read_bytes() == table_path(first).read_bytes()
     # ... and it is valid there: the entropy mode works with the new model.
     assert load_codec(out, runtime="keras").table is not None
+
+
+def test_the_kl_weight_changes_what_the_second_stage_learns():
+    from cvae.second_stage import train_second_stage
+
+    z_mean = np.random.default_rng(2).normal(size=(64, 4))
+    trained = [train_second_stage(z_mean, np.full_like(z_mean, -10.0), units=(8,), epochs=5,
+                                  batch_size=32, kl_weight=weight) for weight in (0.0, 1.0)]
+    # The KL term pulls the encoder's q(u) towards N(0, I); without it, it goes its own way.
+    lower_without, lower_with = trained[0].noise_map[1], trained[1].noise_map[1]
+    assert not np.allclose(lower_without, lower_with, rtol=0.01)

@@ -41,7 +41,7 @@ def main(argv=None):
 
 def build_parser():
     from cvae import __version__
-    from cvae.config import LIKELIHOODS, PRESETS
+    from cvae.config import LIKELIHOODS, PRESETS, SECOND_STAGE_KL_WEIGHT
     from cvae.distribution import DISTRIBUTIONS
     from cvae.precision import PRECISIONS
 
@@ -207,6 +207,9 @@ def build_parser():
                         help="passes over the codes")
     second.add_argument("--units", type=positive_ints, default="1024,1024",
                         help="hidden widths of the second stage's networks")
+    second.add_argument("--kl-weight", type=non_negative_float, default=SECOND_STAGE_KL_WEIGHT,
+                        help="weight of the second stage's own KL term (below 1: closer codes; "
+                             "docs/model_study.md, \"Second-stage variants\")")
     second.add_argument("--seed", type=int, default=0, help="seed of the choice and training")
     second.add_argument("--force", action="store_true", help="replace an existing output")
     second.set_defaults(handler=_second_stage)
@@ -338,8 +341,8 @@ def _second_stage(args):
                                               config.channels, seed=args.seed)
                              for source in args.data])
     print(f"training the second stage on the codes of {len(images)} images", flush=True)
-    combined = fit_second_stage(model, images, units=args.units,
-                                epochs=args.epochs, seed=args.seed, verbose=2)
+    combined = fit_second_stage(model, images, units=args.units, epochs=args.epochs,
+                                seed=args.seed, verbose=2, kl_weight=args.kl_weight)
     save_model(combined, args.out)
     print(f"wrote {args.out}")
     _write_litert(args.out)
