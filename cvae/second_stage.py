@@ -98,15 +98,6 @@ def fit_second_stage(model, images, units=DEFAULT_UNITS, epochs=100, batch_size=
     dense layers on one core for 30,000 images at the default size.
     """
     z_mean, z_log_var = model.encode(images)
-    return fit_second_stage_on_codes(model, z_mean, z_log_var, units, epochs, batch_size,
-                                     learning_rate, seed, verbose, kl_weight)
-
-
-def fit_second_stage_on_codes(model, z_mean, z_log_var, units=DEFAULT_UNITS, epochs=100,
-                              batch_size=256, learning_rate=1e-3, seed=0, verbose=0,
-                              kl_weight=SECOND_STAGE_KL_WEIGHT):
-    """`fit_second_stage` on codes already encoded (`model.encode`'s output),
-    so that several second stages can be compared on the same codes."""
     return with_second_stage(model, train_second_stage(z_mean, z_log_var, units, epochs,
                                                        batch_size, learning_rate, seed, verbose,
                                                        kl_weight))

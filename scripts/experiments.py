@@ -95,8 +95,10 @@ def main(argv=None):
 
     data.list_image_files(args.data)  # A missing folder fails now, not after the first runs.
     full_size, _ = data.read_dataset(args.val_data, 128)
+    originals = metrics.downsample(full_size.astype(np.float32) / 255.0, SIZE)
+    reference, other_half = split_halves(originals)
     if args.default_only:
-        return _rescore_default(args, full_size)
+        return _rescore_default(args, full_size, originals, reference)
     models = {}
     for name, (_, overrides) in EXPERIMENTS.items():
         run = Path(args.runs) / name
@@ -110,9 +112,7 @@ def main(argv=None):
                                config_overrides={**COMMON, **overrides}))
         models[name] = load_model(run / MODEL_FILE)
 
-    originals = metrics.downsample(full_size.astype(np.float32) / 255.0, SIZE)
     held_out = np.round(originals * 255).astype(np.uint8)
-    reference, other_half = split_halves(originals)
     results = {"images": len(held_out), "epochs": args.epochs,
                "real_vs_real_swd": swd_entry(reference, other_half, 0)["swd"]}
     out = Path(args.out)
@@ -143,7 +143,7 @@ def main(argv=None):
     return 0
 
 
-def _rescore_default(args, full_size):
+def _rescore_default(args, full_size, originals, reference):
     """--default-only: the four runs' entries and sample rows as the last
     full run wrote them, and the default model's scored anew."""
     out = Path(args.out)
@@ -163,8 +163,6 @@ def _rescore_default(args, full_size):
     sample_rows = [np.stack([grid[r * step:r * step + SIZE, c * step:c * step + SIZE]
                              for c in range(SHOWN)])
                    for r in range(len(EXPERIMENTS))]
-    originals = metrics.downsample(full_size.astype(np.float32) / 255.0, SIZE)
-    reference, _ = split_halves(originals)
     _write(args, results, sample_rows, list(EXPERIMENTS), full_size, originals, reference)
     return 0
 
