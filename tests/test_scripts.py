@@ -184,3 +184,24 @@ def test_experiments_default_only_rescores_the_last_row_and_keeps_the_runs(tmp_p
     assert grid.shape == (5 * 66 - 2, script.SHOWN * 66 - 2, 3)
     np.testing.assert_array_equal(grid[:4 * 66 - 2], image_grid(rows))
     assert f"{results['default']['swd']:.1f} at this size" in readme.read_text()
+
+
+def test_results_reuses_a_baseline_entry_only_when_its_inputs_are_unchanged(tmp_path):
+    import numpy as np
+
+    results_script = _script("scripts/results.py")
+    model = tmp_path / "seed.keras"
+    model.write_bytes(b"weights")
+    images = np.zeros((4, 8, 8, 3), np.uint8)
+    inputs = results_script.inputs_sha256(model, images, None, 16)
+    previous = {"seed": {"inputs_sha256": inputs, "samples": {"swd": 1.0}}}
+    assert results_script._reusable(previous, "seed", inputs)
+    assert not results_script._reusable(previous, "v1", inputs)
+    changed = images.copy()
+    changed[0, 0, 0, 0] = 1
+    assert results_script.inputs_sha256(model, changed, None, 16) != inputs
+    assert results_script.inputs_sha256(model, images, images, 16) != inputs
+    assert results_script.inputs_sha256(model, images, None, 2) != inputs
+    model.write_bytes(b"retrained")
+    assert not results_script._reusable(previous, "seed",
+                                        results_script.inputs_sha256(model, images, None, 16))
