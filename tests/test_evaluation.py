@@ -78,6 +78,20 @@ def test_evaluate_json_on_a_folder_reports_every_field(tmp_path, capsys):
     assert results["fid"] is None  # Only with --inception-weights.
 
 
+def test_evaluate_validation_split_scores_only_the_part_training_held_out(tmp_path, capsys):
+    from cvae import data
+
+    model_path = tmp_path / "tiny.keras"
+    save_model(VAE(TINY, seed=0), model_path)
+    folder = write_image_folder(tmp_path / "faces", n=40)
+    held_out = sum(data.in_validation(path.relative_to(folder).as_posix(), 0.3)
+                   for path in data.list_image_files(folder))
+    assert 4 <= held_out < 40
+    assert main(["evaluate", "--data", str(folder), "--model", str(model_path), "--json",
+                 "--iwae-samples", "2", "--validation-split", "0.3"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == held_out
+
+
 def test_evaluate_prints_a_table(tmp_path, capsys):
     model_path = tmp_path / "tiny.keras"
     save_model(VAE(TINY, seed=0), model_path)
@@ -98,6 +112,7 @@ def test_evaluate_prints_a_table(tmp_path, capsys):
     (["--data", "{folder}", "--inception-weights", "{folder}/face_001.png"],
      "cannot load Inception weights"),
     (["--data", "{folder}", "--train-data", "{few}"], "too few for a PCA with 4 components"),
+    (["--data", "{folder}", "--validation-split", "0.01"], "evaluation needs 4"),
 ])
 def test_evaluate_bad_input_is_one_line(tmp_path, capsys, arguments, message):
     model_path = tmp_path / "tiny.keras"

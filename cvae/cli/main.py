@@ -145,6 +145,10 @@ def build_parser():
                           help="at most this many training images fit the PCA (chosen at random)")
     evaluate.add_argument("--max-images", type=positive_int,
                           help="evaluate on at most this many held-out images (chosen at random)")
+    evaluate.add_argument("--validation-split", type=fraction, metavar="FRACTION",
+                          help="evaluate only the part of --data that `cvae train "
+                               "--validation-split FRACTION` holds out (by a hash of the file "
+                               "name), to compare a run's checkpoints without the test set")
     add_refine_steps(evaluate, "also score reconstructions from refined codes")
     evaluate.add_argument("--inception-weights", metavar="PATH",
                           help="local InceptionV3 weights (no top) to also report FID; "
@@ -272,7 +276,13 @@ def _evaluate(args):
         raise CvaeError(f"no such Inception weights file: {args.inception_weights}")
     model = load_model(args.model, precision=None if args.precision == "auto" else args.precision)
     size, channels = model.config.image_size, model.config.channels
-    images, _ = data.read_dataset(args.data, size, channels, framing(args))
+    images, held_out = data.read_dataset(args.data, size, channels, framing(args),
+                                         validation_fraction=args.validation_split or 0.0)
+    if args.validation_split:
+        if len(held_out) < 4:
+            raise CvaeError(f"--validation-split {args.validation_split} holds out "
+                            f"{len(held_out)} of the images in {args.data}; evaluation needs 4")
+        images = held_out
     images = data.random_subset(images, args.max_images, args.seed)
     train_images = None
     if args.train_data:
