@@ -10,6 +10,8 @@
   final/             a finished run's last state, from which more epochs train on
                      (both hold Keras' BackupAndRestore files: STATE_WEIGHTS_FILE
                      and its training_metadata.json)
+  epochs/            with the adversarial term, each epoch's state as
+                     epoch_NNN.keras (no optimizer), for `cvae export --checkpoint N`
 """
 
 import dataclasses
@@ -30,12 +32,13 @@ IMAGES_DIR = "images"
 LOGS_DIR = "logs"
 BACKUP_DIR = "backup"
 FINAL_DIR = "final"
+EPOCHS_DIR = "epochs"
 # The weights file (model and optimizers) that Keras' BackupAndRestore writes.
 STATE_WEIGHTS_FILE = "latest.weights.h5"
 CHECKPOINTS = ("best", "last")
 # Everything a run directory holds (besides temporary files): --overwrite removes these.
 RUN_FILES = (MODEL_FILE, BEST_RECORD_FILE, RUN_RECORD_FILE, HISTORY_FILE, CURVES_FILE,
-             IMAGES_DIR, LOGS_DIR, BACKUP_DIR, FINAL_DIR)
+             IMAGES_DIR, LOGS_DIR, BACKUP_DIR, FINAL_DIR, EPOCHS_DIR)
 
 
 @dataclasses.dataclass
@@ -111,23 +114,43 @@ def export_model(run_dir, path, checkpoint="best"):
     the size), plus `<path stem>.json` recording how it was trained (with,
     under "initial", the record of the model a fine-tuning run started from).
 
-    checkpoint: "best" (model.keras, the best by the monitored loss) or
-    "last" (the state the run last reached, see `load_last_state`).
+    checkpoint: "best" (model.keras, the best by the monitored loss), "last"
+    (the state the run last reached, see `load_last_state`) or an epoch
+    number N (its state after epoch N, kept in epochs/ by adversarial runs).
     """
     run_dir = Path(run_dir)
-    if checkpoint not in CHECKPOINTS:
-        raise ValueError(f"checkpoint must be one of {CHECKPOINTS}, got {checkpoint!r}")
-    model = load_model(run_dir / MODEL_FILE) if checkpoint == "best" else load_last_state(run_dir)
+    if checkpoint not in CHECKPOINTS and not isinstance(checkpoint, int):
+        raise ValueError(f"checkpoint must be one of {CHECKPOINTS} or an epoch number, "
+                         f"got {checkpoint!r}")
+    if isinstance(checkpoint, int):
+        state = epoch_state_path(run_dir, checkpoint)
+        if not state.is_file():
+            raise CvaeError(f"{run_dir} has no state of epoch {checkpoint} ({state}; runs with "
+                            f"the adversarial term keep each epoch's in {EPOCHS_DIR}/)")
+        model = load_model(state)
+    elif checkpoint == "best":
+        model = load_model(run_dir / MODEL_FILE)
+    else:
+        model = load_last_state(run_dir)
     # Read before the write below, which may replace a fine-tuned run's very
     # starting model.
     record = training_record(run_dir)
     if checkpoint == "last":
         record["exported"] = {"checkpoint": "last", "epoch": len(record.get("history", []))}
+    elif isinstance(checkpoint, int):
+        record["history"] = record.get("history", [])[:checkpoint]
+        record["epochs_run"] = checkpoint
+        record["exported"] = {"checkpoint": "epoch", "epoch": checkpoint}
     # Keras' .keras format always stores a compiled model's optimizer; an
     # uncompiled copy has none.
     save_model(rebuilt(model, model.dtype_policy.name), path)
     write_text(Path(path).with_suffix(".json"), json.dumps(record, indent=2) + "\n")
     return Path(path)
+
+
+def epoch_state_path(run_dir, epoch):
+    """Where an adversarial run keeps its state after `epoch` (counted from 1)."""
+    return Path(run_dir) / EPOCHS_DIR / f"epoch_{epoch:03d}.keras"
 
 
 def last_state_dir(run_dir):

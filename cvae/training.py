@@ -29,11 +29,12 @@ from cvae.runs import (
     MODEL_FILE,
     RUN_FILES,
     RUN_RECORD_FILE,
+    epoch_state_path,
     read_history,
     read_run_record,
     run_directory,
 )
-from cvae.saving import load_model, save_model
+from cvae.saving import load_model, rebuilt, save_model
 
 GRID_IMAGES = 8
 # What a fine-tuning run may change in its initial model's configuration: the
@@ -104,6 +105,8 @@ def train(options):
     ]
     if options.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(out / LOGS_DIR)))
+    if config.adversarial_weight > 0:
+        callbacks.append(EpochStates(out))
     # Last, so an epoch counts as done only after its checkpoint and logs are written.
     callbacks.append(AtomicBackupAndRestore(str(out / BACKUP_DIR)))
     history = model.fit(train_set, validation_data=validation_set, epochs=options.epochs,
@@ -269,6 +272,24 @@ def _last_wall_time(history_file):
         return 0.0
     rows = read_history(history_file)
     return rows[-1].get("wall_time_s", 0.0) if rows else 0.0
+
+
+class EpochStates(keras.callbacks.Callback):
+    """Keeps each epoch's state (weights, no optimizer) in the run's epochs/.
+
+    With the adversarial term the decoder's texture moves from epoch to epoch,
+    so neither the best state by val_loss nor the last is reliably the one to
+    publish; `cvae export --checkpoint N` exports any of them.
+    """
+
+    def __init__(self, run_dir):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+
+    def on_epoch_end(self, epoch, logs=None):
+        path = epoch_state_path(self.run_dir, epoch + 1)
+        path.parent.mkdir(exist_ok=True)
+        save_model(rebuilt(self.model, self.model.dtype_policy.name), path)
 
 
 class AtomicBestCheckpoint(keras.callbacks.Callback):

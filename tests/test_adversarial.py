@@ -102,3 +102,37 @@ def test_an_adversarial_model_saves_and_resumes_both_optimizers(adversarial_conf
     assert model.discriminator is not None
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["config"]["adversarial_weight"] == 0.5
+
+
+def test_an_adversarial_run_keeps_each_epochs_state_for_export(adversarial_config, tmp_path,
+                                                                capsys):
+    from cvae.cli.main import main
+
+    images = smooth_images(16)
+    np.save(tmp_path / "faces.npy", (images * 255).astype(np.uint8))
+    overrides = {name: value for name, value in adversarial_config.to_dict().items()
+                 if name != "second_stage_units"}
+    run = tmp_path / "run"
+    options = TrainOptions(data=str(tmp_path / "faces.npy"), out=str(run), epochs=2,
+                           batch_size=8, seed=0, tensorboard=False, verbose=0,
+                           config_overrides=overrides)
+    last, _ = train(options)
+    first = load_model(run / "epochs" / "epoch_001.keras")
+    for mine, theirs in zip(load_model(run / "epochs" / "epoch_002.keras").get_weights(),
+                            last.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+    assert any(not np.array_equal(a, b)
+               for a, b in zip(first.get_weights(), last.get_weights()))
+
+    exported = tmp_path / "epoch1.keras"
+    assert main(["export", str(run), "-o", str(exported), "--checkpoint", "1",
+                 "--no-litert"]) == 0
+    for mine, theirs in zip(load_model(exported).get_weights(), first.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+    record = json.loads(exported.with_suffix(".json").read_text())
+    assert record["exported"] == {"checkpoint": "epoch", "epoch": 1}
+    assert len(record["history"]) == 1 and record["epochs_run"] == 1
+    capsys.readouterr()
+    assert main(["export", str(run), "-o", str(tmp_path / "x.keras"), "--checkpoint", "3"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "has no state of epoch 3" in error[0]

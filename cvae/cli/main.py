@@ -169,10 +169,12 @@ def build_parser():
     export.add_argument("-o", "--out", required=True, help="the .keras file to write")
     export.add_argument("--force", action="store_true",
                         help="replace an existing output (and its .json record)")
-    export.add_argument("--checkpoint", choices=("best", "last"), default="best",
+    export.add_argument("--checkpoint", type=_checkpoint, default="best",
+                        metavar="{best,last,N}",
                         help="best: the run's best epoch by its monitored loss (model.keras); "
                              "last: the state it last reached (for the adversarial term, "
-                             "whose sharpening raises that loss)")
+                             "whose sharpening raises that loss); N: its state after epoch N, "
+                             "which runs with the adversarial term keep in epochs/")
     export.add_argument("--no-litert", dest="litert", action="store_false",
                         help="do not write the LiteRT encoder and decoder beside OUT")
     export.set_defaults(handler=_export)
@@ -298,6 +300,14 @@ def _evaluate(args):
                        pca_images=args.pca_images, inception=inception, seed=args.seed,
                        refine_steps=args.refine_steps)
     print(json.dumps(results, indent=2) if args.json else format_report(results))
+
+
+def _checkpoint(text):
+    if text in ("best", "last"):
+        return text
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected best, last or an epoch number, got {text!r}")
 
 
 def _export(args):
