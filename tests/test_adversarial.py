@@ -20,6 +20,17 @@ def adversarial_config(tiny_config):
                                discriminator_filters=(8, 16))
 
 
+def _run_options(config, tmp_path, images):
+    """A two-epoch training run of `config` (batch 8) on `images` smooth
+    images, in tmp_path/run."""
+    np.save(tmp_path / "faces.npy", (smooth_images(images) * 255).astype(np.uint8))
+    overrides = {name: value for name, value in config.to_dict().items()
+                 if name != "second_stage_units"}
+    return TrainOptions(data=str(tmp_path / "faces.npy"), out=str(tmp_path / "run"), epochs=2,
+                        batch_size=8, seed=0, tensorboard=False, verbose=0,
+                        config_overrides=overrides)
+
+
 def _discriminator_weights(model):
     return [np.array(weight) for weight in model.discriminator.trainable_weights]
 
@@ -65,13 +76,7 @@ def test_the_adversarial_term_changes_the_decoder_update(adversarial_config, tin
 
 def test_an_adversarial_model_saves_and_resumes_both_optimizers(adversarial_config, tmp_path,
                                                                  monkeypatch):
-    images = smooth_images(32)
-    np.save(tmp_path / "faces.npy", (images * 255).astype(np.uint8))
-    overrides = {name: value for name, value in adversarial_config.to_dict().items()
-                 if name != "second_stage_units"}
-    options = TrainOptions(data=str(tmp_path / "faces.npy"), out=str(tmp_path / "run"),
-                           epochs=2, batch_size=8, seed=0, tensorboard=False, verbose=0,
-                           config_overrides=overrides)
+    options = _run_options(adversarial_config, tmp_path, images=32)
     saved = {}
     real_save = VAE.save_weights
 
@@ -108,15 +113,8 @@ def test_an_adversarial_run_keeps_each_epochs_state_for_export(adversarial_confi
                                                                 capsys):
     from cvae.cli.main import main
 
-    images = smooth_images(16)
-    np.save(tmp_path / "faces.npy", (images * 255).astype(np.uint8))
-    overrides = {name: value for name, value in adversarial_config.to_dict().items()
-                 if name != "second_stage_units"}
     run = tmp_path / "run"
-    options = TrainOptions(data=str(tmp_path / "faces.npy"), out=str(run), epochs=2,
-                           batch_size=8, seed=0, tensorboard=False, verbose=0,
-                           config_overrides=overrides)
-    last, _ = train(options)
+    last, _ = train(_run_options(adversarial_config, tmp_path, images=16))
     first = load_model(run / "epochs" / "epoch_001.keras")
     for mine, theirs in zip(load_model(run / "epochs" / "epoch_002.keras").get_weights(),
                             last.get_weights()):

@@ -24,7 +24,7 @@ from cvae.cli.arguments import (
 )
 from cvae.errors import CvaeError, Interrupted, run_command
 from cvae.quiet import load_tensorflow_quietly
-from cvae.runs import MODEL_FILE, TrainOptions, run_directory
+from cvae.runs import CHECKPOINTS, MODEL_FILE, TrainOptions, run_directory
 
 
 def main(argv=None):
@@ -303,7 +303,7 @@ def _evaluate(args):
 
 
 def _checkpoint(text):
-    if text in ("best", "last"):
+    if text in CHECKPOINTS:
         return text
     if text.isdigit() and int(text) > 0:
         return int(text)
