@@ -10,8 +10,9 @@
   final/             a finished run's last state, from which more epochs train on
                      (both hold Keras' BackupAndRestore files: STATE_WEIGHTS_FILE
                      and its training_metadata.json)
-  epochs/            with the adversarial term, each epoch's state as
-                     epoch_NNN.keras (no optimizer), for `cvae export --checkpoint N`
+  epochs/            with the adversarial term or a weight average, each epoch's
+                     state as epoch_NNN.keras (no optimizer), for
+                     `cvae export --checkpoint N`
 """
 
 import dataclasses
@@ -53,6 +54,11 @@ class TrainOptions:
     learning_rate: float = 1e-3
     # "cosine" decays the rate to zero over all epochs; "constant" keeps it.
     learning_rate_schedule: str = "constant"
+    # Keep an exponential moving average of the VAE's weights with this
+    # momentum (None: none). The saved models (model.keras, epochs/) hold the
+    # average; the resume point holds the raw weights, the average inside the
+    # optimizer's state.
+    ema_momentum: float = None
     # Raise the learning rate linearly from zero over this many steps first:
     # a fine-tuned model's fresh Adam otherwise takes full-size steps at once.
     warmup_steps: int = 0
@@ -168,12 +174,20 @@ def load_last_state(run_dir):
     model.keras is the best epoch by the monitored loss, which is the right
     choice for the likelihood alone; with the adversarial term that loss
     rises while the images sharpen, so the last state is the one to publish.
+    With a weight average (--ema-momentum) it is the average's last state.
     """
     from cvae.model import VAE
 
     run_dir = Path(run_dir)
     state = last_state_dir(run_dir)
     record = read_run_record(run_dir)
+    if record is not None and record["options"].get("ema_momentum") is not None:
+        # The resume point holds the raw weights; the average is what the run
+        # publishes, and epochs/ keeps it for every finished epoch.
+        history = run_dir / HISTORY_FILE
+        averaged = epoch_state_path(run_dir, len(read_history(history)) if history.is_file() else 0)
+        if averaged.is_file():
+            return load_model(averaged)
     if state is None or record is None:
         raise CvaeError(f"{run_dir} has no last state to export ({BACKUP_DIR}/ or "
                         f"{FINAL_DIR}/ with {STATE_WEIGHTS_FILE}, and {RUN_RECORD_FILE})")

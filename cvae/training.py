@@ -1,6 +1,7 @@
 """The training pipeline: data -> model -> `fit` with checkpoints, logs and
 figures, into a run directory whose layout `cvae.runs` owns."""
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -85,7 +86,9 @@ def train(options):
         if initial is not None:
             model.copy_weights_from(initial)
         learning_rate = _learning_rate(options, steps_per_epoch=len(train_set))
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+        average = options.ema_momentum is not None
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate, use_ema=average,
+                                                      ema_momentum=options.ema_momentum or 0.99),
                       jit_compile=options.jit_compile)
         # Built now over every trainable weight, as BackupAndRestore builds it
         # before loading a backup: built lazily, it would see only the weights
@@ -105,7 +108,7 @@ def train(options):
     ]
     if options.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(out / LOGS_DIR)))
-    if config.adversarial_weight > 0:
+    if config.adversarial_weight > 0 or options.ema_momentum is not None:
         callbacks.append(EpochStates(out))
     # Last, so an epoch counts as done only after its checkpoint and logs are written.
     callbacks.append(AtomicBackupAndRestore(str(out / BACKUP_DIR)))
@@ -267,6 +270,26 @@ class WallClock(keras.callbacks.Callback):
             print(f"time limit of {self.limit_s / 60:g} minutes reached; stopping", flush=True)
 
 
+@contextlib.contextmanager
+def averaged_weights(model):
+    """Within the block the model holds its optimizer's moving average of
+    its weights, if it keeps one; its own weights come back afterwards."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or not getattr(optimizer, "use_ema", False):
+        yield model
+        return
+    # The optimizer was built over every trainable variable, in this order
+    # (see train), which is how it pairs them with their averages.
+    variables = model.trainable_variables
+    raw = [variable.numpy() for variable in variables]
+    optimizer.finalize_variable_values(variables)
+    try:
+        yield model
+    finally:
+        for variable, value in zip(variables, raw):
+            variable.assign(value)
+
+
 def _last_wall_time(history_file):
     if history_file is None or not Path(history_file).exists():
         return 0.0
@@ -279,7 +302,8 @@ class EpochStates(keras.callbacks.Callback):
 
     With the adversarial term the decoder's texture moves from epoch to epoch,
     so neither the best state by val_loss nor the last is reliably the one to
-    publish; `cvae export --checkpoint N` exports any of them.
+    publish; `cvae export --checkpoint N` exports any of them. With a weight
+    average, the state kept is the average.
     """
 
     def __init__(self, run_dir):
@@ -289,7 +313,9 @@ class EpochStates(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         path = epoch_state_path(self.run_dir, epoch + 1)
         path.parent.mkdir(exist_ok=True)
-        save_model(rebuilt(self.model, self.model.dtype_policy.name), path)
+        with averaged_weights(self.model):
+            copy = rebuilt(self.model, self.model.dtype_policy.name)
+        save_model(copy, path)
 
 
 class AtomicBestCheckpoint(keras.callbacks.Callback):
@@ -316,7 +342,8 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
         if value is None or not math.isfinite(value) or value >= self.best:
             return
         self.best = float(value)
-        save_model(self.model, self.path)
+        with averaged_weights(self.model):
+            save_model(self.model, self.path)
         write_text(self.record, json.dumps({"monitor": self.monitor, "value": self.best,
                                             "epoch": epoch + 1}) + "\n")
 

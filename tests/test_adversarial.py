@@ -134,3 +134,52 @@ def test_an_adversarial_run_keeps_each_epochs_state_for_export(adversarial_confi
     assert main(["export", str(run), "-o", str(tmp_path / "x.keras"), "--checkpoint", "3"]) == 1
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "has no state of epoch 3" in error[0]
+
+
+def test_a_weight_average_is_what_the_run_publishes_and_it_survives_a_resume(tiny_config,
+                                                                            tmp_path):
+    """--ema-momentum: epochs/, model.keras and `export --checkpoint last` hold
+    Keras' moving average of the weights, which carries over a resume; the
+    resume point keeps the raw weights."""
+    from cvae.runs import export_model, load_last_state
+    from cvae.training import averaged_weights
+
+    momentum = 0.5
+    options = dataclasses.replace(_run_options(tiny_config, tmp_path, images=16),
+                                  ema_momentum=momentum)
+    steps = []
+
+    class RecordRawWeights(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            steps.append([np.array(v) for v in self.model.trainable_variables])
+
+    real_callbacks = keras.Model.fit
+
+    def fit_recording(model, *args, callbacks=(), **kwargs):
+        return real_callbacks(model, *args, callbacks=[RecordRawWeights(), *callbacks], **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keras.Model, "fit", fit_recording)
+        train(options)  # Two epochs of 2 steps.
+        train(dataclasses.replace(options, epochs=3))  # Trains on from final/.
+    assert len(steps) == 6
+    # Keras' average: the first step's weights, then m * average + (1 - m) * weights.
+    expected = steps[0]
+    for weights in steps[1:]:
+        expected = [momentum * a + (1 - momentum) * w for a, w in zip(expected, weights)]
+
+    run = tmp_path / "run"
+    published = load_model(run / "epochs" / "epoch_003.keras")
+    for variable, value in zip(published.trainable_variables, expected, strict=True):
+        np.testing.assert_allclose(np.array(variable), value, rtol=1e-5, atol=1e-6)
+    exported = export_model(run, tmp_path / "last.keras", checkpoint="last")
+    for mine, theirs in zip(load_model(exported).get_weights(), published.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+
+    raw = VAE(tiny_config)
+    raw.load_weights(run / "final" / "latest.weights.h5")
+    for variable, value in zip(raw.trainable_variables, steps[-1]):
+        np.testing.assert_array_equal(np.array(variable), value)
+    # Without an optimizer (or without an average) the context changes nothing.
+    with averaged_weights(raw):
+        np.testing.assert_array_equal(np.array(raw.trainable_variables[0]), steps[-1][0])

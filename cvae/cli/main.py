@@ -79,6 +79,11 @@ def build_parser():
     train.add_argument("--warmup-steps", type=non_negative_int, default=defaults.warmup_steps,
                        help="raise the learning rate linearly from zero over this many steps "
                             "first (for fine-tuning with --initial-model)")
+    train.add_argument("--ema-momentum", type=fraction, metavar="M",
+                       help="keep an exponential moving average of the weights (momentum M, "
+                            "e.g. 0.999: about the last 1,000 steps) and publish it: model.keras, "
+                            "epochs/ and `export --checkpoint last` hold the average, which "
+                            "steadies the adversarial term's epoch-to-epoch swings")
     train.add_argument("--time-limit", type=positive_float, metavar="MINUTES",
                        help="stop cleanly after this much training time (counted across "
                             "resumes); the last epoch is cut short but validated and saved")
@@ -248,6 +253,7 @@ def _train(args):
         data=args.data, out=args.out, preset=args.preset,
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         learning_rate_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
+        ema_momentum=args.ema_momentum,
         time_limit_minutes=args.time_limit,
         precision=args.precision, jit_compile={"on": True, "off": False}.get(args.xla, "auto"),
         validation_data=args.val_data,
