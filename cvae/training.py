@@ -398,10 +398,12 @@ class TrainingFigures(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         images = self.out / IMAGES_DIR
-        reconstructions = self.model.reconstruct(self.preview_images)
+        # The figures show what the run publishes.
+        with averaged_weights(self.model):
+            reconstructions = self.model.reconstruct(self.preview_images)
+            samples = self.model.generate(2 * GRID_IMAGES, seed=self.seed)
         save_image(image_grid([self.preview_images, reconstructions]),
                  images / f"epoch_{epoch + 1:03d}_reconstructions.png")
-        samples = self.model.generate(2 * GRID_IMAGES, seed=self.seed)
         save_image(image_grid([samples[:GRID_IMAGES], samples[GRID_IMAGES:]]),
                  images / f"epoch_{epoch + 1:03d}_samples.png")
         history = self.out / HISTORY_FILE
