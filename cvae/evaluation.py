@@ -50,7 +50,7 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
         "images": len(images),
         "image_shape": list(images.shape[1:]),
         "latent_dim": model.config.latent_dim,
-        "reconstruction": reconstruction_metrics(originals, reconstructions),
+        **reconstruction_entry(originals, reconstructions, seed),
     }
     log(f"likelihood bounds with {iwae_samples} importance samples per image")
     results["likelihood"] = likelihood_bounds(model, images, iwae_samples, seed)
@@ -66,30 +66,20 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
         prior_samples = model.generate(half, seed=seed, sampler="prior")
         results["prior_samples"] = samples_entry(reference, prior_samples, seed)
     results["real_vs_real"] = samples_entry(reference, other_half, seed)
-    # Reconstructions of the other half against the reference half, as the
-    # floor compares the other half itself: how much texture they keep. The
-    # same split of the reconstructions picks exactly those images.
-    results["reconstruction_swd"] = swd_entry(
-        reference, split_halves(reconstructions, seed)[1], seed)
     if refine_steps:
         log(f"refining the codes of {len(images)} images, {refine_steps} steps")
         refined = model.decode(model.refine(images, z_mean, refine_steps))
-        results["refined"] = {
-            "steps": refine_steps,
-            "reconstruction": reconstruction_metrics(originals, refined),
-            "reconstruction_swd": swd_entry(reference, split_halves(refined, seed)[1], seed)}
+        results["refined"] = {"steps": refine_steps,
+                              **reconstruction_entry(originals, refined, seed)}
     if pca is None and train_images is not None:
         pca = fit_pca(train_images, model.config.latent_dim, pca_images, seed, log)
     if pca is not None:
         pca_samples = pca.sample(half, seed=seed)
-        pca_reconstructions = pca.reconstruct(originals)
         results["pca"] = {
             "components": pca.components,
             "fitted_on": pca.fitted_on,
-            "reconstruction": reconstruction_metrics(originals, pca_reconstructions),
+            **reconstruction_entry(originals, pca.reconstruct(originals), seed),
             "samples": samples_entry(reference, pca_samples, seed),
-            "reconstruction_swd": swd_entry(
-                reference, split_halves(pca_reconstructions, seed)[1], seed),
         }
     else:
         results["pca"] = None
@@ -112,6 +102,18 @@ def fit_pca(train_images, components, max_images=5000, seed=0, log=None):
     (log or _log_to_stderr)(f"fitting PCA with {components} components on {len(training)} "
                             f"training images")
     return PCA(components, seed=seed).fit(training.astype(np.float32) / 255.0)
+
+
+def reconstruction_entry(originals, reconstructions, seed=0):
+    """How close reconstructions are ("reconstruction": MSE, PSNR, SSIM) and
+    how much texture they keep ("reconstruction_swd")."""
+    reference = split_halves(originals, seed)[0]
+    # Reconstructions of the other half against the reference half, as the
+    # real-vs-real floor compares the other half itself. The same split of
+    # the reconstructions picks exactly those images.
+    return {"reconstruction": reconstruction_metrics(originals, reconstructions),
+            "reconstruction_swd": swd_entry(reference, split_halves(reconstructions, seed)[1],
+                                            seed)}
 
 
 def reconstruction_metrics(originals, reconstructions):
