@@ -2,6 +2,7 @@
 input with one line on stderr and a non-zero exit code."""
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,7 @@ def _script(relative_path):
     ("scripts/compression_results.py", ["--data", "{missing}"]),
     ("scripts/experiments.py", ["--data", "{missing}", "--val-data", "{missing}", "--runs", "{runs}"]),
     ("scripts/utkface_attributes.py", ["--data", "{missing}"]),
+    ("scripts/swd_spread.py", ["--data", "{missing}", "--train-data", "{missing}"]),
     ("benchmarks/benchmark.py", ["--data", "{missing}"]),
 ])
 def test_scripts_reject_a_missing_data_folder_in_one_line(script, arguments, tmp_path, capsys):
@@ -205,3 +207,60 @@ def test_results_reuses_a_baseline_entry_only_when_its_inputs_are_unchanged(tmp_
     model.write_bytes(b"retrained")
     assert not results_script._reusable(previous, "seed",
                                         results_script.inputs_sha256(model, images, None, 16))
+
+
+def test_the_swd_spread_repeats_each_measurement_and_writes_its_table(tmp_path):
+    from tests.helpers import tiny_model_file, write_image_folder
+
+    held_out = write_image_folder(tmp_path / "val", n=24, size=(16, 16), seed=1)
+    training = write_image_folder(tmp_path / "train", n=30, size=(16, 16), seed=2)
+    doc = tmp_path / "doc.md"
+    doc.write_text("before\n<!-- swd-spread:begin -->\nold\n<!-- swd-spread:end -->\nafter\n")
+    main = _script("scripts/swd_spread.py").main
+    assert main(["--data", str(held_out), "--train-data", str(training), "--model",
+                 str(tiny_model_file(tmp_path)), "--repeats", "2", "--out", str(tmp_path),
+                 "--doc", str(doc)]) == 0
+    result = json.loads((tmp_path / "swd_spread.json").read_text())
+    assert result["repeats"] == 2 and result["images"] == 24
+    for name, repeats in result["levels"].items():
+        assert len(repeats) == 2, name
+        assert all(value >= 0 for levels in repeats for value in levels)
+    # Each repeat is its own measurement (another split, other samples).
+    assert result["levels"]["real_vs_real"][0] != result["levels"]["real_vs_real"][1]
+    text = doc.read_text()
+    assert "old" not in text and text.startswith("before") and text.endswith("after\n")
+    assert "| real-vs-real (the other half) |" in text and "--repeats 2" in text
+
+
+def test_epoch_states_scores_each_kept_state_on_the_runs_held_out_share(tmp_path, capsys):
+    from cvae.evaluation import reconstruction_entry
+    from cvae.model import VAE
+    from cvae.saving import save_model
+    from tests.helpers import TINY, tiny_model_file, write_image_folder
+
+    faces = write_image_folder(tmp_path / "faces", n=40, size=(16, 16))
+    run = tmp_path / "run"
+    (run / "epochs").mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"config": TINY.to_dict(),
+                                              "options": {"validation_fraction": 0.5}}))
+    for epoch in (1, 2):
+        save_model(VAE(TINY, seed=epoch), run / "epochs" / f"epoch_{epoch:03d}.keras")
+    starting = tiny_model_file(tmp_path)
+    main = _script("scripts/epoch_states.py").main
+    assert main([str(run), "--data", str(faces), "--also", str(starting)]) == 0
+    result = json.loads((run / "epoch_states.json").read_text())
+    assert [Path(row["model"]).name for row in result["rows"]] == [
+        "tiny.keras", "epoch_001.keras", "epoch_002.keras"]
+    # The held-out share is the one `cvae train --validation-split 0.5` keeps out.
+    from cvae import data
+    _, held_out = data.read_dataset(faces, 16, validation_fraction=0.5)
+    assert result["images"] == len(held_out) >= 4
+    from cvae.saving import load_model
+    model = load_model(run / "epochs" / "epoch_002.keras")
+    expected = reconstruction_entry(held_out / 255.0, model.reconstruct(held_out))
+    assert result["rows"][2]["reconstruction"] == pytest.approx(expected["reconstruction"])
+    assert result["rows"][2]["reconstruction_swd"] == pytest.approx(expected["reconstruction_swd"])
+    assert "| `" + str(run / "epochs" / "epoch_002.keras") + "` |" in capsys.readouterr().out
+
+    assert run_command("epoch_states.py", lambda: main([str(tmp_path), "--data", str(faces)])) == 1
+    assert "is not a training run directory" in capsys.readouterr().err
