@@ -86,9 +86,9 @@ def train(options):
         if initial is not None:
             model.copy_weights_from(initial)
         learning_rate = _learning_rate(options, steps_per_epoch=len(train_set))
-        average = options.ema_momentum is not None
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate, use_ema=average,
-                                                      ema_momentum=options.ema_momentum or 0.99),
+        average = ({"use_ema": True, "ema_momentum": options.ema_momentum}
+                   if options.ema_momentum is not None else {})
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate, **average),
                       jit_compile=options.jit_compile)
         # Built now over every trainable weight, as BackupAndRestore builds it
         # before loading a backup: built lazily, it would see only the weights
