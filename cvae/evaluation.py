@@ -50,7 +50,7 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
         "images": len(images),
         "image_shape": list(images.shape[1:]),
         "latent_dim": model.config.latent_dim,
-        **reconstruction_entry(originals, reconstructions, seed),
+        **reconstruction_entry(originals, reconstructions, seed, reference),
     }
     log(f"likelihood bounds with {iwae_samples} importance samples per image")
     results["likelihood"] = likelihood_bounds(model, images, iwae_samples, seed)
@@ -70,7 +70,7 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
         log(f"refining the codes of {len(images)} images, {refine_steps} steps")
         refined = model.decode(model.refine(images, z_mean, refine_steps))
         results["refined"] = {"steps": refine_steps,
-                              **reconstruction_entry(originals, refined, seed)}
+                              **reconstruction_entry(originals, refined, seed, reference)}
     if pca is None and train_images is not None:
         pca = fit_pca(train_images, model.config.latent_dim, pca_images, seed, log)
     if pca is not None:
@@ -78,7 +78,8 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
         results["pca"] = {
             "components": pca.components,
             "fitted_on": pca.fitted_on,
-            **reconstruction_entry(originals, pca.reconstruct(originals), seed),
+            **reconstruction_entry(originals, pca.reconstruct(originals), seed,
+                                   reference),
             "samples": samples_entry(reference, pca_samples, seed),
         }
     else:
@@ -104,10 +105,12 @@ def fit_pca(train_images, components, max_images=5000, seed=0, log=None):
     return PCA(components, seed=seed).fit(training.astype(np.float32) / 255.0)
 
 
-def reconstruction_entry(originals, reconstructions, seed=0):
+def reconstruction_entry(originals, reconstructions, seed=0, reference=None):
     """How close reconstructions are ("reconstruction": MSE, PSNR, SSIM) and
-    how much texture they keep ("reconstruction_swd")."""
-    reference = split_halves(originals, seed)[0]
+    how much texture they keep ("reconstruction_swd"). reference: the first
+    of `split_halves(originals, seed)`, when the caller already holds it."""
+    if reference is None:
+        reference = split_halves(originals, seed)[0]
     # Reconstructions of the other half against the reference half, as the
     # real-vs-real floor compares the other half itself. The same split of
     # the reconstructions picks exactly those images.
