@@ -38,7 +38,7 @@ from cvae.errors import CvaeError, run_script
 from cvae.evaluation import reconstruction_entry
 from cvae.runs import EPOCHS_DIR, read_run_record
 from cvae.saving import load_model
-from repository import replace_between_markers
+from repository import replace_between_markers, reproduce_command
 
 RESULTS_FILE = "epoch_states.json"
 
@@ -105,7 +105,7 @@ def _table(result, argv):
         lines.append(f"| `{row['model']}` | {quality['psnr']:.2f} / {quality['ssim']:.3f} | "
                      + " / ".join(f"{value:.0f}" for value in levels)
                      + f" | {row['reconstruction_swd']['swd']:.1f} |")
-    command = " ".join(["python scripts/epoch_states.py", *(argv or sys.argv[1:])])
+    command = reproduce_command("epoch_states.py", argv)
     return "\n".join(lines + ["", f"Reproduce: `{command}`."])
 
 

@@ -4,6 +4,7 @@ the documents' measured sections. Only scripts/ and benchmarks/ use them:
 scripts (run as files) import `repository`, benchmarks (run with -m from
 the repository root) import `scripts.repository`."""
 
+import sys
 from pathlib import Path
 
 from cvae import data
@@ -31,6 +32,12 @@ def replace_between_markers(path, name, text):
     head, rest = document.split(begin, 1)
     _, tail = rest.split(end, 1)
     write_text(path, f"{head}{begin}\n{text}\n{end}{tail}")
+
+
+def reproduce_command(script, argv=None):
+    """The command line that reruns a script with these arguments, for the
+    "Reproduce:" line under a table it writes."""
+    return " ".join([f"python scripts/{script}", *(sys.argv[1:] if argv is None else argv)])
 
 
 def add_showcase_arguments(parser):

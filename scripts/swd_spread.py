@@ -40,7 +40,7 @@ from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.errors import run_script
 from cvae.evaluation import fit_pca, split_halves, swd_entry
 from cvae.saving import DEFAULT_MODEL_PATH, load_model
-from repository import REPOSITORY_ROOT, replace_between_markers
+from repository import REPOSITORY_ROOT, replace_between_markers, reproduce_command
 
 ROWS = {"real_vs_real": "real-vs-real (the other half)",
         "training_faces": "real training faces",
@@ -112,7 +112,7 @@ def _table(result, argv):
                             (column.min(), np.median(column), column.max()))
                  for column in per_level.T]
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
-    command = " ".join(["python scripts/swd_spread.py", *(argv or sys.argv[1:])])
+    command = reproduce_command("swd_spread.py", argv)
     rows += ["", f"Reproduce: `{command}` ({result['minutes']:g} minutes)."]
     return "\n".join(rows)
 
