@@ -122,7 +122,8 @@ def export_model(run_dir, path, checkpoint="best"):
 
     checkpoint: "best" (model.keras, the best by the monitored loss), "last"
     (the state the run last reached, see `load_last_state`) or an epoch
-    number N (its state after epoch N, kept in epochs/ by adversarial runs).
+    number N (its state after epoch N, kept in epochs/ by runs with the
+    adversarial term or a weight average).
     """
     run_dir = Path(run_dir)
     if checkpoint not in CHECKPOINTS and not isinstance(checkpoint, int):
@@ -132,7 +133,8 @@ def export_model(run_dir, path, checkpoint="best"):
         state = epoch_state_path(run_dir, checkpoint)
         if not state.is_file():
             raise CvaeError(f"{run_dir} has no state of epoch {checkpoint} ({state}; runs with "
-                            f"the adversarial term keep each epoch's in {EPOCHS_DIR}/)")
+                            f"the adversarial term or --ema-momentum keep each epoch's in "
+                            f"{EPOCHS_DIR}/)")
         model = load_model(state)
     elif checkpoint == "best":
         model = load_model(run_dir / MODEL_FILE)
@@ -155,7 +157,8 @@ def export_model(run_dir, path, checkpoint="best"):
 
 
 def epoch_state_path(run_dir, epoch):
-    """Where an adversarial run keeps its state after `epoch` (counted from 1)."""
+    """Where a run with the adversarial term or a weight average keeps its
+    state after `epoch` (counted from 1)."""
     return Path(run_dir) / EPOCHS_DIR / f"epoch_{epoch:03d}.keras"
 
 

@@ -179,7 +179,8 @@ def build_parser():
                         help="best: the run's best epoch by its monitored loss (model.keras); "
                              "last: the state it last reached (for the adversarial term, "
                              "whose sharpening raises that loss); N: its state after epoch N, "
-                             "which runs with the adversarial term keep in epochs/")
+                             "which runs with the adversarial term or --ema-momentum keep in "
+                             "epochs/")
     export.add_argument("--no-litert", dest="litert", action="store_false",
                         help="do not write the LiteRT encoder and decoder beside OUT")
     export.set_defaults(handler=_export)
