@@ -97,6 +97,13 @@ class VAE(keras.Model):
         excluded = {id(weight) for weight in self.discriminator.trainable_weights}
         return [weight for weight in self.trainable_weights if id(weight) not in excluded]
 
+    def freeze_decoder(self):
+        """Leave the decoder and its scale out of training: only the encoder
+        learns (the discriminator, if any, would have nothing to train against)."""
+        self.decoder.trainable = False
+        if self.config.decoder_scale == "learned":
+            self.log_decoder_scale.trainable = False
+
     # --- training -----------------------------------------------------------
 
     def call(self, images, training=False):

@@ -86,6 +86,10 @@ class TrainOptions:
     # Fine-tune: start from this saved model's weights and configuration
     # (the preset and overrides then do not apply) with a fresh optimizer.
     initial_model: str = None
+    # With initial_model: train the encoder alone. The decoder and its scale
+    # keep the initial model's weights, so what the model draws is unchanged
+    # while its codes move closer to the ones the decoder reconstructs best.
+    freeze_decoder: bool = False
     # Start again in a run directory that holds a finished run (its files are
     # deleted first); without it such a run is never replaced.
     overwrite: bool = False

@@ -59,6 +59,9 @@ def train(options):
         config = initial.config.replace(kl_warmup_steps=0, **options.config_overrides)
     else:
         config = get_preset(options.preset).replace(**options.config_overrides)
+    if options.freeze_decoder and config.adversarial_weight > 0:
+        raise CvaeError("--freeze-decoder keeps the decoder as it is, and the adversarial "
+                        "term trains the decoder; set --adversarial-weight 0")
     precision = resolve_precision(options.precision)
     if options.seed is not None:
         keras.utils.set_random_seed(options.seed)
@@ -85,6 +88,8 @@ def train(options):
         model = VAE(config, seed=options.seed, dtype=precision)
         if initial is not None:
             model.copy_weights_from(initial)
+        if options.freeze_decoder:
+            model.freeze_decoder()
         learning_rate = _learning_rate(options, steps_per_epoch=len(train_set))
         average = ({"use_ema": True, "ema_momentum": options.ema_momentum}
                    if options.ema_momentum is not None else {})
@@ -165,6 +170,9 @@ def _prepare_run_directory(out, options):
 
 
 def _load_initial_model(options):
+    if options.freeze_decoder and options.initial_model is None:
+        raise CvaeError("--freeze-decoder trains a trained model's encoder alone; "
+                        "give the model with --initial-model")
     if options.initial_model is None:
         return None
     refused = set(options.config_overrides) - FINE_TUNING_OVERRIDES
@@ -343,7 +351,13 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
             return
         self.best = float(value)
         with averaged_weights(self.model):
-            save_model(self.model, self.path)
+            model = self.model
+            if not model.decoder.trainable:
+                # With --freeze-decoder the optimizer trains the encoder alone
+                # and would not fit the model it is loaded into (all of it
+                # trainable), so this model is stored without it, as in epochs/.
+                model = rebuilt(model, model.dtype_policy.name)
+            save_model(model, self.path)
         write_text(self.record, json.dumps({"monitor": self.monitor, "value": self.best,
                                             "epoch": epoch + 1}) + "\n")
 

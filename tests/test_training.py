@@ -186,6 +186,33 @@ def test_fine_tuning_starts_from_the_initial_model(tmp_path, capsys):
                  str(tmp_path / "missing.keras")]) == 1
 
 
+def test_freeze_decoder_trains_the_encoder_alone(tmp_path, capsys):
+    folder = write_image_folder(tmp_path / "faces", n=16)
+    first, tuned = tmp_path / "first", tmp_path / "tuned"
+    common = ["--data", str(folder), "--epochs", "1", "--no-tensorboard", "--batch-size", "8"]
+    assert main(["train", *common, "--out", str(first), *TINY_RUN, "--decoder-scale",
+                 "learned"]) == 0
+    assert main(["train", *common, "--out", str(tuned), "--initial-model",
+                 str(first / "model.keras"), "--learning-rate", "1e-2", "--freeze-decoder"]) == 0
+    initial, result = load_model(first / "model.keras"), load_model(tuned / "model.keras")
+    for start, end in zip(initial.decoder.get_weights(), result.decoder.get_weights()):
+        np.testing.assert_array_equal(end, start)
+    assert float(result.log_decoder_scale) == float(initial.log_decoder_scale)
+    assert any(not np.allclose(start, end) for start, end in
+               zip(initial.encoder.get_weights(), result.encoder.get_weights()))
+    assert json.loads((tuned / "run.json").read_text())["options"]["freeze_decoder"] is True
+
+    assert main(["train", *common, "--out", str(tmp_path / "fresh"), *TINY_RUN,
+                 "--freeze-decoder"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "cvae: error: --freeze-decoder trains a trained model's encoder alone; "
+        "give the model with --initial-model")
+    assert main(["train", *common, "--out", str(tmp_path / "gan"), "--initial-model",
+                 str(first / "model.keras"), "--freeze-decoder",
+                 "--adversarial-weight", "0.5"]) == 1
+    assert "set --adversarial-weight 0" in capsys.readouterr().err
+
+
 def test_fine_tuning_may_add_the_adversarial_term(tmp_path):
     folder = write_image_folder(tmp_path / "faces", n=16)
     first, tuned = tmp_path / "first", tmp_path / "tuned"

@@ -112,6 +112,10 @@ def build_parser():
                             "(the preset does not apply, and of the overrides only the "
                             "adversarial ones; the KL weight starts at full beta) with a fresh "
                             "optimizer")
+    train.add_argument("--freeze-decoder", action="store_true",
+                       help="with --initial-model: train the encoder alone, the decoder and its "
+                            "scale kept as they are, so that codes move closer to the ones the "
+                            "decoder reconstructs best while samples stay the same")
     overrides = train.add_argument_group("overrides of the preset's configuration")
     overrides.add_argument("--image-size", type=positive_int, help="side of the square images, in pixels")
     overrides.add_argument("--channels", type=int, choices=(1, 3), help="1: grey, 3: RGB")
@@ -261,6 +265,7 @@ def _train(args):
         validation_fraction=args.validation_split, crop_box=args.crop_box, align=args.align,
         face_index=args.face_index, flip=args.flip,
         seed=args.seed, tensorboard=args.tensorboard, initial_model=args.initial_model,
+        freeze_decoder=args.freeze_decoder,
         distribute=args.distribute, overwrite=args.overwrite,
         config_overrides={name: getattr(args, name) for name in override_names
                           if getattr(args, name) is not None})
