@@ -33,7 +33,7 @@ load_tensorflow_quietly()
 
 from cvae import data
 from cvae.atomic import write_text
-from cvae.cli.arguments import HelpFormatter, fraction
+from cvae.cli.arguments import HelpFormatter, fraction, non_negative_int
 from cvae.errors import CvaeError, run_script
 from cvae.evaluation import reconstruction_entry
 from cvae.runs import EPOCHS_DIR, read_run_record
@@ -55,6 +55,10 @@ def main(argv=None):
                         help="the share held out (default: the run's own, from its run.json)")
     parser.add_argument("--also", action="append", default=[], metavar="MODEL",
                         help="another .keras model to score the same way (repeatable)")
+    parser.add_argument("--refine-steps", type=non_negative_int, default=0, metavar="N",
+                        help="also score each state's reconstructions from codes refined N "
+                             "steps against its decoder (docs/model.md, \"Refining codes\"): "
+                             "how far its encoder falls short of its decoder")
     parser.add_argument("--doc", help="a document whose --marker section is rewritten")
     parser.add_argument("--marker", default="epoch-states", help="the section's marker name")
     args = parser.parse_args(argv)
@@ -82,6 +86,10 @@ def main(argv=None):
         model = load_model(path)
         entry = reconstruction_entry(originals, model.reconstruct(held_out))
         rows.append({"model": str(path), **entry})
+        if args.refine_steps:
+            entry = reconstruction_entry(originals, model.reconstruct(
+                held_out, refine_steps=args.refine_steps))
+            rows.append({"model": str(path), "refine_steps": args.refine_steps, **entry})
         print(f"{path}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
     result = {"run": str(run_dir), "data": args.data, "validation_split": split,
               "images": len(held_out), "rows": rows}
@@ -102,7 +110,9 @@ def _table(result, argv):
              "|---|---|---|---|"]
     for row in result["rows"]:
         quality, levels = row["reconstruction"], row["reconstruction_swd"]["swd_levels"]
-        lines.append(f"| `{row['model']}` | {quality['psnr']:.2f} / {quality['ssim']:.3f} | "
+        refined = (f", codes refined {row['refine_steps']} steps" if row.get("refine_steps")
+                   else "")
+        lines.append(f"| `{row['model']}`{refined} | {quality['psnr']:.2f} / {quality['ssim']:.3f} | "
                      + " / ".join(f"{value:.0f}" for value in levels)
                      + f" | {row['reconstruction_swd']['swd']:.1f} |")
     command = reproduce_command("epoch_states.py", argv)

@@ -262,5 +262,15 @@ def test_epoch_states_scores_each_kept_state_on_the_runs_held_out_share(tmp_path
     assert result["rows"][2]["reconstruction_swd"] == pytest.approx(expected["reconstruction_swd"])
     assert "| `" + str(run / "epochs" / "epoch_002.keras") + "` |" in capsys.readouterr().out
 
+    # With --refine-steps each state has a second row, from its refined codes.
+    assert main([str(run), "--data", str(faces), "--refine-steps", "3"]) == 0
+    rows = json.loads((run / "epoch_states.json").read_text())["rows"]
+    assert [(Path(row["model"]).name, row.get("refine_steps")) for row in rows] == [
+        ("epoch_001.keras", None), ("epoch_001.keras", 3),
+        ("epoch_002.keras", None), ("epoch_002.keras", 3)]
+    refined = reconstruction_entry(held_out / 255.0, model.reconstruct(held_out, refine_steps=3))
+    assert rows[3]["reconstruction"] == pytest.approx(refined["reconstruction"])
+    assert "epoch_002.keras`, codes refined 3 steps |" in capsys.readouterr().out
+
     assert run_command("epoch_states.py", lambda: main([str(tmp_path), "--data", str(faces)])) == 1
     assert "is not a training run directory" in capsys.readouterr().err
