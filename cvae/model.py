@@ -23,6 +23,9 @@ _DISCRIMINATOR_LEARNING_RATE = 1e-4
 _DISCRIMINATOR_BETAS = (0.5, 0.9)
 # Bounds the adaptive adversarial scale when the adversarial gradient vanishes.
 _MAX_ADVERSARIAL_SCALE = 1e6
+# What an adversarial training step reports, in the order its branches return them.
+_STEP_TERMS = ("loss", "reconstruction_loss", "kl_loss", "adversarial_loss",
+               "discriminator_loss", "adversarial_scale")
 
 
 @keras.saving.register_keras_serializable(package="cvae")
@@ -130,34 +133,73 @@ class VAE(keras.Model):
         """One step of the VAE and one of the discriminator, from one forward
         pass: loss + scale * adversarial_loss for the VAE, where the scale is
         adversarial_weight times the ratio of gradient norms at the decoder's
-        last layer (held constant), and the hinge loss for the discriminator."""
+        last layer (held constant), and the hinge loss for the discriminator.
+
+        Before `adversarial_start_step` the step is the likelihood's alone and
+        the discriminator is not run: its weights get zero gradients (Adam
+        then leaves them as they are), and its losses are not averaged in."""
+        weights = self.vae_weights
+        unit = self.optimizer.scale_loss(ops.convert_to_tensor(1.0 / replicas, "float32"))
+
+        def with_the_term():
+            gradients, discriminator_gradients, terms = self._adversarial_gradients(
+                images, weights, unit, replicas)
+            return gradients, discriminator_gradients, [terms[name] for name in _STEP_TERMS]
+
+        if self.config.adversarial_start_step == 0:
+            gradients, discriminator_gradients, values = with_the_term()
+            started = ops.convert_to_tensor(1.0, "float32")
+        else:
+            def likelihood_only():
+                with tf.GradientTape() as tape:
+                    terms = self._objective(images, training=True)
+                gradients = tape.gradient(terms["loss"], weights, output_gradients=unit)
+                zeros = [ops.zeros_like(weight) for weight in self.discriminator.trainable_weights]
+                nothing = ops.convert_to_tensor(0.0, "float32")
+                return gradients, zeros, [ops.cast(terms[name], "float32")
+                                          if name in terms else nothing
+                                          for name in _STEP_TERMS]
+
+            started_now = self.optimizer.iterations >= self.config.adversarial_start_step
+            gradients, discriminator_gradients, values = tf.cond(
+                started_now, with_the_term, likelihood_only)
+            started = ops.cast(started_now, "float32")
+        self.optimizer.apply_gradients(zip(gradients, weights))
+        self.discriminator_optimizer.apply_gradients(zip(discriminator_gradients,
+                                                         self.discriminator.trainable_weights))
+        terms = dict(zip(_STEP_TERMS, values))
+        # The discriminator's losses exist from the start step on; before it
+        # they weigh nothing in the epoch's means.
+        for tracker in self.metrics:
+            if tracker.name in ("adversarial_loss", "discriminator_loss"):
+                tracker.update_state(terms[tracker.name], sample_weight=started)
+            else:
+                tracker.update_state(terms[tracker.name])
+        return self._results()
+
+    def _adversarial_gradients(self, images, weights, unit, replicas):
+        """The VAE's and the discriminator's gradients for one step with the term on."""
         # The weighted sums are taken by the tape's output_gradients: the
         # weights are only known after the forward pass has been recorded.
         with tf.GradientTape(persistent=True) as tape:
             terms = self._objective(images, training=True)
             terms.update(self._adversarial_terms(images, terms["reconstructions"], training=True))
-        started = ops.cast(self.optimizer.iterations >= self.config.adversarial_start_step,
-                           "float32")
         likelihood_gradient = tape.gradient(terms["reconstruction_loss"], self._last_decoder_kernel)
         adversarial_gradient = tape.gradient(terms["adversarial_loss"], self._last_decoder_kernel)
         ratio = _norm(likelihood_gradient) / (_norm(adversarial_gradient) + 1e-4)
         scale = ops.stop_gradient(ops.clip(ratio, 0.0, _MAX_ADVERSARIAL_SCALE)) * (
-            self.config.adversarial_weight * started)
+            self.config.adversarial_weight)
         terms["adversarial_scale"] = scale
-
-        unit = self.optimizer.scale_loss(ops.convert_to_tensor(1.0 / replicas, "float32"))
-        weights = self.vae_weights
         gradients = tape.gradient([terms["loss"], terms["adversarial_loss"]], weights,
                                   output_gradients=[unit, unit * scale])
-        discriminator_weights = self.discriminator.trainable_weights
-        discriminator_unit = self.discriminator_optimizer.scale_loss(started / replicas)
-        discriminator_gradients = tape.gradient(terms["discriminator_loss"], discriminator_weights,
+        discriminator_unit = self.discriminator_optimizer.scale_loss(
+            ops.convert_to_tensor(1.0 / replicas, "float32"))
+        discriminator_gradients = tape.gradient(terms["discriminator_loss"],
+                                                self.discriminator.trainable_weights,
                                                 output_gradients=discriminator_unit)
         del tape
-        self.optimizer.apply_gradients(zip(gradients, weights))
-        self.discriminator_optimizer.apply_gradients(zip(discriminator_gradients,
-                                                         discriminator_weights))
-        return self._update_metrics(terms)
+        return gradients, discriminator_gradients, {name: ops.cast(terms[name], "float32")
+                                                    for name in _STEP_TERMS}
 
     def test_step(self, data):
         images = _to_unit_float(_images_from(data))
@@ -194,7 +236,10 @@ class VAE(keras.Model):
         trackers = [tracker for tracker in self.metrics if tracker.name in terms]
         for tracker in trackers:
             tracker.update_state(terms[tracker.name])
-        results = {tracker.name: tracker.result() for tracker in trackers}
+        return self._results(trackers)
+
+    def _results(self, trackers=None):
+        results = {tracker.name: tracker.result() for tracker in trackers or self.metrics}
         if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
             # Keras 3 averages each replica's logs across workers along axis 0,
             # which fails on scalars (tensorflow/tensorflow#72388); shape (1,)

@@ -4,6 +4,7 @@ the documents' measured sections. Only scripts/ and benchmarks/ use them:
 scripts (run as files) import `repository`, benchmarks (run with -m from
 the repository root) import `scripts.repository`."""
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -37,7 +38,9 @@ def replace_between_markers(path, name, text):
 def reproduce_command(script, argv=None):
     """The command line that reruns a script with these arguments, for the
     "Reproduce:" line under a table it writes."""
-    return " ".join([f"python scripts/{script}", *(sys.argv[1:] if argv is None else argv)])
+    arguments = sys.argv[1:] if argv is None else argv
+    # Quoted as a shell needs them: a variant's name has spaces, say.
+    return " ".join([f"python scripts/{script}", *map(shlex.quote, arguments)])
 
 
 def add_showcase_arguments(parser):

@@ -41,7 +41,7 @@ from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter
 from cvae.errors import CvaeError, run_script
 from cvae.evaluation import samples_entry, split_halves
-from repository import REPOSITORY_ROOT, replace_between_markers
+from repository import REPOSITORY_ROOT, replace_between_markers, reproduce_command
 from cvae.saving import load_model, weights_sha256
 from cvae.samplers import sample_latents
 from cvae.second_stage import DEFAULT_UNITS, train_second_stage, with_second_stage
@@ -72,6 +72,8 @@ VARIANTS = {
     # The shipped model's (the defaults of `cvae.second_stage`).
     "all codes KL 0.5 + q(u) matched + its noise": Variant(kl_weight=0.5, match_moments=True,
                                                            with_noise=True),
+    "all codes KL 0.25 + q(u) matched + its noise": Variant(kl_weight=0.25, match_moments=True,
+                                                            with_noise=True),
 }
 
 
@@ -86,6 +88,8 @@ def main(argv=None):
                                            "(default: all)")
     parser.add_argument("--out", default=str(REPOSITORY_ROOT / "docs/results"),
                         help="folder for second_stage_study.json")
+    parser.add_argument("--marker", default="second-stage",
+                        help="the section of docs/model_study.md that the table replaces")
     args = parser.parse_args(argv)
     names = list(VARIANTS)
     chosen = args.variants.split(",") if args.variants else names
@@ -157,11 +161,9 @@ def main(argv=None):
         "|---|---|---|---|---|---|---|---|",
         *[_row(row) for row in rows],
         "",
-        "Reproduce: `python scripts/second_stage_study.py --model FIRST_STAGE --data "
-        "../shared/faces/utkface/train --data runs/celeba-train-aligned.npy --val-data "
-        "../shared/faces/utkface/val`.",
+        f"Reproduce: `{reproduce_command('second_stage_study.py', argv)}`.",
     ])
-    replace_between_markers(REPOSITORY_ROOT / "docs/model_study.md", "second-stage", table)
+    replace_between_markers(REPOSITORY_ROOT / "docs/model_study.md", args.marker, table)
     print(table)
     return 0
 

@@ -43,6 +43,8 @@ def test_the_discriminator_waits_for_its_start_step_then_trains(adversarial_conf
     # Three steps of 16 images: all before the start step (steps 0, 1, 2).
     history = model.fit(tiny_images[:48], batch_size=16, epochs=1, verbose=0)
     assert history.history["adversarial_scale"] == [0.0]
+    # The discriminator is not run before its start step, so it has no losses to average.
+    assert history.history["adversarial_loss"] == history.history["discriminator_loss"] == [0.0]
     for before, after in zip(initial, _discriminator_weights(model)):
         np.testing.assert_array_equal(after, before)
 

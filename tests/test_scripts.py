@@ -274,3 +274,15 @@ def test_epoch_states_scores_each_kept_state_on_the_runs_held_out_share(tmp_path
 
     assert run_command("epoch_states.py", lambda: main([str(tmp_path), "--data", str(faces)])) == 1
     assert "is not a training run directory" in capsys.readouterr().err
+
+
+def test_reproduce_lines_quote_arguments_as_a_shell_needs_them():
+    import shlex
+
+    from scripts.repository import reproduce_command
+
+    arguments = ["--variants", "all codes KL 0.25", "--out", "docs/results"]
+    line = reproduce_command("second_stage_study.py", arguments)
+    assert line == "python scripts/second_stage_study.py --variants 'all codes KL 0.25' " \
+                   "--out docs/results"
+    assert shlex.split(line)[2:] == arguments
