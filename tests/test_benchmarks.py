@@ -9,7 +9,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from benchmarks import baseline, conv_transpose, step_profile  # noqa: E402
+from benchmarks import adversarial_step, baseline, conv_transpose, step_profile  # noqa: E402
 from cvae.config import get_preset  # noqa: E402
 from cvae.model import VAE  # noqa: E402
 
@@ -83,3 +83,16 @@ def test_the_entropy_coder_comparison_runs_both_coders_on_the_same_symbols(tmp_p
         assert results["ideal_bytes_mean"] - 2 <= measured["payload_bytes_mean"]
         assert measured["payload_bytes_mean"] <= results["ideal_bytes_mean"] + 4
     assert "constriction range coder" in doc.read_text()
+
+
+def test_the_adversarial_step_benchmark_times_each_case(tmp_path):
+    readme = tmp_path / "speed.md"
+    readme.write_text("<!-- adversarial-step:begin -->\n<!-- adversarial-step:end -->\n",
+                      encoding="utf-8")
+    assert adversarial_step.main(["--preset", "seed", "--image-size", "16", "--batch-size", "4",
+                                  "--steps", "1", "--readme", str(readme)]) == 0
+    section = readme.read_text(encoding="utf-8")
+    for what, _ in adversarial_step.configurations(adversarial_step.get_preset("seed")):
+        assert f"| {what} | " in section
+    assert "| likelihood only (no term) | " in section and "| 1.00× |" in section
+
