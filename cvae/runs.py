@@ -36,7 +36,7 @@ FINAL_DIR = "final"
 EPOCHS_DIR = "epochs"
 # The weights file (model and optimizers) that Keras' BackupAndRestore writes.
 STATE_WEIGHTS_FILE = "latest.weights.h5"
-CHECKPOINTS = ("best", "last")
+CHECKPOINTS = ("best", "last", "raw")
 # Everything a run directory holds (besides temporary files): --overwrite removes these.
 RUN_FILES = (MODEL_FILE, BEST_RECORD_FILE, RUN_RECORD_FILE, HISTORY_FILE, CURVES_FILE,
              IMAGES_DIR, LOGS_DIR, BACKUP_DIR, FINAL_DIR, EPOCHS_DIR)
@@ -125,9 +125,10 @@ def export_model(run_dir, path, checkpoint="best"):
     under "initial", the record of the model a fine-tuning run started from).
 
     checkpoint: "best" (model.keras, the best by the monitored loss), "last"
-    (the state the run last reached, see `load_last_state`) or an epoch
-    number N (its state after epoch N, kept in epochs/ by runs with the
-    adversarial term or a weight average).
+    (the state the run last reached, see `load_last_state`), "raw" (with a
+    weight average: the raw weights it last reached, not their average) or
+    an epoch number N (its state after epoch N, kept in epochs/ by runs with
+    the adversarial term or a weight average).
     """
     run_dir = Path(run_dir)
     if checkpoint not in CHECKPOINTS and not isinstance(checkpoint, int):
@@ -142,13 +143,19 @@ def export_model(run_dir, path, checkpoint="best"):
         model = load_model(state)
     elif checkpoint == "best":
         model = load_model(run_dir / MODEL_FILE)
+    elif checkpoint == "raw":
+        run_record = read_run_record(run_dir)
+        if run_record is None or run_record["options"].get("ema_momentum") is None:
+            raise CvaeError(f"{run_dir} keeps no weight average (--ema-momentum), so its "
+                            f"raw weights are its last state: use --checkpoint last")
+        model = load_last_state(run_dir, averaged=False)
     else:
         model = load_last_state(run_dir)
     # Read before the write below, which may replace a fine-tuned run's very
     # starting model.
     record = training_record(run_dir)
-    if checkpoint == "last":
-        record["exported"] = {"checkpoint": "last", "epoch": len(record.get("history", []))}
+    if checkpoint in ("last", "raw"):
+        record["exported"] = {"checkpoint": checkpoint, "epoch": len(record.get("history", []))}
     elif isinstance(checkpoint, int):
         record["history"] = record.get("history", [])[:checkpoint]
         record["epochs_run"] = checkpoint
@@ -175,20 +182,21 @@ def last_state_dir(run_dir):
     return None
 
 
-def load_last_state(run_dir):
+def load_last_state(run_dir, averaged=True):
     """The model as its run last left it, at the end of its last finished epoch.
 
     model.keras is the best epoch by the monitored loss, which is the right
     choice for the likelihood alone; with the adversarial term that loss
     rises while the images sharpen, so the last state is the one to publish.
     With a weight average (--ema-momentum) it is the average's last state.
+    With averaged=False it is the raw weights beside it (the resume point's).
     """
     from cvae.model import VAE
 
     run_dir = Path(run_dir)
     state = last_state_dir(run_dir)
     record = read_run_record(run_dir)
-    if record is not None and record["options"].get("ema_momentum") is not None:
+    if averaged and record is not None and record["options"].get("ema_momentum") is not None:
         # The resume point holds the raw weights; the average is what the run
         # publishes, and epochs/ keeps it for every finished epoch.
         history = run_dir / HISTORY_FILE

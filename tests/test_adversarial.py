@@ -136,6 +136,10 @@ def test_an_adversarial_run_keeps_each_epochs_state_for_export(adversarial_confi
     assert main(["export", str(run), "-o", str(tmp_path / "x.keras"), "--checkpoint", "3"]) == 1
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "has no state of epoch 3" in error[0]
+    # Without a weight average there are no raw weights apart from the last state.
+    assert main(["export", str(run), "-o", str(tmp_path / "x.keras"), "--checkpoint", "raw"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].endswith("use --checkpoint last")
 
 
 def test_a_weight_average_is_what_the_run_publishes_and_it_survives_a_resume(tiny_config,
@@ -182,6 +186,13 @@ def test_a_weight_average_is_what_the_run_publishes_and_it_survives_a_resume(tin
     raw.load_weights(run / "final" / "latest.weights.h5")
     for variable, value in zip(raw.trainable_variables, steps[-1]):
         np.testing.assert_array_equal(np.array(variable), value)
+    # `export --checkpoint raw` publishes those raw weights instead of the average.
+    exported_raw = export_model(run, tmp_path / "raw.keras", checkpoint="raw")
+    for variable, value in zip(load_model(exported_raw).trainable_variables, steps[-1],
+                               strict=True):
+        np.testing.assert_array_equal(np.array(variable), value)
+    assert json.loads((tmp_path / "raw.json").read_text())["exported"] == {
+        "checkpoint": "raw", "epoch": 3}
     # Without an optimizer (or without an average) the context changes nothing.
     with averaged_weights(raw):
         np.testing.assert_array_equal(np.array(raw.trainable_variables[0]), steps[-1][0])

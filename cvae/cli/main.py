@@ -179,10 +179,12 @@ def build_parser():
     export.add_argument("--force", action="store_true",
                         help="replace an existing output (and its .json record)")
     export.add_argument("--checkpoint", type=_checkpoint, default="best",
-                        metavar="{best,last,N}",
+                        metavar="{best,last,raw,N}",
                         help="best: the run's best epoch by its monitored loss (model.keras); "
                              "last: the state it last reached (for the adversarial term, "
-                             "whose sharpening raises that loss); N: its state after epoch N, "
+                             "whose sharpening raises that loss); raw: with --ema-momentum, "
+                             "the raw weights it last reached instead of their average; "
+                             "N: its state after epoch N, "
                              "which runs with the adversarial term or --ema-momentum keep in "
                              "epochs/")
     export.add_argument("--no-litert", dest="litert", action="store_false",
@@ -319,7 +321,8 @@ def _checkpoint(text):
         return text
     if text.isdigit() and int(text) > 0:
         return int(text)
-    raise argparse.ArgumentTypeError(f"expected best, last or an epoch number, got {text!r}")
+    raise argparse.ArgumentTypeError(f"expected best, last, raw or an epoch number, "
+                                     f"got {text!r}")
 
 
 def _export(args):
