@@ -30,7 +30,7 @@ from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.config import PRESETS, get_preset
 from cvae.errors import run_script
 from cvae.precision import resolve_precision
-from scripts.repository import REPOSITORY_ROOT, replace_between_markers
+from scripts.repository import REPOSITORY_ROOT, command_line, replace_between_markers
 
 WARM_UP_STEPS = 2
 # Far beyond any timed step: the term never starts.
@@ -99,8 +99,7 @@ def adversarial_step_section(rows, args, precision, argv):
              "| ms per step | against no term |",
              "|---|---|---|",
              *[f"| {what} | {ms:.0f} | {ms / baseline:.2f}× |" for what, ms in rows]]
-    command = " ".join(["python -m benchmarks.adversarial_step",
-                        *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("python -m benchmarks.adversarial_step", argv)
     return "\n".join(lines + ["", f"Median of {args.steps} steps after {WARM_UP_STEPS} "
                               f"untimed ones, each case in a fresh model. Reproduce: "
                               f"`{command}` (on an otherwise idle machine)."])

@@ -167,15 +167,10 @@ class VAE(keras.Model):
         self.optimizer.apply_gradients(zip(gradients, weights))
         self.discriminator_optimizer.apply_gradients(zip(discriminator_gradients,
                                                          self.discriminator.trainable_weights))
-        terms = dict(zip(_STEP_TERMS, values))
         # The discriminator's losses exist from the start step on; before it
         # they weigh nothing in the epoch's means.
-        for tracker in self.metrics:
-            if tracker.name in ("adversarial_loss", "discriminator_loss"):
-                tracker.update_state(terms[tracker.name], sample_weight=started)
-            else:
-                tracker.update_state(terms[tracker.name])
-        return self._results()
+        return self._update_metrics(dict(zip(_STEP_TERMS, values)),
+                                    {"adversarial_loss": started, "discriminator_loss": started})
 
     def _adversarial_gradients(self, images, weights, unit, replicas):
         """The VAE's and the discriminator's gradients for one step with the term on."""
@@ -231,15 +226,16 @@ class VAE(keras.Model):
                 "kl_loss": kl_loss,
                 "reconstructions": reconstructions}
 
-    def _update_metrics(self, terms):
+    def _update_metrics(self, terms, sample_weights=None):
+        """Each tracker named in `terms` takes its value, weighted by
+        `sample_weights[name]` where given; returns the trackers' results."""
         # The adversarial scale exists in training steps only.
         trackers = [tracker for tracker in self.metrics if tracker.name in terms]
+        sample_weights = sample_weights or {}
         for tracker in trackers:
-            tracker.update_state(terms[tracker.name])
-        return self._results(trackers)
-
-    def _results(self, trackers=None):
-        results = {tracker.name: tracker.result() for tracker in trackers or self.metrics}
+            tracker.update_state(terms[tracker.name],
+                                 sample_weight=sample_weights.get(tracker.name))
+        results = {tracker.name: tracker.result() for tracker in trackers}
         if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
             # Keras 3 averages each replica's logs across workers along axis 0,
             # which fails on scalars (tensorflow/tensorflow#72388); shape (1,)

@@ -38,9 +38,14 @@ def replace_between_markers(path, name, text):
 def reproduce_command(script, argv=None):
     """The command line that reruns a script with these arguments, for the
     "Reproduce:" line under a table it writes."""
+    return command_line(f"python scripts/{script}", argv)
+
+
+def command_line(program, argv=None):
+    """`program` followed by these arguments (default: this process's),
+    quoted as a shell needs them: a variant's name has spaces, say."""
     arguments = sys.argv[1:] if argv is None else argv
-    # Quoted as a shell needs them: a variant's name has spaces, say.
-    return " ".join([f"python scripts/{script}", *map(shlex.quote, arguments)])
+    return " ".join([program, *map(shlex.quote, arguments)])
 
 
 def add_showcase_arguments(parser):
