@@ -68,6 +68,11 @@ class VAEConfig:
     adversarial_start_step: int = 0
     # Widths of the discriminator's stride-2 4x4 convolutions.
     discriminator_filters: Tuple[int, ...] = (64, 128, 256)
+    # How many image scales the discriminator judges: 1 is the image alone;
+    # N > 1 adds a PatchGAN of its own for each of the image average-pooled
+    # 2, 4, ... times (pix2pixHD's multi-scale discriminator, Wang et al.
+    # 2018), whose patches span coarser texture than the full-size one's.
+    discriminator_scales: int = 1
     # Hidden layer widths of the second-stage VAE over the latent codes
     # (Dai & Wipf 2019). Empty: the model has none. Set only by
     # cvae.second_stage.fit_second_stage, which trains it.
@@ -109,6 +114,10 @@ class VAEConfig:
         _require(self.adversarial_start_step >= 0, "adversarial_start_step must be >= 0")
         _require(len(self.discriminator_filters) >= 1 and min(self.discriminator_filters) > 0,
                  "discriminator_filters must be positive")
+        _require(self.discriminator_scales >= 1, "discriminator_scales must be >= 1")
+        _require(self.image_size >= 2 ** (self.discriminator_scales - 1),
+                 f"image_size {self.image_size} is too small for "
+                 f"{self.discriminator_scales} discriminator scales")
         _require(all(u > 0 for u in self.second_stage_units),
                  "second_stage_units must be positive")
         _require(self.second_stage_noise >= 0, "second_stage_noise must be >= 0")

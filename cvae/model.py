@@ -205,11 +205,15 @@ class VAE(keras.Model):
         return self._update_metrics(terms)
 
     def _adversarial_terms(self, images, reconstructions, training):
-        real_logits = self.discriminator(images, training=training)
-        fake_logits = self.discriminator(reconstructions, training=training)
-        return {"adversarial_loss": ops.mean(losses.generator_adversarial_loss(fake_logits)),
-                "discriminator_loss": ops.mean(losses.discriminator_hinge_loss(real_logits,
-                                                                               fake_logits))}
+        # A multi-scale discriminator gives one grid of logits per scale; each
+        # scale's loss counts alike, so the mean over them is the term.
+        real_grids = _as_list(self.discriminator(images, training=training))
+        fake_grids = _as_list(self.discriminator(reconstructions, training=training))
+        adversarial = [ops.mean(losses.generator_adversarial_loss(fake)) for fake in fake_grids]
+        discriminator = [ops.mean(losses.discriminator_hinge_loss(real, fake))
+                         for real, fake in zip(real_grids, fake_grids)]
+        return {"adversarial_loss": sum(adversarial) / len(adversarial),
+                "discriminator_loss": sum(discriminator) / len(discriminator)}
 
     def _objective(self, images, training):
         z_mean, z_log_var, z = self.encoder(images, training=training)
@@ -363,6 +367,10 @@ class VAE(keras.Model):
 
 def _norm(tensor):
     return ops.sqrt(ops.sum(ops.square(ops.cast(tensor, "float32"))))
+
+
+def _as_list(outputs):
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
 
 def _images_from(data):

@@ -57,14 +57,26 @@ def build_patch_discriminator(config, dtype=None):
     """image in [0, 1] -> a grid of real-vs-reconstructed logits, one per
     overlapping patch (PatchGAN, Isola et al. 2017): the verdict is on local
     texture, which is what a per-pixel likelihood blurs. No normalization, as
-    in the rest of the network; LeakyReLU keeps gradients for fakes."""
+    in the rest of the network; LeakyReLU keeps gradients for fakes.
+
+    With `config.discriminator_scales` N > 1 the model returns a list of N
+    grids: the first for the image, the others from PatchGANs of their own on
+    the image average-pooled 2, 4, ... times."""
     images = keras.Input(shape=config.image_shape, name="image")
     x = layers.Rescaling(2.0, offset=-1.0, dtype=dtype)(images)
+    grids = []
+    for scale in range(config.discriminator_scales):
+        if scale:
+            x = layers.AveragePooling2D(2, padding="same", dtype=dtype)(x)
+        grids.append(_patch_logits(x, config, dtype, suffix=f"_{scale}" if scale else ""))
+    return keras.Model(images, grids if len(grids) > 1 else grids[0], name="discriminator")
+
+
+def _patch_logits(x, config, dtype, suffix):
     for filters in config.discriminator_filters:
         x = layers.Conv2D(filters, 4, strides=2, padding="same", activation="leaky_relu",
                           dtype=dtype)(x)
-    logits = layers.Conv2D(1, 4, padding="same", name="patch_logits", dtype="float32")(x)
-    return keras.Model(images, logits, name="discriminator")
+    return layers.Conv2D(1, 4, padding="same", name="patch_logits" + suffix, dtype="float32")(x)
 
 
 def _refine(x, filters, convs, config, dtype):

@@ -41,7 +41,7 @@ GRID_IMAGES = 8
 # What a fine-tuning run may change in its initial model's configuration: the
 # objective's adversarial term, which adds a discriminator but leaves the
 # network that the starting weights belong to as it is.
-FINE_TUNING_OVERRIDES = {"adversarial_weight", "adversarial_start_step"}
+FINE_TUNING_OVERRIDES = {"adversarial_weight", "adversarial_start_step", "discriminator_scales"}
 
 
 def train(options):

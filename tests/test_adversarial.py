@@ -62,6 +62,30 @@ def test_the_discriminator_waits_for_its_start_step_then_trains(adversarial_conf
                                       - len(model.discriminator.trainable_weights))
 
 
+def test_a_multi_scale_discriminator_judges_each_scale_with_its_own_weights(
+        adversarial_config, tiny_images):
+    from cvae.networks import build_patch_discriminator
+
+    config = adversarial_config.replace(adversarial_start_step=0, discriminator_scales=2)
+    grids = build_patch_discriminator(config)(tiny_images[:2])
+    side = config.image_size // 4  # Two stride-2 convolutions.
+    assert [tuple(grid.shape) for grid in grids] == [(2, side, side, 1),
+                                                     (2, side // 2, side // 2, 1)]
+    model = VAE(config, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    single = VAE(adversarial_config, seed=0).discriminator
+    assert len(model.discriminator.trainable_weights) == 2 * len(single.trainable_weights)
+    kernels = [weight for weight in model.discriminator.trainable_weights
+               if weight.path.endswith("kernel")]
+    initial = [np.array(kernel) for kernel in kernels]
+    history = model.fit(tiny_images[:32], batch_size=16, epochs=1, verbose=0)
+    assert np.isfinite(history.history["discriminator_loss"][0])
+    # Both scales' PatchGANs learn, not only the full-size one. (The logits'
+    # biases may not: at the start the hinge's real and fake halves cancel.)
+    assert all(not np.array_equal(before, np.array(kernel))
+               for before, kernel in zip(initial, kernels))
+
+
 def test_the_adversarial_term_changes_the_decoder_update(adversarial_config, tiny_images):
     def decoder_after_steps(config):
         model = VAE(config.replace(adversarial_start_step=0), seed=0)

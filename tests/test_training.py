@@ -220,10 +220,12 @@ def test_fine_tuning_may_add_the_adversarial_term(tmp_path):
     assert main(["train", *common, "--out", str(first), *TINY_RUN]) == 0
     assert main(["train", *common, "--out", str(tuned), "--initial-model",
                  str(first / "model.keras"), "--learning-rate", "1e-12",
-                 "--adversarial-weight", "0.5", "--adversarial-start-step", "100"]) == 0
+                 "--adversarial-weight", "0.5", "--adversarial-start-step", "100",
+                 "--discriminator-scales", "2"]) == 0
     initial, result = load_model(first / "model.keras"), load_model(tuned / "model.keras")
     assert result.config == initial.config.replace(kl_warmup_steps=0, adversarial_weight=0.5,
-                                                   adversarial_start_step=100)
+                                                   adversarial_start_step=100,
+                                                   discriminator_scales=2)
     assert initial.discriminator is None and result.discriminator is not None
     for start, end in zip(initial.decoder.get_weights(), result.decoder.get_weights()):
         np.testing.assert_allclose(end, start, atol=1e-6)

@@ -134,6 +134,10 @@ def build_parser():
                                 "docs/model.md, \"The adversarial term\")")
     overrides.add_argument("--adversarial-start-step", type=non_negative_int,
                            help="optimizer steps before the adversarial term starts")
+    overrides.add_argument("--discriminator-scales", type=positive_int,
+                           help="image scales the adversarial term's discriminator judges "
+                                "(1: the image; N: also the image halved, quartered, ...; "
+                                "docs/model.md, \"The adversarial term\")")
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser(
@@ -255,7 +259,7 @@ def _train(args):
 
     override_names = ("image_size", "channels", "latent_dim", "likelihood", "decoder_scale",
                       "beta", "kl_warmup_steps", "reconstruction_weight",
-                      "adversarial_weight", "adversarial_start_step")
+                      "adversarial_weight", "adversarial_start_step", "discriminator_scales")
     options = TrainOptions(
         data=args.data, out=args.out, preset=args.preset,
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
