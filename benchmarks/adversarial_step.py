@@ -3,11 +3,12 @@
 
 Times `VAE.train_on_batch` on one batch of random images, in the machine's
 default precision (`--precision auto`), for a preset (`faces-v2` by default)
-in four configurations: without the term; with it from step 0 (how the
-shipped model was fine-tuned); with it after a start step has passed; and
+in five configurations: without the term; with it from step 0 (how the
+shipped model was fine-tuned); with it after a start step has passed;
 before its start step, where the step is the likelihood's alone and the
-discriminator is not run. The first calls compile and are not timed; the
-figure is the median of the timed steps.
+discriminator is not run; and from step 0 with a two-scale discriminator
+(`--discriminator-scales 2`). The first calls compile and are not timed;
+the figure is the median of the timed steps.
 
 Writes the table into docs/speed.md between the "adversarial-step" markers.
 
@@ -44,7 +45,9 @@ def configurations(config):
             ("with the term from step 0", with_term.replace(adversarial_start_step=0)),
             ("with the term, after its start step",
              with_term.replace(adversarial_start_step=WARM_UP_STEPS)),
-            ("before the term's start step", with_term.replace(adversarial_start_step=NEVER))]
+            ("before the term's start step", with_term.replace(adversarial_start_step=NEVER)),
+            ("with the term from step 0, two-scale discriminator",
+             with_term.replace(adversarial_start_step=0, discriminator_scales=2))]
 
 
 def step_milliseconds(config, precision, batch_size, steps):
