@@ -74,6 +74,10 @@ VARIANTS = {
                                                            with_noise=True),
     "all codes KL 0.25 + q(u) matched + its noise": Variant(kl_weight=0.25, match_moments=True,
                                                             with_noise=True),
+    "all codes KL 0.5 wider + q(u) matched + its noise": Variant(units=(2048, 2048),
+                                                                 kl_weight=0.5,
+                                                                 match_moments=True,
+                                                                 with_noise=True),
 }
 
 
