@@ -20,6 +20,11 @@ DECODER_SCALES = ("learned", "calibrated")
 SECOND_STAGE_KL_WEIGHT = 0.5
 
 
+# What builds and drives the adversarial term (VAEConfig's comments say how).
+DISCRIMINATOR_SETTINGS = ("adversarial_weight", "adversarial_start_step",
+                          "discriminator_filters", "discriminator_scales")
+
+
 @dataclasses.dataclass(frozen=True)
 class VAEConfig:
     # Architecture.
@@ -136,6 +141,13 @@ class VAEConfig:
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
+
+    def without_discriminator(self):
+        """The same VAE with the adversarial term's settings at their defaults:
+        a model that only codes and samples (a second stage's) leaves the
+        discriminator, and how it was built, in the training run."""
+        return self.replace(**{field.name: field.default for field in dataclasses.fields(self)
+                               if field.name in DISCRIMINATOR_SETTINGS})
 
     def to_dict(self):
         return dataclasses.asdict(self)

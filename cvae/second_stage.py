@@ -111,8 +111,9 @@ def with_second_stage(model, trained, match_moments=True, with_noise=True):
     (docs/model_study.md, "Second-stage variants")."""
     # A discriminator only trains the first stage; the combined model samples
     # and codes, so it leaves one behind (it stays in the training run).
-    config = model.config.replace(second_stage_units=trained.units, adversarial_weight=0.0,
-                                  second_stage_noise=trained.scale if with_noise else 0.0)
+    config = model.config.without_discriminator().replace(
+        second_stage_units=trained.units,
+        second_stage_noise=trained.scale if with_noise else 0.0)
     # The model's own class, so this module needs no import of cvae.model
     # (which builds on this one).
     combined = type(model)(config, seed=model.seed, dtype=model.dtype_policy.name)

@@ -53,12 +53,14 @@ def test_the_second_stage_command_writes_a_model_that_samples_through_it(tmp_pat
 
 def test_the_combined_model_leaves_a_first_stage_discriminator_behind(first_stage):
     model, images = first_stage
-    adversarial = VAE(model.config.replace(adversarial_weight=0.5), seed=0)
+    adversarial = VAE(model.config.replace(adversarial_weight=0.5, adversarial_start_step=3,
+                                           discriminator_scales=2), seed=0)
     adversarial.copy_weights_from(model)
     assert adversarial.discriminator is not None
     combined = fit_second_stage(adversarial, images, units=(8,), epochs=1, batch_size=16)
     assert combined.discriminator is None
-    assert combined.config.adversarial_weight == 0.0
+    # Its settings go with it: the combined model's first stage is the plain one's.
+    assert combined.config.replace(second_stage_units=(), second_stage_noise=0.0) == model.config
     np.testing.assert_allclose(combined.reconstruct(images[:2]), model.reconstruct(images[:2]),
                                atol=1e-6)
 
