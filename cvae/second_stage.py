@@ -22,6 +22,9 @@ from cvae.config import SECOND_STAGE_KL_WEIGHT
 DEFAULT_UNITS = (1024, 1024)
 _INITIAL_LOG_SCALE = math.log(0.3)
 _MIN_LOG_SCALE = math.log(1e-3)
+# Noise draws through the trained decoder that measure its codes' spread
+# (`_matched_to_codes`): enough for each dimension's variance to about 1%.
+_CALIBRATION_DRAWS = 20000
 
 
 def build_second_stage_decoder(latent_dim, units, name="second_stage_decoder"):
@@ -103,12 +106,14 @@ def fit_second_stage(model, images, units=DEFAULT_UNITS, epochs=100, batch_size=
                                                        kl_weight))
 
 
-def with_second_stage(model, trained, match_moments=True, with_noise=True):
+def with_second_stage(model, trained, match_moments=True, with_noise=True, match_codes=True):
     """A copy of the first stage `model` that carries the `TrainedSecondStage`:
     its decoder with q(u)'s fitted Gaussian folded in (match_moments) or as
-    trained, sampled with its noise (`VAEConfig.second_stage_noise`) or
-    without. The defaults are the shipped model's choice
-    (docs/model_study.md, "Second-stage variants")."""
+    trained, its codes rescaled to the training codes' mean and variance
+    (match_codes) or not, sampled with its noise
+    (`VAEConfig.second_stage_noise`) or without. The defaults are the shipped
+    model's choice (docs/model_study.md, "Second-stage variants" and
+    "Session 17")."""
     # A discriminator only trains the first stage; the combined model samples
     # and codes, so it leaves one behind (it stays in the training run).
     config = model.config.without_discriminator().replace(
@@ -118,7 +123,8 @@ def with_second_stage(model, trained, match_moments=True, with_noise=True):
     # (which builds on this one).
     combined = type(model)(config, seed=model.seed, dtype=model.dtype_policy.name)
     combined.set_first_stage_weights(model)
-    combined.second_stage_decoder.set_weights(trained.decoder_weights(match_moments))
+    combined.second_stage_decoder.set_weights(
+        trained.decoder_weights(match_moments, match_codes, trained.scale if with_noise else 0.0))
     return combined
 
 
@@ -129,29 +135,59 @@ class TrainedSecondStage:
     `noise_map`: (centre, lower), the mean of the second stage's aggregate
     posterior q(u) on its training codes and the Cholesky factor of its
     covariance; `scale`: the learned spread of its Gaussian around a decoded
-    code.
+    code; `code_moments`: (mean, variance) per dimension of the first stage's
+    aggregate posterior q(z) on the training images, which sampling aims at.
     """
 
-    def __init__(self, units, weights, noise_map, scale):
+    def __init__(self, units, weights, noise_map, scale, code_moments):
         self.units = tuple(units)
         self.weights = weights
         self.noise_map = noise_map
         self.scale = scale
+        self.code_moments = code_moments
 
-    def decoder_weights(self, match_moments=True):
+    def decoder_weights(self, match_moments=True, match_codes=False, noise=0.0):
         """The decoder's weights; with match_moments, with u = centre + lower @ eps
         folded into its first Dense layer, so that eps ~ N(0, I) is mapped onto
         q(u)'s fitted Gaussian (an ex-post fit of q(u), as Ghosh et al. 2020
         fit q(z)) instead of assuming that the KL term made q(u) exactly
         N(0, I). On the shipped first stage it is not (docs/model_study.md,
-        "Second-stage variants")."""
-        if not match_moments:
-            return self.weights
-        centre, lower = self.noise_map
-        # eps @ (lower^T W) + (centre @ W + b)
-        kernel, bias, *rest = self.weights
-        return [(lower.T @ kernel).astype(np.float32),
-                (centre @ kernel + bias).astype(np.float32), *rest]
+        "Second-stage variants"). With match_codes, also with the last layer
+        rescaled so that the codes, with noise of spread `noise` added, spread
+        like the training codes (`_matched_to_codes`)."""
+        weights = self.weights
+        if match_moments:
+            centre, lower = self.noise_map
+            # eps @ (lower^T W) + (centre @ W + b)
+            kernel, bias, *rest = weights
+            weights = [(lower.T @ kernel).astype(np.float32),
+                       (centre @ kernel + bias).astype(np.float32), *rest]
+        if match_codes:
+            weights = _matched_to_codes(weights, self.code_moments, noise)
+        return weights
+
+
+def _matched_to_codes(weights, code_moments, noise, seed=0):
+    """A decoder's weights with its last layer rescaled per dimension so that
+    its codes of eps ~ N(0, I), with Gaussian noise of spread `noise` added,
+    have the training codes' mean and variance.
+
+    A VAE's decoder gives the mean of what its code leaves uncertain, so the
+    drawn codes spread less than the training codes (docs/model_study.md's
+    second-stage tables, "code variance"): the faces vary less than real ones.
+    The gain per dimension restores the spread; the map is affine, so it
+    folds into the last Dense layer and the model file keeps its form."""
+    pairs = list(zip(weights[0::2], weights[1::2]))  # (kernel, bias) per Dense layer
+    x = np.random.default_rng(seed).standard_normal((_CALIBRATION_DRAWS, pairs[0][0].shape[0]))
+    for kernel, bias in pairs[:-1]:
+        x = np.maximum(x @ kernel + bias, 0.0)
+    kernel, bias = pairs[-1]
+    drawn = x @ kernel + bias
+    mean, variance = code_moments
+    # Var(gain * decoded + noise) = variance.
+    gain = np.sqrt(np.maximum(variance - noise ** 2, 0.0) / np.maximum(drawn.var(axis=0), 1e-12))
+    return [*weights[:-2], (kernel * gain).astype(np.float32),
+            (gain * bias + mean - gain * drawn.mean(axis=0)).astype(np.float32)]
 
 
 def train_second_stage(z_mean, z_log_var, units=DEFAULT_UNITS, epochs=100, batch_size=256,
@@ -173,7 +209,16 @@ def train_second_stage(z_mean, z_log_var, units=DEFAULT_UNITS, epochs=100, batch
     second.fit(dataset, epochs=epochs, verbose=verbose, shuffle=False)
     scale = float(np.exp(max(float(second.log_scale.numpy()), _MIN_LOG_SCALE)))
     return TrainedSecondStage(units, second.decoder.get_weights(),
-                              _fitted_noise_map(second, np.asarray(z_mean, np.float32)), scale)
+                              _fitted_noise_map(second, np.asarray(z_mean, np.float32)), scale,
+                              _code_moments(z_mean, z_log_var))
+
+
+def _code_moments(z_mean, z_log_var):
+    """Mean and variance per dimension of q(z) = E_x q(z|x): the spread of the
+    means across faces plus the mean posterior variance."""
+    z_mean = np.asarray(z_mean, np.float64)
+    posterior_variance = np.exp(np.asarray(z_log_var, np.float64)).mean(axis=0)
+    return z_mean.mean(axis=0), z_mean.var(axis=0) + posterior_variance
 
 
 def _fitted_noise_map(second, z_mean):

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Compare second stages (`cvae.second_stage`) on one first stage's codes:
 how many training codes, how wide, how long; whether N(0, I) noise is
-mapped onto the second stage's fitted q(u), and whether its own Gaussian
-noise is added when sampling.
+mapped onto the second stage's fitted q(u), whether its own Gaussian noise
+is added when sampling, and whether the drawn codes are rescaled to spread
+like the training codes.
 
 Each variant is trained on the same first stage's codes of training images,
 and its default samples are scored as `scripts/results.py` scores the
@@ -54,11 +55,12 @@ class Variant(NamedTuple):
     kl_weight: float = 1.0  # the second stage's own beta
     match_moments: bool = False  # eps ~ N(0, I) mapped onto q(u)'s fitted Gaussian
     with_noise: bool = False  # sampled with the second stage's own Gaussian noise
+    match_codes: bool = False  # drawn codes rescaled to the training codes' mean and variance
 
     def training(self):
         """What the trained second stage depends on: variants that differ
         only in how they sample share one run."""
-        return self._replace(match_moments=False, with_noise=False)
+        return self._replace(match_moments=False, with_noise=False, match_codes=False)
 
 
 VARIANTS = {
@@ -69,9 +71,12 @@ VARIANTS = {
     "all codes + its noise": Variant(with_noise=True),
     "all codes + q(u) matched + its noise": Variant(match_moments=True, with_noise=True),
     "all codes KL 0.5 + q(u) matched": Variant(kl_weight=0.5, match_moments=True),
-    # The shipped model's (the defaults of `cvae.second_stage`).
+    # The session-10 to session-16 models'.
     "all codes KL 0.5 + q(u) matched + its noise": Variant(kl_weight=0.5, match_moments=True,
                                                            with_noise=True),
+    # The shipped model's (the defaults of `cvae.second_stage`).
+    "all codes KL 0.5 + q(u) matched + its noise + codes' spread matched": Variant(
+        kl_weight=0.5, match_moments=True, with_noise=True, match_codes=True),
     "all codes KL 0.25 + q(u) matched + its noise": Variant(kl_weight=0.25, match_moments=True,
                                                             with_noise=True),
     "all codes KL 0.5 wider + q(u) matched + its noise": Variant(units=(2048, 2048),
@@ -141,11 +146,13 @@ def main(argv=None):
                                          epochs=variant.epochs, kl_weight=variant.kl_weight)
             trained_runs[key] = (trained, time.perf_counter() - started)
         trained, seconds = trained_runs[key]
-        combined = with_second_stage(model, trained, variant.match_moments, variant.with_noise)
+        combined = with_second_stage(model, trained, variant.match_moments, variant.with_noise,
+                                     variant.match_codes)
         codes_drawn = sample_latents(combined, count, seed=0)
         rows.append(score(combined.decode(codes_drawn), name=name, codes=len(z_mean),
                           units=list(variant.units), epochs=variant.epochs, seconds=seconds,
                           match_moments=variant.match_moments, with_noise=variant.with_noise,
+                          match_codes=variant.match_codes,
                           scale=trained.scale,
                           code_variance=float(codes_drawn.var(axis=0).mean()),
                           training_code_variance=float(z_mean.var(axis=0).mean())))

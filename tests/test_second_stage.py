@@ -97,10 +97,11 @@ def test_the_matched_decoder_maps_noise_through_q_u_and_sampling_adds_its_spread
                                rtol=1e-4, atol=1e-4)
 
     # Sampling decodes the same u with or without the noise, then adds
-    # Gaussian noise of the learned spread.
+    # Gaussian noise of the learned spread (without the codes' spread matched,
+    # whose gain depends on the noise).
     model, _ = first_stage
-    noisy = with_second_stage(model, trained)
-    quiet = with_second_stage(model, trained, with_noise=False)
+    noisy = with_second_stage(model, trained, match_codes=False)
+    quiet = with_second_stage(model, trained, with_noise=False, match_codes=False)
     assert noisy.config.second_stage_noise == trained.scale and quiet.config.second_stage_noise == 0
     difference = sample_latents(noisy, 4000, seed=5) - sample_latents(quiet, 4000, seed=5)
     assert abs(difference.std() / trained.scale - 1) < 0.05
@@ -109,6 +110,30 @@ def test_the_matched_decoder_maps_noise_through_q_u_and_sampling_adds_its_spread
     assert np.abs(np.corrcoef(difference.T, u.T)[:4, 4:]).max() < 0.1
     np.testing.assert_allclose(sample_latents(noisy, 8, seed=5, temperature=0.0),
                                sample_latents(quiet, 8, seed=5, temperature=0.0), atol=1e-6)
+
+
+def test_matching_the_codes_spread_gives_samples_the_training_codes_mean_and_variance(
+        first_stage):
+    from cvae.second_stage import train_second_stage, with_second_stage
+
+    model, _ = first_stage
+    latent_dim = model.config.latent_dim
+    rng = np.random.default_rng(2)
+    z_mean = rng.normal(size=(512, latent_dim)) * np.linspace(0.3, 3.0, latent_dim) + 1.0
+    z_log_var = np.full_like(z_mean, np.log(0.04))
+    trained = train_second_stage(z_mean, z_log_var, units=(16,), epochs=2, batch_size=64)
+    mean, variance = trained.code_moments  # Of q(z): the means' spread plus the posterior's.
+    np.testing.assert_allclose(mean, z_mean.mean(axis=0))
+    np.testing.assert_allclose(variance, z_mean.var(axis=0) + 0.04)
+    # The default sampler hits them, its own noise included (other draws than
+    # the ones the gain was measured on).
+    drawn = sample_latents(with_second_stage(model, trained), 20000, seed=3)
+    assert np.all(np.abs(drawn.mean(axis=0) - mean) < 0.05 * np.sqrt(variance))
+    np.testing.assert_allclose(drawn.var(axis=0), variance, rtol=0.05)
+    # A second stage trained for two epochs spreads its codes otherwise.
+    unmatched = sample_latents(with_second_stage(model, trained, match_codes=False), 20000,
+                               seed=3)
+    assert np.abs(unmatched.var(axis=0) / variance - 1).max() > 0.2
 
 
 def test_the_second_stage_command_copies_the_first_stage_codec_table(tmp_path):
