@@ -116,15 +116,15 @@ def with_second_stage(model, trained, match_moments=True, with_noise=True, match
     "Session 17")."""
     # A discriminator only trains the first stage; the combined model samples
     # and codes, so it leaves one behind (it stays in the training run).
+    noise = trained.scale if with_noise else 0.0
     config = model.config.without_discriminator().replace(
-        second_stage_units=trained.units,
-        second_stage_noise=trained.scale if with_noise else 0.0)
+        second_stage_units=trained.units, second_stage_noise=noise)
     # The model's own class, so this module needs no import of cvae.model
     # (which builds on this one).
     combined = type(model)(config, seed=model.seed, dtype=model.dtype_policy.name)
     combined.set_first_stage_weights(model)
     combined.second_stage_decoder.set_weights(
-        trained.decoder_weights(match_moments, match_codes, trained.scale if with_noise else 0.0))
+        trained.decoder_weights(match_moments, match_codes, noise))
     return combined
 
 
@@ -163,11 +163,11 @@ class TrainedSecondStage:
             weights = [(lower.T @ kernel).astype(np.float32),
                        (centre @ kernel + bias).astype(np.float32), *rest]
         if match_codes:
-            weights = _matched_to_codes(weights, self.code_moments, noise)
+            weights = _matched_to_codes(self.units, weights, self.code_moments, noise)
         return weights
 
 
-def _matched_to_codes(weights, code_moments, noise, seed=0):
+def _matched_to_codes(units, weights, code_moments, noise, seed=0):
     """A decoder's weights with its last layer rescaled per dimension so that
     its codes of eps ~ N(0, I), with Gaussian noise of spread `noise` added,
     have the training codes' mean and variance.
@@ -177,16 +177,16 @@ def _matched_to_codes(weights, code_moments, noise, seed=0):
     second-stage tables, "code variance"): the faces vary less than real ones.
     The gain per dimension restores the spread; the map is affine, so it
     folds into the last Dense layer and the model file keeps its form."""
-    pairs = list(zip(weights[0::2], weights[1::2]))  # (kernel, bias) per Dense layer
-    x = np.random.default_rng(seed).standard_normal((_CALIBRATION_DRAWS, pairs[0][0].shape[0]))
-    for kernel, bias in pairs[:-1]:
-        x = np.maximum(x @ kernel + bias, 0.0)
-    kernel, bias = pairs[-1]
-    drawn = x @ kernel + bias
+    latent_dim = weights[0].shape[0]
+    decoder = build_second_stage_decoder(latent_dim, units)
+    decoder.set_weights(weights)
+    eps = np.random.default_rng(seed).standard_normal((_CALIBRATION_DRAWS, latent_dim))
+    drawn = np.asarray(decoder(eps.astype(np.float32), training=False), np.float64)
+    *hidden, kernel, bias = weights
     mean, variance = code_moments
     # Var(gain * decoded + noise) = variance.
     gain = np.sqrt(np.maximum(variance - noise ** 2, 0.0) / np.maximum(drawn.var(axis=0), 1e-12))
-    return [*weights[:-2], (kernel * gain).astype(np.float32),
+    return [*hidden, (kernel * gain).astype(np.float32),
             (gain * bias + mean - gain * drawn.mean(axis=0)).astype(np.float32)]
 
 
