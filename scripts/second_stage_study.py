@@ -11,7 +11,11 @@ shipped model's: SWD (x1e3, per pyramid level, finest first) of as many
 samples as half the held-out images against the other half, and the
 detector's face rate. Two references bound what a second stage can do with
 this decoder: the decoded codes of other training faces (an exact sampler of
-the training codes), and the raw N(0, I) prior.
+the training codes), and the raw N(0, I) prior. Beside them, the same
+training faces themselves, and with more than one --data source each
+source's real faces and decoded codes apart: the held-out faces come from
+one source, so these say how much of a sampler's distance at each level is
+the training mixture's own.
 
 Writes docs/results/second_stage_study.json and the table in
 docs/model_study.md between the "second-stage" markers. Variants measured
@@ -113,19 +117,36 @@ def main(argv=None):
     held_out, _ = data.read_dataset(args.val_data, size)
     reference, _ = split_halves(held_out.astype(np.float32) / 255.0)
     count = len(reference)
-    codes = []
+    codes, training_faces = [], []
     for source in args.data:
         images, _ = data.read_dataset(source, size)
         print(f"encoding {len(images)} images of {source}", flush=True)
         codes.append(model.encode(images))
+        training_faces.append(images)
 
     def score(samples, **details):
         return {**details, **samples_entry(reference, samples, 0)}
 
+    def real(images):
+        return images.astype(np.float32) / 255.0
+
     rows = []
-    everything = np.concatenate([z_mean for z_mean, _ in codes])
-    rows.append(score(model.decode(data.random_subset(everything, count, seed=1)),
+    # The same faces twice, real and decoded: random_subset's choice depends
+    # only on the length, the count and the seed.
+    every_face = np.concatenate(training_faces)
+    every_code = np.concatenate([z_mean for z_mean, _ in codes])
+    rows.append(score(real(data.random_subset(every_face, count, seed=1)),
+                      name="reference: real training faces"))
+    rows.append(score(model.decode(data.random_subset(every_code, count, seed=1)),
                       name="reference: decoded codes of other training faces"))
+    del every_face
+    if len(args.data) > 1:
+        for source, images, (z_mean, _) in zip(args.data, training_faces, codes):
+            rows.append(score(real(data.random_subset(images, count, seed=1)),
+                              name=f"reference: real training faces of `{source}`"))
+            rows.append(score(model.decode(data.random_subset(z_mean, count, seed=1)),
+                              name=f"reference: decoded codes of training faces of `{source}`"))
+    del training_faces
     rows.append(score(model.generate(count, seed=0, sampler="prior"),
                       name="reference: the raw N(0, I) prior"))
     if model.second_stage_decoder is not None:
