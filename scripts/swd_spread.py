@@ -11,6 +11,9 @@ level (x1e3, finest first):
 
 - real-vs-real: the other half against the reference (the floor);
 - training faces: as many random training faces as the reference holds;
+- with --mixture-data, the same from every source the model was trained on
+  (--train-data and these, in their proportions): what a perfect sampler
+  of its training distribution would score;
 - PCA-Gaussian: samples of PCA fitted on training faces (as results.py);
 - the model's default samples, and its reconstructions of the other half.
 
@@ -44,6 +47,7 @@ from repository import REPOSITORY_ROOT, replace_between_markers, reproduce_comma
 
 ROWS = {"real_vs_real": "real-vs-real (the other half)",
         "training_faces": "real training faces",
+        "training_mixture": "real training faces, every source",
         "pca_gaussian": "PCA-Gaussian samples",
         "model_samples": "the model's default samples",
         "model_reconstructions": "the model's reconstructions of the other half"}
@@ -56,6 +60,9 @@ def main(argv=None):
     parser.add_argument("--data", required=True, help="held-out images (utkface/val)")
     parser.add_argument("--train-data", required=True,
                         help="training images, for PCA and the training-faces row")
+    parser.add_argument("--mixture-data", action="append", default=[],
+                        help="the model's other training sources (repeatable), for the "
+                             "training-mixture row")
     parser.add_argument("--model", default=str(DEFAULT_MODEL_PATH), help="a .keras model")
     parser.add_argument("--repeats", type=positive_int, default=5,
                         help="measurements per row, with seeds 0 .. REPEATS-1")
@@ -71,23 +78,30 @@ def main(argv=None):
     images, _ = data.read_dataset(args.data, size)
     train_images, _ = data.read_dataset(args.train_data, size)
     pca = fit_pca(train_images, model.config.latent_dim)
+    mixture = (np.concatenate([train_images] + [data.read_dataset(source, size)[0]
+                                                for source in args.mixture_data])
+               if args.mixture_data else None)
+    rows = {name: label for name, label in ROWS.items()
+            if name != "training_mixture" or mixture is not None}
     originals = images.astype(np.float32) / 255.0
     reconstructions = model.reconstruct(images)
-    levels = {name: [] for name in ROWS}
+    levels = {name: [] for name in rows}
     for seed in range(args.repeats):
         print(f"repeat {seed + 1} of {args.repeats}", file=sys.stderr, flush=True)
         reference, other = split_halves(originals, seed)
         half = len(reference)
-        draw = np.random.default_rng(seed).choice(len(train_images), half, replace=False)
         sets = {"real_vs_real": other,
-                "training_faces": train_images[draw].astype(np.float32) / 255.0,
+                "training_faces": _drawn(train_images, half, seed),
                 "pca_gaussian": pca.sample(half, seed=seed),
                 "model_samples": model.generate(half, seed=seed),
                 "model_reconstructions": split_halves(reconstructions, seed)[1]}
+        if mixture is not None:
+            sets["training_mixture"] = _drawn(mixture, half, seed)
         for name, candidate in sets.items():
             levels[name].append(swd_entry(reference, candidate, seed)["swd_levels"])
 
     result = {"model": Path(args.model).name, "data": args.data, "train_data": args.train_data,
+              "mixture_data": args.mixture_data, "rows": rows,
               "images": len(images), "repeats": args.repeats, "levels": levels,
               "minutes": round((time.monotonic() - started) / 60, 1)}
     out = Path(args.out)
@@ -98,6 +112,12 @@ def main(argv=None):
     return 0
 
 
+def _drawn(images, count, seed):
+    """`count` of `images` drawn at random by `seed`, as floats in [0, 1]."""
+    draw = np.random.default_rng(seed).choice(len(images), count, replace=False)
+    return images[draw].astype(np.float32) / 255.0
+
+
 def _table(result, argv):
     rows = [f"On `{result['data']}` ({result['images']} images), {result['repeats']} repeats "
             f"of results.py's SWD measurement, each with its own split into reference and "
@@ -106,7 +126,7 @@ def _table(result, argv):
             "",
             "| set | 128 px | 64 px | 32 px | 16 px |",
             "|---|---|---|---|---|"]
-    for name, label in ROWS.items():
+    for name, label in result["rows"].items():
         per_level = np.array(result["levels"][name])
         cells = [" / ".join(f"{value:.0f}" for value in
                             (column.min(), np.median(column), column.max()))

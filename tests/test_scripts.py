@@ -214,14 +214,18 @@ def test_the_swd_spread_repeats_each_measurement_and_writes_its_table(tmp_path):
 
     held_out = write_image_folder(tmp_path / "val", n=24, size=(16, 16), seed=1)
     training = write_image_folder(tmp_path / "train", n=30, size=(16, 16), seed=2)
+    other_source = write_image_folder(tmp_path / "other", n=20, size=(16, 16), seed=3)
     doc = tmp_path / "doc.md"
     doc.write_text("before\n<!-- swd-spread:begin -->\nold\n<!-- swd-spread:end -->\nafter\n")
     main = _script("scripts/swd_spread.py").main
     assert main(["--data", str(held_out), "--train-data", str(training), "--model",
                  str(tiny_model_file(tmp_path)), "--repeats", "2", "--out", str(tmp_path),
-                 "--doc", str(doc)]) == 0
+                 "--doc", str(doc), "--mixture-data", str(other_source)]) == 0
     result = json.loads((tmp_path / "swd_spread.json").read_text())
     assert result["repeats"] == 2 and result["images"] == 24
+    assert list(result["levels"]) == list(result["rows"]) and "training_mixture" in result["rows"]
+    # The mixture's faces are not the first source's alone.
+    assert result["levels"]["training_mixture"] != result["levels"]["training_faces"]
     for name, repeats in result["levels"].items():
         assert len(repeats) == 2, name
         assert all(value >= 0 for levels in repeats for value in levels)
@@ -230,6 +234,7 @@ def test_the_swd_spread_repeats_each_measurement_and_writes_its_table(tmp_path):
     text = doc.read_text()
     assert "old" not in text and text.startswith("before") and text.endswith("after\n")
     assert "| real-vs-real (the other half) |" in text and "--repeats 2" in text
+    assert "| real training faces, every source |" in text
 
 
 def test_epoch_states_scores_each_kept_state_on_the_runs_held_out_share(tmp_path, capsys):
