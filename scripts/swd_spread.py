@@ -81,11 +81,10 @@ def main(argv=None):
     mixture = (np.concatenate([train_images] + [data.read_dataset(source, size)[0]
                                                 for source in args.mixture_data])
                if args.mixture_data else None)
-    rows = {name: label for name, label in ROWS.items()
-            if name != "training_mixture" or mixture is not None}
     originals = images.astype(np.float32) / 255.0
     reconstructions = model.reconstruct(images)
-    levels = {name: [] for name in rows}
+    # In ROWS's order, which the table keeps.
+    levels = {name: [] for name in ROWS if name != "training_mixture" or mixture is not None}
     for seed in range(args.repeats):
         print(f"repeat {seed + 1} of {args.repeats}", file=sys.stderr, flush=True)
         reference, other = split_halves(originals, seed)
@@ -101,7 +100,7 @@ def main(argv=None):
             levels[name].append(swd_entry(reference, candidate, seed)["swd_levels"])
 
     result = {"model": Path(args.model).name, "data": args.data, "train_data": args.train_data,
-              "mixture_data": args.mixture_data, "rows": rows,
+              "mixture_data": args.mixture_data,
               "images": len(images), "repeats": args.repeats, "levels": levels,
               "minutes": round((time.monotonic() - started) / 60, 1)}
     out = Path(args.out)
@@ -126,12 +125,12 @@ def _table(result, argv):
             "",
             "| set | 128 px | 64 px | 32 px | 16 px |",
             "|---|---|---|---|---|"]
-    for name, label in result["rows"].items():
+    for name in result["levels"]:
         per_level = np.array(result["levels"][name])
         cells = [" / ".join(f"{value:.0f}" for value in
                             (column.min(), np.median(column), column.max()))
                  for column in per_level.T]
-        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+        rows.append(f"| {ROWS[name]} | " + " | ".join(cells) + " |")
     command = reproduce_command("swd_spread.py", argv)
     rows += ["", f"Reproduce: `{command}` ({result['minutes']:g} minutes)."]
     return "\n".join(rows)
