@@ -66,6 +66,16 @@ def load_model(path=None, precision=None):
     return model
 
 
+def in_float32(model):
+    """`model` itself when it computes in float32, else a float32 copy.
+
+    What the codec and the LiteRT files run: bfloat16 rounds differently on
+    CPUs that have it natively and on those that emulate it, and LiteRT has
+    no bfloat16 kernels, so only float32 decodes a file to the same image on
+    every machine and runtime."""
+    return model if model.dtype_policy.name == "float32" else rebuilt(model, "float32")
+
+
 def rebuilt(model, precision):
     """An uncompiled copy of a VAE with the same weights, in `precision`."""
     from cvae.model import VAE

@@ -238,3 +238,23 @@ def test_calibration_picks_a_step_and_travels_with_the_model(tmp_path, tiny_imag
     save_model(VAE(TINY.replace(decoder_scale="learned"), seed=5), path)  # New weights.
     with pytest.warns(UserWarning, match="other weights"):
         assert load_codec(path).table is None
+
+
+def test_a_bfloat16_model_decodes_alike_on_both_runtimes(tmp_path):
+    # The LiteRT files compute in float32, and bfloat16 rounds differently on
+    # CPUs that have it and on those that emulate it: a file must still decode
+    # to the same image wherever it is opened.
+    from cvae.codec import load_codec
+    from cvae.codec.litert import write_litert_files
+
+    path = tmp_path / "model.keras"
+    save_model(VAE(TINY, seed=0, dtype="mixed_bfloat16"), path)
+    write_litert_files(load_model(path), path)
+    codes = np.random.default_rng(0).normal(0, 2, (64, TINY.latent_dim)).astype(np.float32)
+    keras_codec = load_codec(path, runtime="keras")
+    in_float32 = load_model(path, precision="float32").decode(codes)
+    assert np.abs(keras_codec.model.decode(codes) - in_float32).max() < 1e-5
+    by_keras = keras_codec.decode(codes).astype(np.int16)
+    by_litert = load_codec(path, runtime="litert").decode(codes).astype(np.int16)
+    assert np.abs(by_keras - by_litert).max() <= 1
+    assert cvae.load_model(path).dtype_policy.name == "mixed_bfloat16"  # The file is unchanged.

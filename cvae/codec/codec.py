@@ -113,12 +113,20 @@ class Codec:
     """Compresses and decompresses images with one model (and its codec table).
 
     `model` is a `cvae.model.VAE` or a `cvae.codec.litert.LiteModel` (which
-    carries the hash of the weights it was converted from)."""
+    carries the hash of the weights it was converted from). A VAE saved in
+    mixed precision is run as a float32 copy (`cvae.saving.in_float32`), as
+    the LiteRT files are: a file decodes to the same image on either runtime
+    and on every CPU."""
 
     def __init__(self, model, table=None, refine_steps=0):
-        if refine_steps and isinstance(model, LiteModel):
-            raise CvaeError("refining codes needs the Keras runtime (--runtime keras): the "
-                            "LiteRT files cannot take gradients")
+        if isinstance(model, LiteModel):
+            if refine_steps:
+                raise CvaeError("refining codes needs the Keras runtime (--runtime keras): "
+                                "the LiteRT files cannot take gradients")
+        else:
+            from cvae.saving import in_float32
+
+            model = in_float32(model)
         self.model = model
         self.config = model.config
         self.refine_steps = refine_steps
@@ -278,8 +286,10 @@ def calibrate(model, images, steps=CALIBRATION_STEPS, log=None):
     "medium"'s.
     """
     from cvae import metrics  # Deferred: it loads TensorFlow.
+    from cvae.saving import in_float32
 
     log = log or (lambda message: None)
+    model = in_float32(model)  # What the codec computes in.
     z_mean, z_log_var = model.encode(images)
     active = metrics.active_dimensions(z_mean)
     posterior_std = np.exp(np.mean(0.5 * z_log_var.astype(np.float64), axis=0))
@@ -320,7 +330,7 @@ _CODECS = weakref.WeakKeyDictionary()
 RUNTIMES = ("auto", "litert", "keras")
 
 
-def load_codec(path=None, precision=None, runtime="auto", refine_steps=0):
+def load_codec(path=None, runtime="auto", refine_steps=0):
     """The Codec of a model file (default: the default model) with the table
     saved beside it (MODEL.codec.json), when that table was measured for these
     weights; found exactly like the mixture beside a model.
@@ -342,7 +352,7 @@ def load_codec(path=None, precision=None, runtime="auto", refine_steps=0):
         codec = Codec(LiteModel(path), refine_steps=refine_steps)
     else:
         # Hashes the weights, once.
-        codec = Codec(load_model(path, precision=precision), refine_steps=refine_steps)
+        codec = Codec(load_model(path), refine_steps=refine_steps)
     if table_path(path).is_file():
         table = CodecTable.load(table_path(path))
         if table.weights_sha256 == codec.weights_sha256:

@@ -67,10 +67,9 @@ def write_litert_files(model, model_path):
     interpreter has no bfloat16 kernels."""
     import keras
 
-    from cvae.saving import rebuilt, weights_sha256
+    from cvae.saving import in_float32, weights_sha256
 
-    if model.dtype_policy.name != "float32":
-        model = rebuilt(model, "float32")
+    model = in_float32(model)
     config = model.config
     encoder_path, decoder_path, record_path = litert_paths(model_path)
     # The encoder's third output is a sample; the codec needs only mean and log-variance.
