@@ -34,7 +34,7 @@ from cvae.errors import run_script
 from cvae.model import VAE
 from scripts.repository import REPOSITORY_ROOT, replace_between_markers
 
-BATCH = 64
+BATCH = 64  # What the docs' tables were traced at.
 PRECISIONS = ("float32", "mixed_bfloat16")
 # The part of an op's name that says which network and layer it belongs to;
 # Keras numbers repeated names ("conv2d_transpose_1_2"), which is dropped.
@@ -47,6 +47,8 @@ def main(argv=None):
                                      formatter_class=HelpFormatter)
     parser.add_argument("--steps", type=positive_int, default=10,
                         help="training steps traced per precision")
+    parser.add_argument("--batch-size", type=positive_int, default=BATCH,
+                        help="images per training step")
     parser.add_argument("--preset", default="seed", choices=sorted(PRESETS),
                         help="the network to profile")
     parser.add_argument("--readme", default=str(REPOSITORY_ROOT / "docs/speed.md"),
@@ -58,24 +60,25 @@ def main(argv=None):
     # One op at a time, each on every core: ops that overlap slow each other
     # by varying amounts, which would blur what each one costs.
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    images = np.random.default_rng(0).integers(0, 256, (BATCH * (args.steps + 2), 128, 128, 3),
-                                                dtype=np.uint8)
-    op_times = {precision: _traced_op_times(args.preset, precision, images, args.steps)
+    count = args.batch_size * (args.steps + 2)
+    images = np.random.default_rng(0).integers(0, 256, (count, 128, 128, 3), dtype=np.uint8)
+    op_times = {precision: _traced_op_times(args.preset, precision, images, args.steps,
+                                            args.batch_size)
                 for precision in PRECISIONS}
-    section = profile_section(op_times, args.preset, args.steps)
+    section = profile_section(op_times, args.preset, args.steps, args.batch_size)
     replace_between_markers(args.readme, f"step-profile-{args.preset}", section)
     print(section)
     return 0
 
 
-def _traced_op_times(preset, precision, images, steps):
+def _traced_op_times(preset, precision, images, steps, batch_size):
     """{(group, op type): milliseconds per step} over `steps` traced steps."""
     import keras
     import tensorflow as tf
 
     model = VAE(get_preset(preset), seed=0, dtype=precision)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    dataset = data.make_dataset(images, BATCH, shuffle=True, flip=True, seed=0)
+    dataset = data.make_dataset(images, batch_size, shuffle=True, flip=True, seed=0)
     # The dataset shuffles itself; this epoch traces and warms up outside the profile.
     model.fit(dataset, epochs=1, verbose=0, shuffle=False)
     with tempfile.TemporaryDirectory() as trace_folder:
@@ -114,7 +117,7 @@ def _group(op_name):
     return "loss gradient" if "gradient_tape" in op_name else "loss, metrics and optimizer"
 
 
-def profile_section(op_times, preset, steps):
+def profile_section(op_times, preset, steps, batch_size=BATCH):
     single, half = (op_times[precision] for precision in PRECISIONS)
 
     def summed(times, key_index, keep=lambda key: True):
@@ -137,12 +140,13 @@ def profile_section(op_times, preset, steps):
 
     transposed = "decoder conv2d_transpose"
     return "\n".join([
-        f"Op time per training step of the `{preset}` preset (batch {BATCH}, {steps} traced "
+        f"Op time per training step of the `{preset}` preset (batch {batch_size}, {steps} traced "
         "steps, one op at a time), forward and backward together, by kind of layer:",
         "", *table("layers", 0, 8), "",
         "Inside the decoder's Conv2DTranspose layers, by op:",
         "", *table("op", 1, 8, keep=lambda key: key[0] == transposed), "",
-        f"Reproduce: `python -m benchmarks.step_profile --preset {preset} --steps {steps}` "
+        f"Reproduce: `python -m benchmarks.step_profile --preset {preset} --steps {steps}"
+        f"{'' if batch_size == BATCH else f' --batch-size {batch_size}'}` "
         "(a minute or two, on an otherwise idle machine).",
     ])
 

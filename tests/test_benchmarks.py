@@ -52,10 +52,12 @@ def test_step_profile_traces_both_precisions(tmp_path):
     readme.write_text("<!-- step-profile-seed:begin -->\n<!-- step-profile-seed:end -->\n",
                       encoding="utf-8")
     # Its own process: it sets TensorFlow's threading, which only a fresh process can.
+    # A small batch: bfloat16 is emulated, and slow, on CPUs without it.
     subprocess.run([sys.executable, "-m", "benchmarks.step_profile", "--steps", "1",
-                    "--readme", str(readme)], check=True, capture_output=True, timeout=300,
-                   cwd=REPOSITORY)
+                    "--batch-size", "8", "--readme", str(readme)], check=True,
+                   capture_output=True, timeout=300, cwd=REPOSITORY)
     section = readme.read_text(encoding="utf-8")
+    assert "(batch 8, 1 traced steps" in section and "--steps 1 --batch-size 8`" in section
     for layer in ("decoder conv2d_transpose", "encoder conv2d", "loss, metrics and optimizer"):
         assert f"| {layer} |" in section
     assert "Conv2DBackpropInput |" in section
