@@ -117,7 +117,7 @@ def _group(op_name):
     return "loss gradient" if "gradient_tape" in op_name else "loss, metrics and optimizer"
 
 
-def profile_section(op_times, preset, steps, batch_size=BATCH):
+def profile_section(op_times, preset, steps, batch_size):
     single, half = (op_times[precision] for precision in PRECISIONS)
 
     def summed(times, key_index, keep=lambda key: True):
