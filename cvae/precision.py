@@ -1,4 +1,8 @@
-"""Choosing the compute precision: mixed_float16 on GPUs, bfloat16 on CPUs that have it."""
+"""Choosing the compute precision: mixed_float16 on GPUs, bfloat16 on CPUs that have it.
+
+`resolve_precision` picks one to train in; `native_precision` picks one to run
+a trained model in.
+"""
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
@@ -13,6 +17,23 @@ def resolve_precision(name="auto"):
     if tf.config.list_physical_devices("GPU"):
         return "mixed_float16"
     return "mixed_bfloat16" if cpu_has_bfloat16() else "float32"
+
+
+def native_precision(saved):
+    """`saved`, or float32 where this machine would only emulate it.
+
+    What `load_model(precision="auto")` runs a trained model in. A CPU without
+    AVX-512 BF16 or AMX emulates bfloat16 (and every x86 CPU float16): the
+    model then computes the same images, to within bfloat16's rounding, at
+    about half of float32's speed.
+    """
+    if saved == "float32":
+        return saved
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return saved
+    return saved if saved == "mixed_bfloat16" and cpu_has_bfloat16() else "float32"
 
 
 def cpu_has_bfloat16():

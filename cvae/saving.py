@@ -41,8 +41,12 @@ def load_model(path=None, precision=None):
     """Load a VAE saved as `.keras`, in Keras safe mode (no arbitrary code).
 
     path None loads the default model (saved_models/, or $CVAE_MODEL).
-    precision rebuilds the model in another dtype policy, e.g. "float32" for
-    inference on a CPU without bfloat16; the optimizer state is then dropped.
+    precision None keeps the saved dtype policy. A policy name rebuilds the
+    model in it, e.g. "float32" for inference on a CPU without bfloat16, and
+    the optimizer state is then dropped. "auto" keeps the saved policy where
+    this machine computes it natively and rebuilds in float32 where it would
+    only emulate it (`cvae.precision.native_precision`): the CLI's default for
+    generating and exploring.
     """
     import keras
 
@@ -61,6 +65,10 @@ def load_model(path=None, precision=None):
         raise CvaeError(f"cannot load model {path}: {first_line(error)}") from None
     if not isinstance(model, VAE):
         raise CvaeError(f"{path} holds a {type(model).__name__}, not a cvae VAE")
+    if precision == "auto":
+        from cvae.precision import native_precision
+
+        precision = native_precision(model.dtype_policy.name)
     if precision is not None and precision != model.dtype_policy.name:
         model = rebuilt(model, precision)
     return model

@@ -9,7 +9,13 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from benchmarks import adversarial_step, baseline, conv_transpose, step_profile  # noqa: E402
+from benchmarks import (  # noqa: E402
+    adversarial_step,
+    baseline,
+    conv_transpose,
+    inference_precision,
+    step_profile,
+)
 from cvae.config import get_preset  # noqa: E402
 from cvae.model import VAE  # noqa: E402
 
@@ -98,3 +104,24 @@ def test_the_adversarial_step_benchmark_times_each_case(tmp_path):
         assert f"| {what} | " in section
     assert "| likelihood only (no term) | " in section and "| 1.00× |" in section
 
+
+
+def test_the_inference_precision_benchmark_times_the_saved_and_the_auto_model(
+        tmp_path, monkeypatch):
+    from cvae import precision
+    from cvae.saving import save_model
+    from tests.helpers import TINY
+
+    monkeypatch.setattr(precision, "cpu_has_bfloat16", lambda: False)
+    monkeypatch.setattr(inference_precision, "cpu_has_bfloat16", lambda: False)
+    path = tmp_path / "bfloat16.keras"
+    save_model(VAE(TINY, seed=0, dtype="mixed_bfloat16"), path)
+    readme = tmp_path / "speed.md"
+    readme.write_text("<!-- inference-precision:begin -->\n<!-- inference-precision:end -->\n",
+                      encoding="utf-8")
+    assert inference_precision.main(["--model", str(path), "--batch-size", "4", "--rounds", "1",
+                                     "--readme", str(readme)]) == 0
+    section = readme.read_text(encoding="utf-8")
+    assert "| task (this CPU lacks native bfloat16) | saved (mixed_bfloat16) | auto (float32) |" \
+        in section
+    assert "| generate 4 faces | " in section and "| reconstruct 4 images | " in section

@@ -160,6 +160,24 @@ def test_every_command_writes_its_picture(tmp_path, model_file):
     assert (out / "stats" / "kl_per_dimension.png").is_file()
 
 
+def test_generate_runs_float32_where_bfloat16_would_be_emulated(tmp_path, monkeypatch):
+    from cvae import precision
+    from cvae.saving import load_model
+
+    path = tmp_path / "bfloat16.keras"
+    save_model(VAE(TINY, seed=0, dtype="mixed_bfloat16"), path)
+    monkeypatch.setattr(precision, "cpu_has_bfloat16", lambda: False)
+    command = ["generate", "-n", "4", "--seed", "3", "--model", str(path), "--separate"]
+    assert main([*command, str(tmp_path / "auto")]) == 0
+    assert main([*command, str(tmp_path / "saved"), "--precision", "mixed_bfloat16"]) == 0
+    in_float32 = load_model(path, precision="float32").generate(4, seed=3)
+    auto, saved = ([np.asarray(Image.open(tmp_path / kind / f"sample_{index:03d}.png"))
+                    for index in range(4)] for kind in ("auto", "saved"))
+    expected = np.round(in_float32 * 255)
+    assert max(np.abs(face.astype(int) - want).max() for face, want in zip(auto, expected)) <= 1
+    assert any(not np.array_equal(a, b) for a, b in zip(auto, saved))
+
+
 @pytest.mark.parametrize("arguments, message", [
     (["traverse", "missing.png", "-o", "x.png"], "no such image file"),
     (["traverse", "FACE", "--dims", "9", "-o", "x.png"], "out of range"),

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import cvae
+from cvae import precision
 from cvae.errors import CvaeError
 from cvae.model import VAE
 from cvae.saving import load_model, save_model
@@ -63,6 +64,20 @@ def test_loading_in_another_precision_keeps_the_weights(trained, tiny_images):
     assert as_float32.dtype_policy.name == "float32"
     np.testing.assert_allclose(as_float32.encode(tiny_images[:3])[0],
                                model.encode(tiny_images[:3])[0], atol=0.1)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_runs_float32_only_where_bfloat16_would_be_emulated(
+        trained, tmp_path, monkeypatch, native):
+    model, path = trained
+    monkeypatch.setattr(precision, "cpu_has_bfloat16", lambda: native)
+    loaded = load_model(path, precision="auto")
+    assert loaded.dtype_policy.name == ("mixed_bfloat16" if native else "float32")
+    for before, after in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(after, before)
+    float32_path = tmp_path / "float32.keras"
+    save_model(load_model(path, precision="float32"), float32_path)
+    assert load_model(float32_path, precision="auto").dtype_policy.name == "float32"
 
 
 def test_save_is_atomic_and_leaves_no_temporary_files(trained, tmp_path):
