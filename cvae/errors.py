@@ -3,6 +3,7 @@ reports it: one line on stderr and a non-zero exit code, never a traceback."""
 
 import os
 import sys
+import warnings
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -25,7 +26,10 @@ def first_line(error):
 def run_command(program, run):
     """Call `run()` and return its exit code (0 for None), turning whatever it
     raises into one line on stderr prefixed with `program`: how `cvae` and the
-    scripts in scripts/ and benchmarks/ end."""
+    scripts in scripts/ and benchmarks/ end. Warnings are one line too, with
+    the same prefix, instead of Python's file, line number and source line."""
+    warnings.showwarning = lambda message, *_, **__: print(f"{program}: warning: {message}",
+                                                           file=sys.stderr)
     try:
         return run() or 0
     except (CvaeError, ValueError, OSError) as error:

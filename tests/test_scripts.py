@@ -5,6 +5,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,17 @@ def test_run_command_passes_on_the_exit_code_and_debug_raises(monkeypatch):
     monkeypatch.setenv("CVAE_DEBUG", "1")
     with pytest.raises(ZeroDivisionError):
         run_command("prog", _raising(ZeroDivisionError()))
+
+
+def test_run_command_prints_warnings_as_one_line_with_the_program_name(capsys, monkeypatch):
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # Restored after.
+
+    def warns():
+        warnings.warn("skipped 1 unusable file(s): a.png (no face found)", UserWarning)
+
+    assert run_command("align_dataset.py", warns) == 0
+    assert capsys.readouterr().err == ("align_dataset.py: warning: skipped 1 unusable "
+                                       "file(s): a.png (no face found)\n")
 
 
 def _script(relative_path):

@@ -5,7 +5,6 @@ Every user error ends as one line on stderr and a non-zero exit code.
 
 import argparse
 import sys
-import warnings
 
 from cvae.cli import codec as codec_commands
 from cvae.cli import explore as explore_commands
@@ -33,7 +32,6 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 2
-    warnings.showwarning = _one_line_warning
     if not getattr(args, "starts_light", False):
         load_tensorflow_quietly()
     return run_command("cvae", lambda: args.handler(args))
@@ -427,8 +425,3 @@ def _serve(args):
     # The demo also generates, so it needs the Keras model, not only its LiteRT codec.
     serve(load_codec(model_path, runtime="keras", refine_steps=args.refine_steps),
           mixture_beside(model_path), listener)
-
-
-def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    print(f"cvae: warning: {message}", file=sys.stderr)
-
