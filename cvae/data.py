@@ -340,7 +340,12 @@ def warn_skipped(skipped):
 
 
 def _progress_bar(total):
-    import keras  # Deferred: reading images must not pay for importing Keras.
+    # Deferred: reading images must not pay for importing Keras. Quietly: the
+    # bar is all that reading should print, not TensorFlow's start-up lines.
+    from cvae.quiet import load_tensorflow_quietly
+
+    load_tensorflow_quietly()
+    import keras
 
     return keras.utils.Progbar(total, unit_name="image")
 

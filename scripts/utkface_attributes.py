@@ -25,6 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from cvae.quiet import load_tensorflow_quietly
+
+# Before the imports below load TensorFlow, whose start-up lines it mutes.
+load_tensorflow_quietly()
+
 from cvae import data
 from cvae.atomic import atomic_path
 from cvae.cli.arguments import HelpFormatter, positive_int
