@@ -112,9 +112,9 @@ def main(argv=None):
 
 
 def _drawn(images, count, seed):
-    """`count` of `images` drawn at random by `seed`, as floats in [0, 1]."""
-    draw = np.random.default_rng(seed).choice(len(images), count, replace=False)
-    return images[draw].astype(np.float32) / 255.0
+    """`count` of `images` drawn at random by `seed` (as the library draws a
+    subset), as floats in [0, 1]."""
+    return data.random_subset(images, count, seed).astype(np.float32) / 255.0
 
 
 def _table(result, argv):
