@@ -92,6 +92,23 @@ def test_evaluate_validation_split_scores_only_the_part_training_held_out(tmp_pa
     assert json.loads(capsys.readouterr().out)["images"] == held_out
 
 
+def test_evaluate_runs_as_saved_unless_asked_for_auto(tmp_path, capsys, monkeypatch):
+    from cvae import precision
+
+    model_path = tmp_path / "bfloat16.keras"
+    save_model(VAE(TINY, seed=0, dtype="mixed_bfloat16"), model_path)
+    folder = write_image_folder(tmp_path / "faces", n=8)
+    monkeypatch.setattr(precision, "cpu_has_bfloat16", lambda: False)
+
+    def reconstruction(*options):
+        assert main(["evaluate", "--data", str(folder), "--model", str(model_path), "--json",
+                     "--iwae-samples", "2", *options]) == 0
+        return json.loads(capsys.readouterr().out)["reconstruction"]
+
+    auto = reconstruction("--precision", "auto")
+    assert auto == reconstruction("--precision", "float32") and reconstruction() != auto
+
+
 def test_evaluate_prints_a_table(tmp_path, capsys):
     model_path = tmp_path / "tiny.keras"
     save_model(VAE(TINY, seed=0), model_path)
