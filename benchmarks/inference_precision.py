@@ -26,9 +26,9 @@ from cvae.quiet import load_tensorflow_quietly
 # Before the imports below load TensorFlow, whose start-up lines it mutes.
 load_tensorflow_quietly()
 
+from cvae import precision
 from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.errors import run_script
-from cvae.precision import cpu_has_bfloat16
 from cvae.saving import default_model_path, load_model
 from scripts.repository import REPOSITORY_ROOT, command_line, replace_between_markers
 
@@ -81,7 +81,7 @@ def main(argv=None):
 
 
 def inference_precision_section(rows, policies, args, argv):
-    native = "has" if cpu_has_bfloat16() else "lacks"
+    native = "has" if precision.cpu_has_bfloat16() else "lacks"
     lines = [f"| task (this CPU {native} native bfloat16) | saved ({policies['saved']}) "
              f"| auto ({policies['auto']}) | auto against saved | largest pixel difference |",
              "|---|---|---|---|---|",

@@ -105,7 +105,6 @@ def test_the_adversarial_step_benchmark_times_each_case(tmp_path):
     assert "| likelihood only (no term) | " in section and "| 1.00× |" in section
 
 
-
 def test_the_inference_precision_benchmark_times_the_saved_and_the_auto_model(
         tmp_path, monkeypatch):
     from cvae import precision
@@ -113,7 +112,6 @@ def test_the_inference_precision_benchmark_times_the_saved_and_the_auto_model(
     from tests.helpers import TINY
 
     monkeypatch.setattr(precision, "cpu_has_bfloat16", lambda: False)
-    monkeypatch.setattr(inference_precision, "cpu_has_bfloat16", lambda: False)
     path = tmp_path / "bfloat16.keras"
     save_model(VAE(TINY, seed=0, dtype="mixed_bfloat16"), path)
     readme = tmp_path / "speed.md"
