@@ -43,7 +43,7 @@ load_tensorflow_quietly()
 
 from cvae import data
 from cvae.atomic import write_text
-from cvae.cli.arguments import HelpFormatter
+from cvae.cli.arguments import HelpFormatter, add_measuring_precision
 from cvae.errors import CvaeError, run_script
 from cvae.evaluation import samples_entry, split_halves
 from repository import REPOSITORY_ROOT, replace_between_markers, reproduce_command
@@ -97,6 +97,7 @@ def main(argv=None):
     parser.add_argument("--data", required=True, action="append",
                         help="training images (folder or .npy/.npz), repeatable")
     parser.add_argument("--val-data", required=True, help="held-out images (utkface/val)")
+    add_measuring_precision(parser)
     parser.add_argument("--variants", help="comma-separated names of VARIANTS to run "
                                            "(default: all)")
     parser.add_argument("--out", default=str(REPOSITORY_ROOT / "docs/results"),
@@ -111,8 +112,13 @@ def main(argv=None):
         raise CvaeError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(names)}")
 
     model = load_model(args.model)
-    # Rows are merged with an earlier run's only if it studied this first stage.
+    saved_precision = model.dtype_policy.name
+    if args.precision:
+        model = load_model(args.model, precision=args.precision)
+    # Rows are merged with an earlier run's only if it studied this first
+    # stage in the same precision.
     model_sha256 = weights_sha256(model)
+    precision = model.dtype_policy.name
     size = model.config.image_size
     held_out, _ = data.read_dataset(args.val_data, size)
     reference, _ = split_halves(held_out.astype(np.float32) / 255.0)
@@ -181,12 +187,14 @@ def main(argv=None):
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = _merged(out / "second_stage_study.json", model_sha256, rows)
+    rows = _merged(out / "second_stage_study.json", model_sha256, precision, saved_precision,
+                   rows)
     write_text(out / "second_stage_study.json",
-               json.dumps({"first_stage_sha256": model_sha256, "rows": rows}, indent=2) + "\n")
+               json.dumps({"first_stage_sha256": model_sha256, "precision": precision,
+                           "rows": rows}, indent=2) + "\n")
     table = "\n".join([
         f"On `{args.val_data}`: {count} samples of each against half of the held-out "
-        f"faces; first stage `{Path(args.model).name}`.",
+        f"faces; first stage `{Path(args.model).name}` computing in {precision}.",
         "",
         "| sampler | codes | hidden widths | epochs | training (min) | code variance | "
         "face rate | SWD ×10³, 128 / 64 / 32 / 16 px |",
@@ -200,14 +208,17 @@ def main(argv=None):
     return 0
 
 
-def _merged(path, model_sha256, rows):
-    """The rows of an earlier run on the same first stage that this run did
-    not measure again (in the order VARIANTS lists them), with this run's."""
+def _merged(path, model_sha256, precision, saved_precision, rows):
+    """The rows of an earlier run on the same first stage in the same
+    precision that this run did not measure again (in the order VARIANTS
+    lists them), with this run's."""
     try:
         earlier = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return rows
-    if not isinstance(earlier, dict) or earlier.get("first_stage_sha256") != model_sha256:
+    if (not isinstance(earlier, dict) or earlier.get("first_stage_sha256") != model_sha256
+            # Files written before the precision was recorded were measured as saved.
+            or earlier.get("precision", saved_precision) != precision):
         return rows
     measured = {row["name"] for row in rows}
     kept = [row for row in earlier["rows"] if row["name"] not in measured]

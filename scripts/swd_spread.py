@@ -39,7 +39,7 @@ load_tensorflow_quietly()
 
 from cvae import data
 from cvae.atomic import write_text
-from cvae.cli.arguments import HelpFormatter, positive_int
+from cvae.cli.arguments import HelpFormatter, add_measuring_precision, positive_int
 from cvae.errors import run_script
 from cvae.evaluation import fit_pca, split_halves, swd_entry
 from cvae.saving import DEFAULT_MODEL_PATH, load_model
@@ -64,6 +64,7 @@ def main(argv=None):
                         help="the model's other training sources (repeatable), for the "
                              "training-mixture row")
     parser.add_argument("--model", default=str(DEFAULT_MODEL_PATH), help="a .keras model")
+    add_measuring_precision(parser)
     parser.add_argument("--repeats", type=positive_int, default=5,
                         help="measurements per row, with seeds 0 .. REPEATS-1")
     parser.add_argument("--out", default=str(REPOSITORY_ROOT / "docs/results"),
@@ -73,7 +74,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     started = time.monotonic()
-    model = load_model(args.model)
+    model = load_model(args.model, precision=args.precision)
     size = model.config.image_size
     images, _ = data.read_dataset(args.data, size)
     train_images, _ = data.read_dataset(args.train_data, size)
@@ -99,7 +100,8 @@ def main(argv=None):
         for name, candidate in sets.items():
             levels[name].append(swd_entry(reference, candidate, seed)["swd_levels"])
 
-    result = {"model": Path(args.model).name, "data": args.data, "train_data": args.train_data,
+    result = {"model": Path(args.model).name, "precision": model.dtype_policy.name,
+              "data": args.data, "train_data": args.train_data,
               "mixture_data": args.mixture_data,
               "images": len(images), "repeats": args.repeats, "levels": levels,
               "minutes": round((time.monotonic() - started) / 60, 1)}
@@ -120,7 +122,8 @@ def _drawn(images, count, seed):
 def _table(result, argv):
     rows = [f"On `{result['data']}` ({result['images']} images), {result['repeats']} repeats "
             f"of results.py's SWD measurement, each with its own split into reference and "
-            f"other half, its own samples and patches; model `{result['model']}`. Smallest "
+            f"other half, its own samples and patches; model `{result['model']}` "
+            f"computing in {result['precision']}. Smallest "
             f"/ median / largest value of each level (SWD ×10³):",
             "",
             "| set | 128 px | 64 px | 32 px | 16 px |",

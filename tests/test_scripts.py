@@ -83,6 +83,28 @@ def test_scripts_reject_a_missing_data_folder_in_one_line(script, arguments, tmp
     assert not (tmp_path / "runs").exists()
 
 
+def test_the_second_stage_study_keeps_earlier_rows_only_from_the_same_precision(tmp_path):
+    merged = _script("scripts/second_stage_study.py")._merged
+    path = tmp_path / "second_stage_study.json"
+    new_row = {"name": "all codes"}
+    earlier_row = {"name": "all codes + q(u) matched"}
+
+    def write(**header):
+        path.write_text(json.dumps({"first_stage_sha256": "abc", **header,
+                                    "rows": [earlier_row]}))
+
+    write(precision="mixed_bfloat16")
+    assert merged(path, "abc", "mixed_bfloat16", "mixed_bfloat16", [new_row]) == \
+        [new_row, earlier_row]
+    assert merged(path, "abc", "float32", "mixed_bfloat16", [new_row]) == [new_row]
+    assert merged(path, "other", "mixed_bfloat16", "mixed_bfloat16", [new_row]) == [new_row]
+    # A file from before the precision was recorded was measured as saved.
+    write()
+    assert merged(path, "abc", "mixed_bfloat16", "mixed_bfloat16", [new_row]) == \
+        [new_row, earlier_row]
+    assert merged(path, "abc", "float32", "mixed_bfloat16", [new_row]) == [new_row]
+
+
 def test_the_second_stage_study_names_an_unknown_variant(tmp_path, capsys):
     main = _script("scripts/second_stage_study.py").main
     argv = ["--model", str(tmp_path / "m.keras"), "--data", str(tmp_path),
@@ -222,19 +244,26 @@ def test_results_reuses_a_baseline_entry_only_when_its_inputs_are_unchanged(tmp_
 
 
 def test_the_swd_spread_repeats_each_measurement_and_writes_its_table(tmp_path):
-    from tests.helpers import tiny_model_file, write_image_folder
+    from cvae.model import VAE
+    from cvae.saving import save_model
+    from tests.helpers import TINY, write_image_folder
 
     held_out = write_image_folder(tmp_path / "val", n=24, size=(16, 16), seed=1)
     training = write_image_folder(tmp_path / "train", n=30, size=(16, 16), seed=2)
     other_source = write_image_folder(tmp_path / "other", n=20, size=(16, 16), seed=3)
+    model = tmp_path / "tiny.keras"
+    save_model(VAE(TINY, seed=0, dtype="mixed_bfloat16"), model)
     doc = tmp_path / "doc.md"
     doc.write_text("before\n<!-- swd-spread:begin -->\nold\n<!-- swd-spread:end -->\nafter\n")
     main = _script("scripts/swd_spread.py").main
-    assert main(["--data", str(held_out), "--train-data", str(training), "--model",
-                 str(tiny_model_file(tmp_path)), "--repeats", "2", "--out", str(tmp_path),
+    assert main(["--data", str(held_out), "--train-data", str(training), "--model", str(model),
+                 "--precision", "float32", "--repeats", "2", "--out", str(tmp_path),
                  "--doc", str(doc), "--mixture-data", str(other_source)]) == 0
     result = json.loads((tmp_path / "swd_spread.json").read_text())
     assert result["repeats"] == 2 and result["images"] == 24
+    # The model ran in the precision asked for, and the table says so.
+    assert result["precision"] == "float32"
+    assert "computing in float32" in doc.read_text()
     assert "training_mixture" in result["levels"]
     # The mixture's faces are not the first source's alone.
     assert result["levels"]["training_mixture"] != result["levels"]["training_faces"]

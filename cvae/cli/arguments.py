@@ -96,6 +96,18 @@ def add_refine_steps(parser, purpose, note=""):
                              + (f"; {note}" if note else ""))
 
 
+def add_measuring_precision(parser):
+    """--precision for commands and scripts that publish measurements: by
+    default the model runs as saved, as the published figures were measured."""
+    from cvae.precision import PRECISIONS
+
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="run the model in this precision (default: as saved, as the "
+                             "published figures were measured; auto: float32 where this "
+                             "machine would only emulate the saved one, about twice as fast "
+                             "there)")
+
+
 def add_framing(parser, align="auto"):
     """--crop-box, --align and --face-index: how a photo becomes a face crop
     (read back with `framing`). Commands that read a person's photos align by

@@ -11,6 +11,7 @@ from cvae.cli import explore as explore_commands
 from cvae.cli.arguments import (
     HelpFormatter,
     add_framing,
+    add_measuring_precision,
     add_refine_steps,
     decoder_scale,
     fraction,
@@ -165,10 +166,7 @@ def build_parser():
                           help="local InceptionV3 weights (no top) to also report FID; "
                                "nothing is ever downloaded")
     add_framing(evaluate, align="off")
-    evaluate.add_argument("--precision", choices=PRECISIONS,
-                          help="run the model in this precision (default: as saved, as the "
-                               "published figures were measured; auto: float32 where this "
-                               "machine would only emulate the saved one)")
+    add_measuring_precision(evaluate)
     evaluate.add_argument("--seed", type=int, default=0,
                           help="seed for dequantization, importance samples, SWD and sampling")
     evaluate.set_defaults(handler=_evaluate)
