@@ -106,11 +106,13 @@ def fit_second_stage(model, images, units=DEFAULT_UNITS, epochs=100, batch_size=
                                                        kl_weight))
 
 
-def with_second_stage(model, trained, match_moments=True, with_noise=True, match_codes=True):
+def with_second_stage(model, trained, match_moments=True, with_noise=True, match_codes=True,
+                      match_covariance=False):
     """A copy of the first stage `model` that carries the `TrainedSecondStage`:
     its decoder with q(u)'s fitted Gaussian folded in (match_moments) or as
     trained, its codes rescaled to the training codes' mean and variance
-    (match_codes) or not, sampled with its noise
+    (match_codes) or not, or mapped onto their mean and whole covariance
+    (match_covariance, which replaces match_codes), sampled with its noise
     (`VAEConfig.second_stage_noise`) or without. The defaults are the shipped
     model's choice (docs/model_study.md, "Second-stage variants" and
     "Session 17")."""
@@ -124,7 +126,7 @@ def with_second_stage(model, trained, match_moments=True, with_noise=True, match
     combined = type(model)(config, seed=model.seed, dtype=model.dtype_policy.name)
     combined.set_first_stage_weights(model)
     combined.second_stage_decoder.set_weights(
-        trained.decoder_weights(match_moments, match_codes, noise))
+        trained.decoder_weights(match_moments, match_codes, noise, match_covariance))
     return combined
 
 
@@ -136,17 +138,20 @@ class TrainedSecondStage:
     posterior q(u) on its training codes and the Cholesky factor of its
     covariance; `scale`: the learned spread of its Gaussian around a decoded
     code; `code_moments`: (mean, variance) per dimension of the first stage's
-    aggregate posterior q(z) on the training images, which sampling aims at.
+    aggregate posterior q(z) on the training images, which sampling aims at;
+    `code_covariance`: q(z)'s whole covariance matrix.
     """
 
-    def __init__(self, units, weights, noise_map, scale, code_moments):
+    def __init__(self, units, weights, noise_map, scale, code_moments, code_covariance=None):
         self.units = tuple(units)
         self.weights = weights
         self.noise_map = noise_map
         self.scale = scale
         self.code_moments = code_moments
+        self.code_covariance = code_covariance
 
-    def decoder_weights(self, match_moments=True, match_codes=False, noise=0.0):
+    def decoder_weights(self, match_moments=True, match_codes=False, noise=0.0,
+                        match_covariance=False):
         """The decoder's weights; with match_moments, with u = centre + lower @ eps
         folded into its first Dense layer, so that eps ~ N(0, I) is mapped onto
         q(u)'s fitted Gaussian (an ex-post fit of q(u), as Ghosh et al. 2020
@@ -154,7 +159,9 @@ class TrainedSecondStage:
         N(0, I). On the shipped first stage it is not (docs/model_study.md,
         "Second-stage variants"). With match_codes, also with the last layer
         rescaled so that the codes, with noise of spread `noise` added, spread
-        like the training codes (`_matched_to_codes`)."""
+        like the training codes (`_matched_to_codes`); with match_covariance
+        instead, so that they have the training codes' whole covariance
+        (`_matched_to_code_covariance`)."""
         weights = self.weights
         if match_moments:
             centre, lower = self.noise_map
@@ -162,7 +169,10 @@ class TrainedSecondStage:
             kernel, bias, *rest = weights
             weights = [(lower.T @ kernel).astype(np.float32),
                        (centre @ kernel + bias).astype(np.float32), *rest]
-        if match_codes:
+        if match_covariance:
+            weights = _matched_to_code_covariance(self.units, weights, self.code_moments[0],
+                                                  self.code_covariance, noise)
+        elif match_codes:
             weights = _matched_to_codes(self.units, weights, self.code_moments, noise)
         return weights
 
@@ -177,17 +187,51 @@ def _matched_to_codes(units, weights, code_moments, noise, seed=0):
     second-stage tables, "code variance"): the faces vary less than real ones.
     The gain per dimension restores the spread; the map is affine, so it
     folds into the last Dense layer and the model file keeps its form."""
-    latent_dim = weights[0].shape[0]
-    decoder = build_second_stage_decoder(latent_dim, units)
-    decoder.set_weights(weights)
-    eps = np.random.default_rng(seed).standard_normal((_CALIBRATION_DRAWS, latent_dim))
-    drawn = np.asarray(decoder(eps.astype(np.float32), training=False), np.float64)
+    drawn = _calibration_codes(units, weights, seed)
     *hidden, kernel, bias = weights
     mean, variance = code_moments
     # Var(gain * decoded + noise) = variance.
     gain = np.sqrt(np.maximum(variance - noise ** 2, 0.0) / np.maximum(drawn.var(axis=0), 1e-12))
     return [*hidden, (kernel * gain).astype(np.float32),
             (gain * bias + mean - gain * drawn.mean(axis=0)).astype(np.float32)]
+
+
+def _matched_to_code_covariance(units, weights, code_mean, code_covariance, noise, seed=0):
+    """A decoder's weights with its last layer mapped so that its codes of
+    eps ~ N(0, I), with Gaussian noise of spread `noise` added, have the
+    training codes' mean and whole covariance.
+
+    `_matched_to_codes` gives each dimension its variance but leaves the
+    correlations between dimensions as the second stage drew them. The map
+    here is the optimal-transport map between the two Gaussians (the affine
+    map that moves codes least while giving them the target covariance):
+    z -> A (z - m) + mean, A = S^-1/2 (S^1/2 T S^1/2)^1/2 S^-1/2, with S the
+    drawn codes' covariance and T the training codes' less the noise's."""
+    drawn = _calibration_codes(units, weights, seed)
+    *hidden, kernel, bias = weights
+    target = np.asarray(code_covariance, np.float64) - noise ** 2 * np.eye(len(code_covariance))
+    drawn_root, drawn_inverse_root = _square_roots(np.cov(drawn, rowvar=False))
+    target_root, _ = _square_roots(drawn_root @ target @ drawn_root)
+    transport = drawn_inverse_root @ target_root @ drawn_inverse_root  # symmetric
+    return [*hidden, (kernel @ transport).astype(np.float32),
+            ((bias - drawn.mean(axis=0)) @ transport + code_mean).astype(np.float32)]
+
+
+def _square_roots(matrix, floor=1e-9):
+    """The symmetric square root of a covariance matrix and its inverse
+    (eigenvalues below `floor`, rounding's negatives among them, raised to it)."""
+    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
+    roots = np.sqrt(np.maximum(values, floor))
+    return (vectors * roots) @ vectors.T, (vectors / roots) @ vectors.T
+
+
+def _calibration_codes(units, weights, seed):
+    """The decoder's codes of `_CALIBRATION_DRAWS` draws of eps ~ N(0, I)."""
+    latent_dim = weights[0].shape[0]
+    decoder = build_second_stage_decoder(latent_dim, units)
+    decoder.set_weights(weights)
+    eps = np.random.default_rng(seed).standard_normal((_CALIBRATION_DRAWS, latent_dim))
+    return np.asarray(decoder(eps.astype(np.float32), training=False), np.float64)
 
 
 def train_second_stage(z_mean, z_log_var, units=DEFAULT_UNITS, epochs=100, batch_size=256,
@@ -210,7 +254,8 @@ def train_second_stage(z_mean, z_log_var, units=DEFAULT_UNITS, epochs=100, batch
     scale = float(np.exp(max(float(second.log_scale.numpy()), _MIN_LOG_SCALE)))
     return TrainedSecondStage(units, second.decoder.get_weights(),
                               _fitted_noise_map(second, np.asarray(z_mean, np.float32)), scale,
-                              _code_moments(z_mean, z_log_var))
+                              _code_moments(z_mean, z_log_var),
+                              _code_covariance(z_mean, z_log_var))
 
 
 def _code_moments(z_mean, z_log_var):
@@ -219,6 +264,14 @@ def _code_moments(z_mean, z_log_var):
     z_mean = np.asarray(z_mean, np.float64)
     posterior_variance = np.exp(np.asarray(z_log_var, np.float64)).mean(axis=0)
     return z_mean.mean(axis=0), z_mean.var(axis=0) + posterior_variance
+
+
+def _code_covariance(z_mean, z_log_var):
+    """The covariance matrix of q(z): the means' covariance plus the mean
+    posterior variance on its diagonal."""
+    posterior_variance = np.exp(np.asarray(z_log_var, np.float64)).mean(axis=0)
+    return (np.cov(np.asarray(z_mean, np.float64), rowvar=False, bias=True)
+            + np.diag(posterior_variance))
 
 
 def _fitted_noise_map(second, z_mean):

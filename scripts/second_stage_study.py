@@ -3,7 +3,7 @@
 how many training codes, how wide, how long; whether N(0, I) noise is
 mapped onto the second stage's fitted q(u), whether its own Gaussian noise
 is added when sampling, and whether the drawn codes are rescaled to spread
-like the training codes.
+like the training codes (per dimension, or with their whole covariance).
 
 Each variant is trained on the same first stage's codes of training images,
 and its default samples are scored as `scripts/results.py` scores the
@@ -60,11 +60,13 @@ class Variant(NamedTuple):
     match_moments: bool = False  # eps ~ N(0, I) mapped onto q(u)'s fitted Gaussian
     with_noise: bool = False  # sampled with the second stage's own Gaussian noise
     match_codes: bool = False  # drawn codes rescaled to the training codes' mean and variance
+    match_covariance: bool = False  # ... or mapped onto their mean and whole covariance
 
     def training(self):
         """What the trained second stage depends on: variants that differ
         only in how they sample share one run."""
-        return self._replace(match_moments=False, with_noise=False, match_codes=False)
+        return self._replace(match_moments=False, with_noise=False, match_codes=False,
+                             match_covariance=False)
 
 
 VARIANTS = {
@@ -81,6 +83,8 @@ VARIANTS = {
     # The shipped model's (the defaults of `cvae.second_stage`).
     "all codes KL 0.5 + q(u) matched + its noise + codes' spread matched": Variant(
         kl_weight=0.5, match_moments=True, with_noise=True, match_codes=True),
+    "all codes KL 0.5 + q(u) matched + its noise + codes' covariance matched": Variant(
+        kl_weight=0.5, match_moments=True, with_noise=True, match_covariance=True),
     "all codes KL 0.25 + q(u) matched + its noise": Variant(kl_weight=0.25, match_moments=True,
                                                             with_noise=True),
     "all codes KL 0.5 wider + q(u) matched + its noise": Variant(units=(2048, 2048),
@@ -174,12 +178,13 @@ def main(argv=None):
             trained_runs[key] = (trained, time.perf_counter() - started)
         trained, seconds = trained_runs[key]
         combined = with_second_stage(model, trained, variant.match_moments, variant.with_noise,
-                                     variant.match_codes)
+                                     variant.match_codes, variant.match_covariance)
         codes_drawn = sample_latents(combined, count, seed=0)
         rows.append(score(combined.decode(codes_drawn), name=name, codes=len(z_mean),
                           units=list(variant.units), epochs=variant.epochs, seconds=seconds,
                           match_moments=variant.match_moments, with_noise=variant.with_noise,
                           match_codes=variant.match_codes,
+                          match_covariance=variant.match_covariance,
                           scale=trained.scale,
                           code_variance=float(codes_drawn.var(axis=0).mean()),
                           training_code_variance=float(z_mean.var(axis=0).mean())))
