@@ -137,18 +137,23 @@ class TrainedSecondStage:
     `noise_map`: (centre, lower), the mean of the second stage's aggregate
     posterior q(u) on its training codes and the Cholesky factor of its
     covariance; `scale`: the learned spread of its Gaussian around a decoded
-    code; `code_moments`: (mean, variance) per dimension of the first stage's
-    aggregate posterior q(z) on the training images, which sampling aims at;
-    `code_covariance`: q(z)'s whole covariance matrix.
+    code; `code_mean` and `code_covariance`: the mean and covariance matrix of
+    the first stage's aggregate posterior q(z) on the training images, which
+    sampling aims at.
     """
 
-    def __init__(self, units, weights, noise_map, scale, code_moments, code_covariance=None):
+    def __init__(self, units, weights, noise_map, scale, code_mean, code_covariance):
         self.units = tuple(units)
         self.weights = weights
         self.noise_map = noise_map
         self.scale = scale
-        self.code_moments = code_moments
+        self.code_mean = code_mean
         self.code_covariance = code_covariance
+
+    @property
+    def code_moments(self):
+        """(mean, variance) per dimension of q(z)."""
+        return self.code_mean, np.diag(self.code_covariance)
 
     def decoder_weights(self, match_moments=True, match_codes=False, noise=0.0,
                         match_covariance=False):
@@ -170,7 +175,7 @@ class TrainedSecondStage:
             weights = [(lower.T @ kernel).astype(np.float32),
                        (centre @ kernel + bias).astype(np.float32), *rest]
         if match_covariance:
-            weights = _matched_to_code_covariance(self.units, weights, self.code_moments[0],
+            weights = _matched_to_code_covariance(self.units, weights, self.code_mean,
                                                   self.code_covariance, noise)
         elif match_codes:
             weights = _matched_to_codes(self.units, weights, self.code_moments, noise)
@@ -254,24 +259,16 @@ def train_second_stage(z_mean, z_log_var, units=DEFAULT_UNITS, epochs=100, batch
     scale = float(np.exp(max(float(second.log_scale.numpy()), _MIN_LOG_SCALE)))
     return TrainedSecondStage(units, second.decoder.get_weights(),
                               _fitted_noise_map(second, np.asarray(z_mean, np.float32)), scale,
-                              _code_moments(z_mean, z_log_var),
-                              _code_covariance(z_mean, z_log_var))
+                              *_code_moments(z_mean, z_log_var))
 
 
 def _code_moments(z_mean, z_log_var):
-    """Mean and variance per dimension of q(z) = E_x q(z|x): the spread of the
-    means across faces plus the mean posterior variance."""
+    """Mean and covariance matrix of q(z) = E_x q(z|x): the means' covariance
+    across faces plus the mean posterior variance on its diagonal."""
     z_mean = np.asarray(z_mean, np.float64)
     posterior_variance = np.exp(np.asarray(z_log_var, np.float64)).mean(axis=0)
-    return z_mean.mean(axis=0), z_mean.var(axis=0) + posterior_variance
-
-
-def _code_covariance(z_mean, z_log_var):
-    """The covariance matrix of q(z): the means' covariance plus the mean
-    posterior variance on its diagonal."""
-    posterior_variance = np.exp(np.asarray(z_log_var, np.float64)).mean(axis=0)
-    return (np.cov(np.asarray(z_mean, np.float64), rowvar=False, bias=True)
-            + np.diag(posterior_variance))
+    return (z_mean.mean(axis=0),
+            np.cov(z_mean, rowvar=False, bias=True) + np.diag(posterior_variance))
 
 
 def _fitted_noise_map(second, z_mean):
