@@ -4,7 +4,6 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from cvae import losses
@@ -114,6 +113,11 @@ class VAE(keras.Model):
         return self.decoder(z_mean, training=training)
 
     def train_step(self, data):
+        # TensorFlow is imported where it is used: on a machine with JAX alone
+        # the model still builds, loads and saves, and trains through
+        # cvae.jax_training.
+        import tensorflow as tf
+
         images = _to_unit_float(_images_from(data))
         # Under a distribution strategy each replica sees its share of the
         # global batch and the optimizer sums the replicas' gradients, so each
@@ -138,6 +142,8 @@ class VAE(keras.Model):
         Before `adversarial_start_step` the step is the likelihood's alone and
         the discriminator is not run: its weights get zero gradients (Adam
         then leaves them as they are), and its losses are not averaged in."""
+        import tensorflow as tf
+
         weights = self.vae_weights
         unit = self.optimizer.scale_loss(ops.convert_to_tensor(1.0 / replicas, "float32"))
 
@@ -174,6 +180,8 @@ class VAE(keras.Model):
 
     def _adversarial_gradients(self, images, weights, unit, replicas):
         """The VAE's and the discriminator's gradients for one step with the term on."""
+        import tensorflow as tf
+
         # The weighted sums are taken by the tape's output_gradients: the
         # weights are only known after the forward pass has been recorded.
         with tf.GradientTape(persistent=True) as tape:
@@ -240,6 +248,8 @@ class VAE(keras.Model):
             tracker.update_state(terms[tracker.name],
                                  sample_weight=sample_weights.get(tracker.name))
         results = {tracker.name: tracker.result() for tracker in trackers}
+        import tensorflow as tf
+
         if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
             # Keras 3 averages each replica's logs across workers along axis 0,
             # which fails on scalars (tensorflow/tensorflow#72388); shape (1,)
@@ -318,14 +328,19 @@ class VAE(keras.Model):
 
         return self.decode(sample_latents(self, n, seed, temperature, sampler=sampler))
 
-    def first_stage_weights(self):
+    @property
+    def first_stage_variables(self):
         """The encoder's, the decoder's and the learned decoder scale's
-        weights: all that encoding, decoding and refining a code depend on,
+        variables: all that encoding, decoding and refining a code depend on,
         and none of the samplers' or the discriminator's."""
-        weights = [*self.encoder.get_weights(), *self.decoder.get_weights()]
+        variables = [*self.encoder.weights, *self.decoder.weights]
         if self.config.decoder_scale == "learned":
-            weights.append(ops.convert_to_numpy(self.log_decoder_scale))
-        return weights
+            variables.append(self.log_decoder_scale)
+        return variables
+
+    def first_stage_weights(self):
+        """The values of `first_stage_variables`."""
+        return [ops.convert_to_numpy(variable) for variable in self.first_stage_variables]
 
     def set_first_stage_weights(self, other):
         """Copy encoder, decoder and decoder scale from a model of the same first stage."""

@@ -104,3 +104,55 @@ def weights_sha256(model):
         weight = np.ascontiguousarray(weight, dtype="<f4")
         digest.update(str(weight.shape).encode() + weight.tobytes())
     return digest.hexdigest()
+
+
+# A model's weights as numbered .npz files of at most this many bytes each,
+# for a channel that limits the size of each file (a GPU machine's output).
+_PART_BYTES = 14_000_000
+
+
+def save_weights_in_parts(variables, folder):
+    """Write `variables`' values, in their order, as folder/part-NN.npz files of
+    at most about 14 MB each; each part also names its weights. Each part is
+    written atomically."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    parts, part, part_bytes = [], [], 0
+    for variable in variables:
+        value = np.asarray(variable.numpy())
+        if part and part_bytes + value.nbytes > _PART_BYTES:
+            parts.append(part)
+            part, part_bytes = [], 0
+        part.append((variable.path, value))
+        part_bytes += value.nbytes
+    parts.append(part)
+    for stale in folder.glob("part-*.npz"):
+        stale.unlink()
+    for number, entries in enumerate(parts):
+        with atomic_path(folder / f"part-{number:02d}-of-{len(parts):02d}.npz") as temporary:
+            with open(temporary, "wb") as file:
+                np.savez(file, names=np.array([name for name, _ in entries]),
+                         **{f"weight_{i}": value for i, (_, value) in enumerate(entries)})
+
+
+def load_weights_in_parts(variables, folder):
+    """Assign the values `save_weights_in_parts` wrote to the same variables
+    of a model of the same configuration (built in any backend); refuses a
+    missing part or a mismatch in count or shape."""
+    folder = Path(folder)
+    files = sorted(folder.glob("part-*.npz"))
+    expected = int(files[0].stem.split("-of-")[1]) if files else 0
+    if not files or len(files) != expected:
+        raise CvaeError(f"{folder}: expected {expected or 'some'} weight parts, "
+                        f"found {len(files)}")
+    entries = []
+    for file in files:
+        with np.load(file) as part:
+            entries.extend((name, part[f"weight_{i}"]) for i, name in enumerate(part["names"]))
+    if len(entries) != len(variables):
+        raise CvaeError(f"{folder}: {len(entries)} weights for {len(variables)} variables")
+    for variable, (name, value) in zip(variables, entries):
+        if tuple(variable.shape) != value.shape:
+            raise CvaeError(f"{folder}: weight {name} has shape {value.shape}, "
+                            f"the model's {variable.path} {tuple(variable.shape)}")
+        variable.assign(value)
