@@ -1,0 +1,255 @@
+#!/usr/bin/env python
+"""Train the first stage on a GPU machine that has JAX but no TensorFlow.
+
+Three steps, each a subcommand:
+
+    # here: the training faces as one small file (WebP, about 1.6 kB a face)
+    python scripts/jax_train.py pack --data ../shared/faces/utkface/train \
+        --data runs/celeba-train-aligned.npy -o runs/jax-pack/faces.npz
+    # there (KERAS_BACKEND=jax): a likelihood phase, then an adversarial one
+    python scripts/jax_train.py train runs/jax-pack/faces.npz --out OUT \
+        --likelihood-minutes 5 --adversarial-minutes 2
+    # here: the weights back into a .keras model, for `cvae second-stage`
+    python scripts/jax_train.py assemble OUT -o runs/gpu-first-stage.keras
+
+The pack holds the same training and validation split as `cvae train
+--validation-split 0.05`. WebP at quality 75 is 37.3 dB from the
+(JPEG) originals, far above any reconstruction's error, and keeps 30,000
+faces within what such a machine is sent. The weights come back in parts
+of at most 14 MB (`cvae.saving.save_weights_in_parts`), in one folder
+per phase. The training itself
+is `cvae.jax_training`.
+"""
+
+import argparse
+import functools
+import io
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cvae.errors import CvaeError, run_script
+
+PACK_QUALITY = 75
+RECORD_FILE = "record.json"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    pack = commands.add_parser("pack", help="the training faces as one WebP pack (here)")
+    pack.add_argument("--data", action="append", required=True,
+                      help="a folder of faces or a .npy array; repeatable")
+    pack.add_argument("--validation-split", type=float, default=0.05)
+    pack.add_argument("--image-size", type=int, default=128)
+    pack.add_argument("-o", "--output", required=True, help="the .npz pack to write")
+    train = commands.add_parser("train", help="train on the pack (KERAS_BACKEND=jax)")
+    train.add_argument("pack", help="the .npz written by `pack`")
+    train.add_argument("--out", required=True, help="folder for the record and the weights")
+    train.add_argument("--preset", default="faces-v2")
+    train.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
+                       help="a configuration field over the preset's, its value in JSON "
+                            "(repeatable), e.g. --set 'filters=[64, 128, 256]'")
+    train.add_argument("--likelihood-minutes", type=float, default=5.0)
+    train.add_argument("--adversarial-minutes", type=float, default=2.0)
+    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--adversarial-learning-rate", type=float, default=1e-4)
+    train.add_argument("--adversarial-weight", type=float, default=1.0)
+    train.add_argument("--discriminator-scales", type=int, default=2)
+    train.add_argument("--kl-warmup-steps", type=int, default=1000)
+    train.add_argument("--precision", default="mixed_bfloat16")
+    train.add_argument("--checkpoint-minutes", type=float, default=2.0)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--limit", type=int, default=None,
+                       help="use only the first N training faces (a smoke test)")
+    assemble = commands.add_parser("assemble", help="the weights into a .keras model (here)")
+    assemble.add_argument("run", help="the folder `train` wrote")
+    assemble.add_argument("--phase", default="adversarial", choices=("likelihood", "adversarial"),
+                          help="whose weights: the end of which phase")
+    assemble.add_argument("-o", "--output", required=True)
+    options = parser.parse_args(argv)
+    {"pack": run_pack, "train": run_train, "assemble": run_assemble}[options.command](options)
+
+
+# --- pack (here) --------------------------------------------------------------
+
+def run_pack(options):
+    from cvae import data
+    from cvae.atomic import atomic_path
+
+    parts = {"train": [], "validation": []}
+    for source in options.data:
+        train, validation = data.read_dataset(source, options.image_size, 3,
+                                              validation_fraction=options.validation_split,
+                                              progress=True)
+        parts["train"].append(train)
+        parts["validation"].append(validation)
+    arrays = {}
+    for name, images in parts.items():
+        images = np.concatenate(images)
+        encoded = [_webp(image) for image in images]
+        arrays[f"{name}_bytes"] = np.frombuffer(b"".join(encoded), np.uint8)
+        arrays[f"{name}_offsets"] = np.cumsum([0] + [len(e) for e in encoded]).astype(np.int64)
+        errors = [np.mean((_decoded(piece).astype(np.float64) - image) ** 2)
+                  for piece, image in zip(encoded, images)]
+        print(f"{name}: {len(images)} faces, {np.mean([len(e) for e in encoded]):.0f} bytes "
+              f"each, {np.mean(10 * np.log10(255.0 ** 2 / np.maximum(errors, 1e-12))):.1f} dB "
+              f"PSNR from the originals")
+    Path(options.output).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(options.output) as temporary:
+        with open(temporary, "wb") as file:
+            np.savez(file, **arrays)
+    print(f"wrote {options.output} ({os.path.getsize(options.output) / 1e6:.1f} MB)")
+
+
+def _webp(image):
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "WEBP", quality=PACK_QUALITY)
+    return buffer.getvalue()
+
+
+def read_pack(path, part, limit=None):
+    """The pack's `part` ("train" or "validation") as uint8 (N, 128, 128, 3)."""
+    with np.load(path) as pack:
+        payload, offsets = pack[f"{part}_bytes"], pack[f"{part}_offsets"]
+    count = len(offsets) - 1 if limit is None else min(limit, len(offsets) - 1)
+    pieces = [payload[offsets[i]:offsets[i + 1]].tobytes() for i in range(count)]
+    with ProcessPoolExecutor() as pool:
+        return np.stack(list(pool.map(_decoded, pieces, chunksize=256)))
+
+
+def _decoded(piece):
+    return np.asarray(Image.open(io.BytesIO(piece)).convert("RGB"))
+
+
+# --- train (there) --------------------------------------------------------------
+
+def run_train(options):
+    # The faces are decoded by a process pool before JAX starts its threads:
+    # forking a process that runs JAX can deadlock.
+    overrides = _settings(options.set)
+    if not Path(options.pack).is_file():
+        raise CvaeError(f"{options.pack}: no such pack (write one with `jax_train.py pack`)")
+    begin = time.perf_counter()
+    train_images = read_pack(options.pack, "train", options.limit)
+    validation_images = read_pack(options.pack, "validation", options.limit)
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import keras
+
+    from cvae import jax_training
+    from cvae.config import VAEConfig, get_preset
+    from cvae.model import VAE
+    from cvae.saving import save_weights_in_parts
+
+    if keras.backend.backend() != "jax":
+        raise CvaeError("train needs KERAS_BACKEND=jax")
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"decoded {len(train_images)} training and {len(validation_images)} validation "
+          f"faces in {time.perf_counter() - begin:.1f} s; devices: {jax_devices()}", flush=True)
+
+    settings = {**get_preset(options.preset).to_dict(), **overrides,
+                "kl_warmup_steps": options.kl_warmup_steps,
+                "adversarial_weight": options.adversarial_weight, "adversarial_start_step": 0,
+                "discriminator_scales": options.discriminator_scales}
+    config = VAEConfig.from_dict(settings)
+    if config.image_size != train_images.shape[1]:
+        raise CvaeError(f"the pack's faces are {train_images.shape[1]} px, the model's "
+                        f"{config.image_size} px")
+    keras.utils.set_random_seed(options.seed)
+    model = VAE(config, seed=options.seed, dtype=options.precision)
+    record = {"config": config.to_dict(), "precision": options.precision,
+              "options": vars(options), "phases": {}, "devices": jax_devices()}
+
+    def checkpoint(model, phase):
+        # Each phase's weights stay: a failed adversarial phase leaves the
+        # likelihood phase's model to fall back on.
+        # The first stage alone comes back: both phases' weights with the
+        # discriminator's would not fit through the machine's output.
+        save_weights_in_parts(model.first_stage_variables, out / phase)
+        _write_json(out / RECORD_FILE, record)
+        print(f"checkpoint written ({time.perf_counter() - begin:.0f} s in)", flush=True)
+
+    phases = [("likelihood", options.likelihood_minutes, options.learning_rate, False, 200),
+              ("adversarial", options.adversarial_minutes, options.adversarial_learning_rate,
+               True, 200)]
+    for name, minutes, rate, adversarial, warmup in phases:
+        if minutes <= 0:
+            continue
+        # A fresh Adam per phase, as `cvae train --initial-model` starts one;
+        # its step count restarts, so the KL warm-up must not ramp again.
+        if name == "adversarial":
+            model.config = model.config.replace(kl_warmup_steps=0)
+        model.compile(optimizer=keras.optimizers.Adam(rate))
+        print(f"{name} phase: {minutes} minutes, batch {options.batch_size}, "
+              f"peak learning rate {rate}", flush=True)
+        result = jax_training.train_on_device(
+            model, train_images, minutes, options.batch_size, rate, adversarial,
+            warmup_steps=warmup, seed=options.seed,
+            checkpoint=functools.partial(checkpoint, phase=name),
+            checkpoint_minutes=options.checkpoint_minutes)
+        record["phases"][name] = result
+        if result["diverged"]:
+            _write_json(out / RECORD_FILE, record)
+            raise CvaeError(f"the loss became NaN in the {name} phase; its last checkpoint "
+                            f"({out / name}) stands")
+        result["validation"] = jax_training.evaluate_on_device(model, validation_images)
+        print(f"{name} phase done: {result['steps']} steps ({result['epochs']:.1f} epochs), "
+              f"{result['images_per_second']:.0f} images/s; validation "
+              f"{json.dumps(result['validation'])}", flush=True)
+        _write_json(out / RECORD_FILE, record)
+    record["speed"] = jax_training.coding_speed(model, validation_images)
+    print(f"speed: {json.dumps(record['speed'])}", flush=True)
+    _write_json(out / RECORD_FILE, record)
+
+
+def _settings(items):
+    settings = {}
+    for item in items:
+        name, equals, value = item.partition("=")
+        if not equals:
+            raise CvaeError(f"--set {item!r}: expected FIELD=VALUE")
+        try:
+            settings[name] = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise CvaeError(f"--set {item!r}: the value is not JSON ({error})") from None
+    return settings
+
+
+def jax_devices():
+    import jax
+
+    return [str(device) for device in jax.devices()]
+
+
+def _write_json(path, record):
+    from cvae.atomic import write_text
+
+    write_text(path, json.dumps(record, indent=2, default=str) + "\n")
+
+
+# --- assemble (here) ------------------------------------------------------------
+
+def run_assemble(options):
+    from cvae.config import VAEConfig
+    from cvae.model import VAE
+    from cvae.saving import load_weights_in_parts, save_model
+
+    run = Path(options.run)
+    record = json.loads((run / RECORD_FILE).read_text())
+    model = VAE(VAEConfig.from_dict(record["config"]), dtype=record["precision"])
+    load_weights_in_parts(model.first_stage_variables, run / options.phase)
+    save_model(model, options.output)
+    print(f"wrote {options.output} (the {options.phase} phase's first stage; the "
+          f"discriminator was not brought back, so a fine-tuning run starts a fresh one)")
+
+
+if __name__ == "__main__":
+    sys.exit(run_script(main))

@@ -1,0 +1,115 @@
+"""The JAX training path (cvae.jax_training, scripts/jax_train.py): it trains
+in a subprocess with KERAS_BACKEND=jax, and its weights come back into a
+TensorFlow model that reconstructs exactly as the JAX model did."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cvae.errors import CvaeError
+from cvae.model import VAE
+from cvae.saving import load_weights_in_parts, save_weights_in_parts
+from tests.helpers import TINY, smooth_images
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+SCRIPT = REPOSITORY / "scripts" / "jax_train.py"
+TINY_SETTINGS = ["image_size=16", "filters=[8, 16]", "latent_dim=4", "output_filters=4",
+                 "discriminator_filters=[8, 16]"]
+
+
+def test_weights_in_parts_round_trip(tmp_path, monkeypatch):
+    import cvae.saving
+
+    monkeypatch.setattr(cvae.saving, "_PART_BYTES", 2_000)
+    model, other = VAE(TINY, seed=0), VAE(TINY, seed=1)
+    save_weights_in_parts(model.first_stage_variables, tmp_path / "parts")
+    assert len(list((tmp_path / "parts").glob("part-*.npz"))) > 1
+    load_weights_in_parts(other.first_stage_variables, tmp_path / "parts")
+    for mine, theirs in zip(model.first_stage_weights(), other.first_stage_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_weights_in_parts_refuse_a_missing_part_or_another_model(tmp_path, monkeypatch):
+    import cvae.saving
+
+    monkeypatch.setattr(cvae.saving, "_PART_BYTES", 2_000)
+    save_weights_in_parts(VAE(TINY).first_stage_variables, tmp_path / "parts")
+    wider = VAE(TINY.replace(filters=(8, 24)))
+    with pytest.raises(CvaeError, match="shape"):
+        load_weights_in_parts(wider.first_stage_variables, tmp_path / "parts")
+    with pytest.raises(CvaeError, match="weights for"):
+        load_weights_in_parts(VAE(TINY).first_stage_variables[:-1], tmp_path / "parts")
+    sorted((tmp_path / "parts").glob("part-*.npz"))[1].unlink()
+    with pytest.raises(CvaeError, match="weight parts"):
+        load_weights_in_parts(VAE(TINY).first_stage_variables, tmp_path / "parts")
+
+
+def _script(*arguments, backend="tensorflow"):
+    environment = {**os.environ, "KERAS_BACKEND": backend,
+                   "PYTHONPATH": str(REPOSITORY), "JAX_PLATFORMS": "cpu"}
+    return subprocess.run([sys.executable, str(SCRIPT), *arguments], capture_output=True,
+                          text=True, env=environment, timeout=600)
+
+
+def test_trains_with_jax_and_comes_back_into_tensorflow(tmp_path):
+    pytest.importorskip("jax")
+    from PIL import Image
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for index, image in enumerate(smooth_images(96, size=16)):
+        Image.fromarray(image).save(folder / f"face_{index:03d}.png")
+    pack = tmp_path / "pack.npz"
+    packed = _script("pack", "--data", str(folder), "--image-size", "16",
+                     "--validation-split", "0.2", "-o", str(pack))
+    assert packed.returncode == 0, packed.stderr
+
+    run = tmp_path / "run"
+    settings = [argument for setting in TINY_SETTINGS for argument in ("--set", setting)]
+    trained = _script("train", str(pack), "--out", str(run), *settings,
+                      "--likelihood-minutes", "0.25", "--adversarial-minutes", "0.15",
+                      "--batch-size", "8", "--kl-warmup-steps", "0", backend="jax")
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    record = json.loads((run / "record.json").read_text())
+    likelihood, adversarial = record["phases"]["likelihood"], record["phases"]["adversarial"]
+    # At least two logged means of 50 steps each, the later one lower.
+    history = likelihood["history"]
+    assert len(history) >= 2 and history[-1]["loss"] < history[0]["loss"]
+    assert adversarial["steps"] > 0 and np.isfinite(adversarial["final"]["loss"])
+    assert 0 < adversarial["final"]["adversarial_scale"]
+    assert record["speed"]["decode_images_per_second"] > 0
+
+    model_file = tmp_path / "gpu.keras"
+    assembled = _script("assemble", str(run), "-o", str(model_file))
+    assert assembled.returncode == 0, assembled.stderr
+    from cvae.saving import load_model
+
+    model = load_model(model_file, precision="mixed_bfloat16")
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        from jax_train import read_pack
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    validation = read_pack(pack, "validation")
+    reconstructions = np.clip(model.reconstruct(validation), 0.0, 1.0)
+    errors = np.mean((reconstructions - validation / 255.0) ** 2, axis=(1, 2, 3))
+    # The same weights, the same bfloat16 arithmetic, another backend.
+    assert np.mean(-10 * np.log10(errors)) == pytest.approx(
+        adversarial["validation"]["psnr"], abs=0.05)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--set", "filters"], "expected FIELD=VALUE"),
+    (["--set", "filters=[8,"], "not JSON"),
+    ([], "no such pack"),
+])
+def test_train_refuses_bad_input_in_one_line(tmp_path, arguments, message):
+    result = _script("train", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "run"),
+                     *arguments, backend="jax")
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
