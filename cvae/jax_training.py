@@ -61,7 +61,7 @@ def train_on_device(model, images, minutes, batch_size, learning_rate, adversari
     state = parts.values()
     device_images = jnp.asarray(images)
     rng = np.random.default_rng(seed)
-    key = jax.random.PRNGKey(seed)
+    key = jax.random.key(seed)
     count = len(images)
     steps_per_epoch = count // batch_size
     order = rng.permutation(count)

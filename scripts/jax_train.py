@@ -46,27 +46,40 @@ def main(argv=None):
     pack = commands.add_parser("pack", help="the training faces as one WebP pack (here)")
     pack.add_argument("--data", action="append", required=True,
                       help="a folder of faces or a .npy array; repeatable")
-    pack.add_argument("--validation-split", type=float, default=0.05)
-    pack.add_argument("--image-size", type=int, default=128)
+    pack.add_argument("--validation-split", type=float, default=0.05,
+                      help="the share of each source held out, by a hash of its file names "
+                           "(as `cvae train --validation-split`)")
+    pack.add_argument("--image-size", type=int, default=128, help="the faces' side in pixels")
     pack.add_argument("-o", "--output", required=True, help="the .npz pack to write")
     train = commands.add_parser("train", help="train on the pack (KERAS_BACKEND=jax)")
     train.add_argument("pack", help="the .npz written by `pack`")
     train.add_argument("--out", required=True, help="folder for the record and the weights")
-    train.add_argument("--preset", default="faces-v2")
+    train.add_argument("--preset", default="faces-v2", help="the configuration to start from")
     train.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                        help="a configuration field over the preset's, its value in JSON "
                             "(repeatable), e.g. --set 'filters=[64, 128, 256]'")
-    train.add_argument("--likelihood-minutes", type=float, default=5.0)
-    train.add_argument("--adversarial-minutes", type=float, default=2.0)
-    train.add_argument("--batch-size", type=int, default=128)
-    train.add_argument("--learning-rate", type=float, default=1e-3)
-    train.add_argument("--adversarial-learning-rate", type=float, default=1e-4)
-    train.add_argument("--adversarial-weight", type=float, default=1.0)
-    train.add_argument("--discriminator-scales", type=int, default=2)
-    train.add_argument("--kl-warmup-steps", type=int, default=1000)
-    train.add_argument("--precision", default="mixed_bfloat16")
-    train.add_argument("--checkpoint-minutes", type=float, default=2.0)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--likelihood-minutes", type=float, default=5.0,
+                       help="wall time of the phase without the adversarial term, compiling "
+                            "included (0 skips it)")
+    train.add_argument("--adversarial-minutes", type=float, default=2.0,
+                       help="wall time of the phase with it, after the first (0 skips it)")
+    train.add_argument("--batch-size", type=int, default=128, help="faces per step")
+    train.add_argument("--learning-rate", type=float, default=1e-3,
+                       help="the first phase's peak Adam rate (a cosine to zero over the phase)")
+    train.add_argument("--adversarial-learning-rate", type=float, default=1e-4,
+                       help="the second phase's peak rate")
+    train.add_argument("--adversarial-weight", type=float, default=1.0,
+                       help="the adversarial term's weight in the second phase")
+    train.add_argument("--discriminator-scales", type=int, default=2,
+                       help="PatchGANs, on the image and on each halving of it")
+    train.add_argument("--kl-warmup-steps", type=int, default=1000,
+                       help="steps over which the first phase ramps the KL weight up to beta")
+    # No float16: these steps scale no loss, and bfloat16 needs none.
+    train.add_argument("--precision", default="mixed_bfloat16",
+                       choices=("mixed_bfloat16", "float32"))
+    train.add_argument("--checkpoint-minutes", type=float, default=2.0,
+                       help="how often the weights are written during a phase")
+    train.add_argument("--seed", type=int, default=0, help="for weights, batches and flips")
     train.add_argument("--limit", type=int, default=None,
                        help="use only the first N training faces (a smoke test)")
     assemble = commands.add_parser("assemble", help="the weights into a .keras model (here)")
