@@ -37,9 +37,11 @@ _LOG_EVERY_STEPS = 50
 
 def train_on_device(model, images, minutes, batch_size, learning_rate, adversarial,
                     warmup_steps=0, seed=0, checkpoint=None, checkpoint_minutes=None,
-                    log=print):
+                    max_steps=None, flip=True, log=print):
     """Train `model` (compiled, on the JAX backend) on `images` (N, H, W, C)
-    uint8 for `minutes` of wall time, with or without its adversarial term.
+    uint8 for `minutes` of wall time (or `max_steps` steps, if fewer), with
+    or without its adversarial term, flipping faces left-right at random
+    unless `flip` is False.
 
     Every `checkpoint_minutes`, and at the end, the variables are written back
     into the model and `checkpoint(model)` is called. If the loss becomes NaN,
@@ -56,8 +58,8 @@ def train_on_device(model, images, minutes, batch_size, learning_rate, adversari
     if len(images) < batch_size:
         raise ValueError(f"{len(images)} images are fewer than one batch of {batch_size}")
     parts = _Parts(model, adversarial)
-    step = jax.jit(_likelihood_step(model, parts) if not adversarial
-                   else _adversarial_step(model, parts), donate_argnums=(0,))
+    make_step = _adversarial_step if adversarial else _likelihood_step
+    step = jax.jit(make_step(model, parts, flip), donate_argnums=(0,))
     state = parts.values()
     device_images = jnp.asarray(images)
     rng = np.random.default_rng(seed)
@@ -73,7 +75,7 @@ def train_on_device(model, images, minutes, batch_size, learning_rate, adversari
     compiled_at = None
     while True:
         elapsed = time.perf_counter() - start
-        if elapsed >= budget:
+        if elapsed >= budget or step_index == max_steps:
             break
         position = step_index % steps_per_epoch
         if position == 0 and step_index:
@@ -183,18 +185,20 @@ class _Parts:
         return {name: ops.cast(value, "float32") for name, value in terms.items()}, fixed_after
 
 
-def _batch(images, indices, key):
-    """The batch's images as floats in [0, 1], each flipped left-right with probability 1/2."""
+def _batch(images, indices, key, flip):
+    """The batch's images as floats in [0, 1], each flipped left-right with
+    probability 1/2 if `flip`."""
     batch = jnp.take(images, indices, axis=0)
-    flip = jax.random.bernoulli(key, 0.5, (indices.shape[0], 1, 1, 1))
-    batch = jnp.where(flip, batch[:, :, ::-1, :], batch)
+    if flip:
+        flipped = jax.random.bernoulli(key, 0.5, (indices.shape[0], 1, 1, 1))
+        batch = jnp.where(flipped, batch[:, :, ::-1, :], batch)
     return batch.astype("float32") / 255.0
 
 
-def _likelihood_step(model, parts):
+def _likelihood_step(model, parts, flip):
     def step(state, images, indices, key):
         vae, discriminator, fixed, optimizer, discriminator_optimizer = state
-        batch = _batch(images, indices, key)
+        batch = _batch(images, indices, key, flip)
 
         def loss(vae_values):
             terms, fixed_after = parts.terms(model, vae_values, discriminator, fixed, optimizer,
@@ -211,13 +215,13 @@ def _likelihood_step(model, parts):
 _OUTPUTS = ("loss", "reconstruction_loss", "adversarial_loss", "discriminator_loss")
 
 
-def _adversarial_step(model, parts):
+def _adversarial_step(model, parts, flip):
     weight = model.config.adversarial_weight
     start_step = model.config.adversarial_start_step
 
     def step(state, images, indices, key):
         vae, discriminator, fixed, optimizer, discriminator_optimizer = state
-        batch = _batch(images, indices, key)
+        batch = _batch(images, indices, key, flip)
 
         def outputs(vae_values, discriminator_values):
             terms, fixed_after = parts.terms(model, vae_values, discriminator_values, fixed,

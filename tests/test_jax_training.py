@@ -113,3 +113,77 @@ def test_train_refuses_bad_input_in_one_line(tmp_path, arguments, message):
                      *arguments, backend="jax")
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+# One adversarial step on either backend, from the same weights on the same
+# batch, with the sampling noise set to zero and plain SGD for both optimizers
+# (Adam's first step is about lr * sign(gradient), which would hide a wrong
+# gradient's size): argv is the configuration (JSON), the weights, the images
+# (.npy) and where to write the result.
+_ONE_STEP = r"""
+import json, sys
+import keras
+import numpy as np
+
+from cvae.config import VAEConfig
+from cvae.model import VAE
+from cvae.saving import load_weights_in_parts, save_weights_in_parts
+
+keras.random.normal = lambda shape, dtype=None, seed=None, **_: keras.ops.zeros(shape, dtype)
+config, weights, images, out = sys.argv[1:]
+model = VAE(VAEConfig.from_dict(json.loads(config)), seed=0, dtype="float32")
+model.compile(optimizer=keras.optimizers.SGD(0.05))
+model.discriminator_optimizer = keras.optimizers.SGD(0.05)
+model.discriminator_optimizer.build(model.discriminator.trainable_variables)
+load_weights_in_parts(model.weights, weights)
+images = np.load(images)
+if keras.backend.backend() == "jax":
+    from cvae import jax_training
+
+    record = jax_training.train_on_device(model, images, 1000.0, len(images), 0.05, True,
+                                          max_steps=1, flip=False, log=lambda line: None)
+    terms = record["final"]
+else:
+    terms = {name: float(value) for name, value in model.train_on_batch(images, return_dict=True).items()}
+save_weights_in_parts(model.weights, out)
+with open(f"{out}/terms.json", "w") as file:
+    json.dump(terms, file)
+"""
+
+
+def test_a_jax_step_is_the_tensorflow_step(tmp_path):
+    pytest.importorskip("jax")
+    from cvae.config import VAEConfig, get_preset
+
+    settings = {**get_preset("faces-v2").to_dict(), "image_size": 16, "filters": [8, 16],
+                "latent_dim": 4, "output_filters": 4, "discriminator_filters": [8, 16],
+                "adversarial_weight": 1.0, "adversarial_start_step": 0, "kl_warmup_steps": 0}
+    initial = VAE(VAEConfig.from_dict(settings), seed=0, dtype="float32")
+    save_weights_in_parts(initial.weights, tmp_path / "initial")
+    np.save(tmp_path / "images.npy", smooth_images(8, size=16))
+    program = tmp_path / "one_step.py"
+    program.write_text(_ONE_STEP)
+    results = {}
+    for backend in ("tensorflow", "jax"):
+        out = tmp_path / backend
+        environment = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(REPOSITORY),
+                       "JAX_PLATFORMS": "cpu"}
+        done = subprocess.run([sys.executable, str(program), json.dumps(settings),
+                               str(tmp_path / "initial"), str(tmp_path / "images.npy"),
+                               str(out)], capture_output=True, text=True, env=environment,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr
+        model = VAE(VAEConfig.from_dict(settings), seed=0, dtype="float32")
+        load_weights_in_parts(model.weights, out)
+        results[backend] = (json.loads((out / "terms.json").read_text()),
+                            [np.asarray(value) for value in model.get_weights()])
+    (tf_terms, tf_weights), (jax_terms, jax_weights) = results["tensorflow"], results["jax"]
+    for name in ("loss", "reconstruction_loss", "kl_loss", "adversarial_loss",
+                 "discriminator_loss", "adversarial_scale"):
+        assert jax_terms[name] == pytest.approx(tf_terms[name], rel=1e-4, abs=1e-6), name
+    moved = 0
+    for before, tf_value, jax_value in zip(initial.get_weights(), tf_weights, jax_weights):
+        np.testing.assert_allclose(jax_value, tf_value, rtol=1e-3, atol=1e-5)
+        moved += not np.allclose(tf_value, before)
+    # The step changed the weights (the VAE's and the discriminator's alike).
+    assert moved > len(tf_weights) // 2
