@@ -133,14 +133,16 @@ keras.random.normal = lambda shape, dtype=None, seed=None, **_: keras.ops.zeros(
 config, weights, images, out = sys.argv[1:]
 model = VAE(VAEConfig.from_dict(json.loads(config)), seed=0, dtype="float32")
 model.compile(optimizer=keras.optimizers.SGD(0.05))
-model.discriminator_optimizer = keras.optimizers.SGD(0.05)
-model.discriminator_optimizer.build(model.discriminator.trainable_variables)
+adversarial = model.discriminator is not None
+if adversarial:
+    model.discriminator_optimizer = keras.optimizers.SGD(0.05)
+    model.discriminator_optimizer.build(model.discriminator.trainable_variables)
 load_weights_in_parts(model.weights, weights)
 images = np.load(images)
 if keras.backend.backend() == "jax":
     from cvae import jax_training
 
-    record = jax_training.train_on_device(model, images, 1000.0, len(images), 0.05, True,
+    record = jax_training.train_on_device(model, images, 1000.0, len(images), 0.05, adversarial,
                                           max_steps=1, flip=False, log=lambda line: None)
     terms = record["final"]
 else:
@@ -151,13 +153,15 @@ with open(f"{out}/terms.json", "w") as file:
 """
 
 
-def test_a_jax_step_is_the_tensorflow_step(tmp_path):
+@pytest.mark.parametrize("adversarial_weight", [1.0, 0.0])
+def test_a_jax_step_is_the_tensorflow_step(tmp_path, adversarial_weight):
     pytest.importorskip("jax")
     from cvae.config import VAEConfig, get_preset
 
     settings = {**get_preset("faces-v2").to_dict(), "image_size": 16, "filters": [8, 16],
                 "latent_dim": 4, "output_filters": 4, "discriminator_filters": [8, 16],
-                "adversarial_weight": 1.0, "adversarial_start_step": 0, "kl_warmup_steps": 0}
+                "adversarial_weight": adversarial_weight, "adversarial_start_step": 0,
+                "kl_warmup_steps": 0}
     initial = VAE(VAEConfig.from_dict(settings), seed=0, dtype="float32")
     save_weights_in_parts(initial.weights, tmp_path / "initial")
     np.save(tmp_path / "images.npy", smooth_images(8, size=16))
@@ -178,9 +182,15 @@ def test_a_jax_step_is_the_tensorflow_step(tmp_path):
         results[backend] = (json.loads((out / "terms.json").read_text()),
                             [np.asarray(value) for value in model.get_weights()])
     (tf_terms, tf_weights), (jax_terms, jax_weights) = results["tensorflow"], results["jax"]
-    for name in ("loss", "reconstruction_loss", "kl_loss", "adversarial_loss",
-                 "discriminator_loss", "adversarial_scale"):
-        assert jax_terms[name] == pytest.approx(tf_terms[name], rel=1e-4, abs=1e-6), name
+    names = ["loss", "reconstruction_loss", "kl_loss"]
+    if adversarial_weight:
+        names += ["adversarial_loss", "discriminator_loss", "adversarial_scale"]
+    assert set(jax_terms) == set(names) == set(tf_terms)
+    for name in names:
+        # The scale is a ratio of two gradient norms, the adversarial one tiny
+        # at the start: the backends' float32 sums differ in its fourth digit.
+        tolerance = 3e-3 if name == "adversarial_scale" else 1e-4
+        assert jax_terms[name] == pytest.approx(tf_terms[name], rel=tolerance, abs=1e-6), name
     moved = 0
     for before, tf_value, jax_value in zip(initial.get_weights(), tf_weights, jax_weights):
         np.testing.assert_allclose(jax_value, tf_value, rtol=1e-3, atol=1e-5)
