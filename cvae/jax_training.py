@@ -316,7 +316,7 @@ def coding_speed(model, images, batch_size=256, repeats=5):
     decode = jitted(model.decoder, decoder_variables)
     batch = jnp.asarray(images[:batch_size]).astype("float32") / 255.0
     codes = encode(batch)
-    speeds = {}
+    speeds = {"batch": int(batch.shape[0])}
     for name, function, inputs in (("encode", encode, batch), ("decode", decode, codes)):
         jax.block_until_ready(function(inputs))
         times = []

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train the first stage on a GPU machine that has JAX but no TensorFlow.
 
-Three steps, each a subcommand:
+Three steps and a report, each a subcommand:
 
     # here: the training faces as one small file (WebP, about 1.6 kB a face)
     python scripts/jax_train.py pack --data ../shared/faces/utkface/train \
@@ -9,8 +9,10 @@ Three steps, each a subcommand:
     # there (KERAS_BACKEND=jax): a likelihood phase, then an adversarial one
     python scripts/jax_train.py train runs/jax-pack/faces.npz --out OUT \
         --likelihood-minutes 5 --adversarial-minutes 2
-    # here: the weights back into a .keras model, for `cvae second-stage`
+    # here: the weights back into a .keras model, for `cvae second-stage`,
+    # and the run's speed into docs/speed.md
     python scripts/jax_train.py assemble OUT -o runs/gpu-first-stage.keras
+    python scripts/jax_train.py report OUT
 
 The pack holds the same training and validation split as `cvae train
 --validation-split 0.05`. WebP at quality 75 is 37.3 dB from the
@@ -87,8 +89,14 @@ def main(argv=None):
     assemble.add_argument("--phase", default="adversarial", choices=("likelihood", "adversarial"),
                           help="whose weights: the end of which phase")
     assemble.add_argument("-o", "--output", required=True)
+    report = commands.add_parser("report", help="the run's speed and validation figures "
+                                                "into docs/speed.md (here)")
+    report.add_argument("run", help="the folder `train` wrote")
+    report.add_argument("--doc", default="docs/speed.md",
+                        help="the document whose gpu-training section is rewritten")
     options = parser.parse_args(argv)
-    {"pack": run_pack, "train": run_train, "assemble": run_assemble}[options.command](options)
+    {"pack": run_pack, "train": run_train, "assemble": run_assemble,
+     "report": run_report}[options.command](options)
 
 
 # --- pack (here) --------------------------------------------------------------
@@ -239,7 +247,7 @@ def _settings(items):
 def jax_devices():
     import jax
 
-    return [str(device) for device in jax.devices()]
+    return [f"{device.device_kind} ({device.platform})" for device in jax.devices()]
 
 
 def _write_json(path, record):
@@ -262,6 +270,37 @@ def run_assemble(options):
     save_model(model, options.output)
     print(f"wrote {options.output} (the {options.phase} phase's first stage; the "
           f"discriminator was not brought back, so a fine-tuning run starts a fresh one)")
+
+
+# --- report (here) --------------------------------------------------------------
+
+def run_report(options):
+    from repository import replace_between_markers
+
+    run = Path(options.run)
+    record = json.loads((run / RECORD_FILE).read_text())
+    settings = record["options"]
+    lines = [f"Measured by `jax_train.py train` on {', '.join(record['devices'])}, "
+             f"{record['precision']}, batch {settings['batch_size']}, "
+             f"{record['config']['image_size']} px faces (`{settings['preset']}` preset).", "",
+             "| what | measured |", "|---|---|"]
+    for name, phase in record["phases"].items():
+        validation = phase.get("validation", {})
+        lines.append(f"| {name} phase: training, after the first (compiling) step | "
+                     f"{phase['images_per_second']:,.0f} images/s ({phase['steps']:,} steps, "
+                     f"{phase['epochs']:.1f} epochs in {phase['minutes']:g} minutes) |")
+        if "psnr" in validation:
+            lines.append(f"| {name} phase: validation PSNR, posterior means "
+                         f"({validation['images']:,} faces) | {validation['psnr']:.2f} dB |")
+    speed = record.get("speed", {})
+    for name in ("encode", "decode"):
+        if f"{name}_images_per_second" in speed:
+            lines.append(f"| {name}, batch {speed['batch']}, jitted (median of 5) | "
+                         f"{speed[f'{name}_images_per_second']:,.0f} images/s |")
+    lines += ["", "Reproduce: docs/training.md, \"On a GPU machine with JAX\", then "
+              f"`python scripts/jax_train.py report RUN`."]
+    replace_between_markers(options.doc, "gpu-training", "\n".join(lines))
+    print(f"rewrote the gpu-training section of {options.doc}")
 
 
 if __name__ == "__main__":

@@ -84,6 +84,15 @@ def test_trains_with_jax_and_comes_back_into_tensorflow(tmp_path):
     assert 0 < adversarial["final"]["adversarial_scale"]
     assert record["speed"]["decode_images_per_second"] > 0
 
+    document = tmp_path / "speed.md"
+    document.write_text("# Speed\n<!-- gpu-training:begin -->\nold\n<!-- gpu-training:end -->\n")
+    reported = _script("report", str(run), "--doc", str(document))
+    assert reported.returncode == 0, reported.stderr
+    table = document.read_text()
+    assert "old" not in table
+    assert f"{record['speed']['decode_images_per_second']:,.0f} images/s" in table
+    assert f"{adversarial['validation']['psnr']:.2f} dB" in table
+
     model_file = tmp_path / "gpu.keras"
     assembled = _script("assemble", str(run), "-o", str(model_file))
     assert assembled.returncode == 0, assembled.stderr
