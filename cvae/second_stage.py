@@ -66,26 +66,55 @@ class SecondStageVAE(keras.Model):
     def metrics(self):
         return [self.loss_tracker]
 
-    def train_step(self, data):
-        import tensorflow as tf
+    def train_step(self, *args):
+        # TensorFlow calls train_step(data); JAX calls train_step(state, data)
+        # and takes the variables' new values back, its steps being pure functions.
+        if keras.backend.backend() == "jax":
+            return self._jax_train_step(*args)
+        return self._tensorflow_train_step(*args)
 
+    def _loss(self, data):
         z_mean, z_log_var = data
         # A fresh posterior sample of the first stage every step: the second
         # stage learns q(z) = E_x q(z|x), the distribution sampling must hit.
         z = z_mean + ops.exp(0.5 * z_log_var) * keras.random.normal(
             ops.shape(z_mean), seed=self.seed_generator)
+        u_mean, u_log_var = self.encoder(z, training=True)
+        u = u_mean + ops.exp(0.5 * u_log_var) * keras.random.normal(
+            ops.shape(u_mean), seed=self.seed_generator)
+        scale = ops.exp(ops.maximum(self.log_scale, _MIN_LOG_SCALE))
+        return ops.mean(losses.reconstruction_loss(z, self.decoder(u, training=True),
+                                                   "gaussian", scale)
+                        + self.kl_weight * losses.kl_divergence(u_mean, u_log_var))
+
+    def _tensorflow_train_step(self, data):
+        import tensorflow as tf
+
         with tf.GradientTape() as tape:
-            u_mean, u_log_var = self.encoder(z, training=True)
-            u = u_mean + ops.exp(0.5 * u_log_var) * keras.random.normal(
-                ops.shape(u_mean), seed=self.seed_generator)
-            scale = ops.exp(ops.maximum(self.log_scale, _MIN_LOG_SCALE))
-            loss = ops.mean(losses.reconstruction_loss(z, self.decoder(u, training=True),
-                                                       "gaussian", scale)
-                            + self.kl_weight * losses.kl_divergence(u_mean, u_log_var))
+            loss = self._loss(data)
         gradients = tape.gradient(loss, self.trainable_weights)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
         self.loss_tracker.update_state(loss)
         return {"loss": self.loss_tracker.result()}
+
+    def _jax_train_step(self, state, data):
+        import jax
+
+        trainable, non_trainable, optimizer_values, metric_values = state
+
+        def loss_of(trainable):
+            mapping = [*zip(self.trainable_variables, trainable),
+                       *zip(self.non_trainable_variables, non_trainable)]
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                loss = self._loss(data)
+            return loss, [scope.get_current_value(v) for v in self.non_trainable_variables]
+
+        (loss, non_trainable), gradients = jax.value_and_grad(loss_of, has_aux=True)(trainable)
+        trainable, optimizer_values = self.optimizer.stateless_apply(
+            optimizer_values, gradients, trainable)
+        metric_values = self.loss_tracker.stateless_update_state(metric_values, loss)
+        logs = {"loss": self.loss_tracker.stateless_result(metric_values)}
+        return logs, (trainable, non_trainable, optimizer_values, metric_values)
 
     def get_config(self):
         return {"name": self.name, "latent_dim": self.latent_dim, "units": self.units,
@@ -245,17 +274,22 @@ def train_second_stage(z_mean, z_log_var, units=DEFAULT_UNITS, epochs=100, batch
 
     kl_weight below 1 trades the match of q(u) to N(0, I), which the fitted
     noise map restores afterwards, for closer reconstructions of the codes."""
-    import tensorflow as tf
-
     keras.utils.set_random_seed(seed)
     second = SecondStageVAE(z_mean.shape[1], units, seed=seed, kl_weight=kl_weight)
     steps = epochs * math.ceil(len(z_mean) / batch_size)
     second.compile(optimizer=keras.optimizers.Adam(
         keras.optimizers.schedules.CosineDecay(learning_rate, steps)))
-    dataset = (tf.data.Dataset.from_tensor_slices((np.asarray(z_mean, np.float32),
-                                                   np.asarray(z_log_var, np.float32)))
-               .shuffle(len(z_mean), seed=seed).batch(batch_size).prefetch(2))
-    second.fit(dataset, epochs=epochs, verbose=verbose, shuffle=False)
+    z_mean, z_log_var = np.asarray(z_mean, np.float32), np.asarray(z_log_var, np.float32)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        dataset = (tf.data.Dataset.from_tensor_slices((z_mean, z_log_var))
+                   .shuffle(len(z_mean), seed=seed).batch(batch_size).prefetch(2))
+        second.fit(dataset, epochs=epochs, verbose=verbose, shuffle=False)
+    else:
+        # Arrays: each batch comes to train_step as (z_mean, z_log_var).
+        second.fit(z_mean, z_log_var, batch_size=batch_size, epochs=epochs, verbose=verbose,
+                   shuffle=True)
     scale = float(np.exp(max(float(second.log_scale.numpy()), _MIN_LOG_SCALE)))
     return TrainedSecondStage(units, second.decoder.get_weights(),
                               _fitted_noise_map(second, np.asarray(z_mean, np.float32)), scale,

@@ -1,26 +1,28 @@
 #!/usr/bin/env python
-"""Train the first stage on a GPU machine that has JAX but no TensorFlow.
+"""Train the model on a GPU machine that has JAX but no TensorFlow.
 
 Three steps and a report, each a subcommand:
 
-    # here: the training faces as one small file (WebP, about 1.6 kB a face)
+    # here: the training faces as one small file (WebP, about 1.5 kB a face)
     python scripts/jax_train.py pack --data ../shared/faces/utkface/train \
         --data runs/celeba-train-aligned.npy -o runs/jax-pack/faces.npz
-    # there (KERAS_BACKEND=jax): a likelihood phase, then an adversarial one
+    # there (KERAS_BACKEND=jax): a likelihood phase, an adversarial one, and
+    # the second stage on the codes of every face in the pack
     python scripts/jax_train.py train runs/jax-pack/faces.npz --out OUT \
-        --likelihood-minutes 5 --adversarial-minutes 2
-    # here: the weights back into a .keras model, for `cvae second-stage`,
-    # and the run's speed into docs/speed.md
-    python scripts/jax_train.py assemble OUT -o runs/gpu-first-stage.keras
+        --likelihood-minutes 6 --adversarial-minutes 2
+    # here: the weights back into a .keras model with its LiteRT files, and
+    # the run's speed into docs/speed.md
+    python scripts/jax_train.py assemble OUT -o saved_models/cvae-faces.keras
     python scripts/jax_train.py report OUT
 
 The pack holds the same training and validation split as `cvae train
 --validation-split 0.05`. WebP at quality 75 is 37.3 dB from the
 (JPEG) originals, far above any reconstruction's error, and keeps 30,000
 faces within what such a machine is sent. The weights come back in parts
-of at most 14 MB (`cvae.saving.save_weights_in_parts`), in one folder
-per phase. The training itself
-is `cvae.jax_training`.
+of at most 14 MB (`cvae.saving.save_weights_in_parts`): the first stage's
+in one folder per phase, the second stage's decoder in second_stage/. The
+training itself is `cvae.jax_training`; the second stage is
+`cvae.second_stage.fit_second_stage`, as in `cvae second-stage`.
 """
 
 import argparse
@@ -28,6 +30,7 @@ import functools
 import io
 import json
 import os
+import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -40,6 +43,7 @@ from cvae.errors import CvaeError, run_script
 
 PACK_QUALITY = 75
 RECORD_FILE = "record.json"
+SECOND_STAGE_FOLDER = "second_stage"
 
 
 def main(argv=None):
@@ -82,13 +86,21 @@ def main(argv=None):
     train.add_argument("--checkpoint-minutes", type=float, default=2.0,
                        help="how often the weights are written during a phase")
     train.add_argument("--seed", type=int, default=0, help="for weights, batches and flips")
+    train.add_argument("--second-stage-epochs", type=int, default=100,
+                       help="then train the second stage on the codes of every face in the "
+                            "pack, as `cvae second-stage` does (0: leave it to that command)")
+    train.add_argument("--keep-likelihood-weights", action="store_true",
+                       help="keep the likelihood phase's weights after the second stage is "
+                            "written (all three sets are more than a GPU machine may send "
+                            "back, 64 MB)")
     train.add_argument("--limit", type=int, default=None,
                        help="use only the first N training faces (a smoke test)")
     assemble = commands.add_parser("assemble", help="the weights into a .keras model (here)")
     assemble.add_argument("run", help="the folder `train` wrote")
     assemble.add_argument("--phase", default="adversarial", choices=("likelihood", "adversarial"),
                           help="whose weights: the end of which phase")
-    assemble.add_argument("-o", "--output", required=True)
+    assemble.add_argument("-o", "--output", required=True, help="the .keras file to write")
+    assemble.add_argument("--force", action="store_true", help="replace an existing output")
     report = commands.add_parser("report", help="the run's speed and validation figures "
                                                 "into docs/speed.md (here)")
     report.add_argument("run", help="the folder `train` wrote")
@@ -229,6 +241,30 @@ def run_train(options):
     record["speed"] = jax_training.coding_speed(model, validation_images)
     print(f"speed: {json.dumps(record['speed'])}", flush=True)
     _write_json(out / RECORD_FILE, record)
+    if options.second_stage_epochs:
+        _train_second_stage(model, np.concatenate([train_images, validation_images]), options,
+                            record)
+
+
+def _train_second_stage(model, images, options, record):
+    from cvae.saving import save_weights_in_parts
+    from cvae.second_stage import fit_second_stage
+
+    out = Path(options.out)
+    begin = time.perf_counter()
+    print(f"second stage: {options.second_stage_epochs} epochs on the codes of {len(images)} "
+          f"faces", flush=True)
+    combined = fit_second_stage(model, images, epochs=options.second_stage_epochs,
+                                seed=options.seed)
+    save_weights_in_parts(combined.second_stage_decoder.weights, out / SECOND_STAGE_FOLDER)
+    record["second_stage"] = {"config": combined.config.to_dict(), "faces": len(images),
+                              "epochs": options.second_stage_epochs,
+                              "seconds": time.perf_counter() - begin}
+    _write_json(out / RECORD_FILE, record)
+    print(f"second stage written ({record['second_stage']['seconds']:.0f} s)", flush=True)
+    if not options.keep_likelihood_weights and (out / "likelihood").exists() \
+            and "adversarial" in record["phases"]:
+        shutil.rmtree(out / "likelihood")
 
 
 def _settings(items):
@@ -259,17 +295,34 @@ def _write_json(path, record):
 # --- assemble (here) ------------------------------------------------------------
 
 def run_assemble(options):
+    from cvae.codec.litert import write_litert_files
     from cvae.config import VAEConfig
     from cvae.model import VAE
-    from cvae.saving import load_weights_in_parts, save_model
+    from cvae.saving import load_model, load_weights_in_parts, save_model
 
     run = Path(options.run)
+    if not options.output.endswith(".keras"):
+        raise CvaeError(f"the output must end in .keras, got {options.output}")
+    if Path(options.output).exists() and not options.force:
+        raise CvaeError(f"{options.output} exists (use --force to overwrite)")
+    if not (run / RECORD_FILE).is_file():
+        raise CvaeError(f"{run}: no {RECORD_FILE}; is it a folder that `train` wrote?")
     record = json.loads((run / RECORD_FILE).read_text())
-    model = VAE(VAEConfig.from_dict(record["config"]), dtype=record["precision"])
+    second_stage = record.get("second_stage") if options.phase == "adversarial" else None
+    config = (second_stage or record)["config"]
+    model = VAE(VAEConfig.from_dict(config), dtype=record["precision"])
     load_weights_in_parts(model.first_stage_variables, run / options.phase)
+    if second_stage:
+        load_weights_in_parts(model.second_stage_decoder.weights, run / SECOND_STAGE_FOLDER)
     save_model(model, options.output)
-    print(f"wrote {options.output} (the {options.phase} phase's first stage; the "
-          f"discriminator was not brought back, so a fine-tuning run starts a fresh one)")
+    if second_stage:
+        print(f"wrote {options.output}: the first stage and its second stage")
+        # As `cvae second-stage` does: the codec's runtime without TensorFlow.
+        for path in write_litert_files(load_model(options.output), options.output):
+            print(f"wrote {path}")
+    else:
+        print(f"wrote {options.output} (the {options.phase} phase's first stage; the "
+              f"discriminator was not brought back, so a fine-tuning run starts a fresh one)")
 
 
 # --- report (here) --------------------------------------------------------------

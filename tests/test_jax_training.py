@@ -1,6 +1,7 @@
 """The JAX training path (cvae.jax_training, scripts/jax_train.py): it trains
-in a subprocess with KERAS_BACKEND=jax, and its weights come back into a
-TensorFlow model that reconstructs exactly as the JAX model did."""
+in a subprocess with KERAS_BACKEND=jax, first stage and second stage, and
+its weights come back into a TensorFlow model that reconstructs exactly as
+the JAX model did; one step under JAX is the TensorFlow step."""
 
 import json
 import os
@@ -73,7 +74,8 @@ def test_trains_with_jax_and_comes_back_into_tensorflow(tmp_path):
     settings = [argument for setting in TINY_SETTINGS for argument in ("--set", setting)]
     trained = _script("train", str(pack), "--out", str(run), *settings,
                       "--likelihood-minutes", "0.25", "--adversarial-minutes", "0.15",
-                      "--batch-size", "8", "--kl-warmup-steps", "0", backend="jax")
+                      "--batch-size", "8", "--kl-warmup-steps", "0",
+                      "--second-stage-epochs", "2", backend="jax")
     assert trained.returncode == 0, trained.stdout + trained.stderr
     record = json.loads((run / "record.json").read_text())
     likelihood, adversarial = record["phases"]["likelihood"], record["phases"]["adversarial"]
@@ -83,6 +85,10 @@ def test_trains_with_jax_and_comes_back_into_tensorflow(tmp_path):
     assert adversarial["steps"] > 0 and np.isfinite(adversarial["final"]["loss"])
     assert 0 < adversarial["final"]["adversarial_scale"]
     assert record["speed"]["decode_images_per_second"] > 0
+    # The likelihood phase's weights made way for the second stage's decoder.
+    assert record["second_stage"]["faces"] == 96
+    assert sorted(path.name for path in run.iterdir()) == ["adversarial", "record.json",
+                                                           "second_stage"]
 
     document = tmp_path / "speed.md"
     document.write_text("# Speed\n<!-- gpu-training:begin -->\nold\n<!-- gpu-training:end -->\n")
@@ -99,6 +105,10 @@ def test_trains_with_jax_and_comes_back_into_tensorflow(tmp_path):
     from cvae.saving import load_model
 
     model = load_model(model_file, precision="mixed_bfloat16")
+    assert model.second_stage_decoder is not None and model.discriminator is None
+    assert model_file.with_suffix(".decoder.tflite").exists()
+    samples = model.generate(4, seed=0)
+    assert samples.shape == (4, 16, 16, 3) and np.isfinite(samples).all()
     sys.path.insert(0, str(SCRIPT.parent))
     try:
         from jax_train import read_pack
@@ -110,6 +120,14 @@ def test_trains_with_jax_and_comes_back_into_tensorflow(tmp_path):
     # The same weights, the same bfloat16 arithmetic, another backend.
     assert np.mean(-10 * np.log10(errors)) == pytest.approx(
         adversarial["validation"]["psnr"], abs=0.05)
+
+
+def test_assemble_refuses_bad_input_in_one_line(tmp_path):
+    result = _script("assemble", str(tmp_path), "-o", str(tmp_path / "model.keras"))
+    assert result.returncode != 0 and "no record.json" in result.stderr
+    (tmp_path / "model.keras").write_text("")
+    result = _script("assemble", str(tmp_path), "-o", str(tmp_path / "model.keras"))
+    assert "exists (use --force" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize("arguments, message", [
