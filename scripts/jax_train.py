@@ -205,10 +205,10 @@ def run_train(options):
               "options": vars(options), "phases": {}, "devices": jax_devices()}
 
     def checkpoint(model, phase):
-        # Each phase's weights stay: a failed adversarial phase leaves the
-        # likelihood phase's model to fall back on.
-        # The first stage alone comes back: both phases' weights with the
-        # discriminator's would not fit through the machine's output.
+        # One folder per phase, so a failed adversarial phase leaves the
+        # likelihood phase's weights to fall back on; the first stage's only,
+        # since both phases' with the discriminator's would not fit through
+        # the machine's output.
         save_weights_in_parts(model.first_stage_variables, out / phase)
         _write_json(out / RECORD_FILE, record)
         print(f"checkpoint written ({time.perf_counter() - begin:.0f} s in)", flush=True)
