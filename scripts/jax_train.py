@@ -44,6 +44,10 @@ from cvae.errors import CvaeError, run_script
 PACK_QUALITY = 75
 RECORD_FILE = "record.json"
 SECOND_STAGE_FOLDER = "second_stage"
+# Below this many nats per face the codes carry next to nothing: a trained
+# faces-v2 model's KL is about 520, and the collapsed run at batch 128 and
+# 1e-3 ended its first epoch at 0.11.
+COLLAPSED_KL = 1.0
 
 
 def main(argv=None):
@@ -241,6 +245,13 @@ def run_train(options):
               f"{result['images_per_second']:.0f} images/s; validation "
               f"{json.dumps(result['validation'])}", flush=True)
         _write_json(out / RECORD_FILE, record)
+        kl = result["validation"]["kl_loss"]
+        if kl < COLLAPSED_KL:
+            # Said, not stopped: an untrained model's KL is as low, and a
+            # short run (a smoke test) may end there.
+            print(f"jax_train.py: warning: the validation KL is {kl:.3g} nats per face: "
+                  f"if this run was long, the posterior collapsed (try a lower "
+                  f"--learning-rate)", flush=True)
     record["speed"] = jax_training.coding_speed(model, validation_images)
     print(f"speed: {json.dumps(record['speed'])}", flush=True)
     _write_json(out / RECORD_FILE, record)
