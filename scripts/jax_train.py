@@ -155,13 +155,16 @@ def _webp(image):
     return buffer.getvalue()
 
 
-def read_pack(path, part, limit=None):
-    """The pack's `part` ("train" or "validation") as uint8 (N, 128, 128, 3)."""
+def read_pack(path, part, limit=None, processes=None):
+    """The pack's `part` ("train" or "validation") as uint8 (N, 128, 128, 3),
+    decoded by `processes` processes (default: one per core; 1: in this one)."""
     with np.load(path) as pack:
         payload, offsets = pack[f"{part}_bytes"], pack[f"{part}_offsets"]
     count = len(offsets) - 1 if limit is None else min(limit, len(offsets) - 1)
     pieces = [payload[offsets[i]:offsets[i + 1]].tobytes() for i in range(count)]
-    with ProcessPoolExecutor() as pool:
+    if processes == 1:
+        return np.stack([_decoded(piece) for piece in pieces])
+    with ProcessPoolExecutor(processes) as pool:
         return np.stack(list(pool.map(_decoded, pieces, chunksize=256)))
 
 

@@ -133,7 +133,8 @@ def test_trains_with_jax_and_comes_back_into_tensorflow(tmp_path):
         from jax_train import read_pack
     finally:
         sys.path.remove(str(SCRIPT.parent))
-    validation = read_pack(pack, "validation")
+    # In this process: a pool forked from a test worker is not needed here.
+    validation = read_pack(pack, "validation", processes=1)
     reconstructions = np.clip(model.reconstruct(validation), 0.0, 1.0)
     errors = np.mean((reconstructions - validation / 255.0) ** 2, axis=(1, 2, 3))
     # The same weights, the same bfloat16 arithmetic, another backend.
