@@ -324,5 +324,5 @@ def coding_speed(model, images, batch_size=256, repeats=5):
             begin = time.perf_counter()
             jax.block_until_ready(function(inputs))
             times.append(time.perf_counter() - begin)
-        speeds[f"{name}_images_per_second"] = batch_size / float(np.median(times))
+        speeds[f"{name}_images_per_second"] = speeds["batch"] / float(np.median(times))
     return speeds
