@@ -29,7 +29,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from cvae.model import _MAX_ADVERSARIAL_SCALE, _norm
+from cvae.model import _MAX_ADVERSARIAL_SCALE, _norm, _to_unit_float
 
 # Fetching a step's numbers waits for the device, so they are read in batches.
 _LOG_EVERY_STEPS = 50
@@ -173,16 +173,27 @@ class _Parts:
 
     def terms(self, model, vae, discriminator, fixed, optimizer, images, adversarial):
         """The objective's terms at these values, and the non-trainable state after."""
-        mapping = [*zip(self.vae, vae), *zip(self.discriminator, discriminator),
-                   *zip(self.fixed, fixed), *zip(self.optimizer.variables, optimizer)]
-        with keras.StatelessScope(state_mapping=mapping) as scope:
+        def objective():
             terms = model._objective(images, training=True)
             if adversarial:
                 terms.update(model._adversarial_terms(images, terms["reconstructions"],
                                                       training=True))
+            return terms
+
+        variables = [*self.vae, *self.discriminator, *self.fixed, *self.optimizer.variables]
+        terms, after = stateless(variables, [*vae, *discriminator, *fixed, *optimizer],
+                                 objective)
         del terms["reconstructions"]
-        fixed_after = [scope.get_current_value(variable) for variable in self.fixed]
+        fixed_after = after[len(self.vae) + len(self.discriminator):][:len(self.fixed)]
         return {name: ops.cast(value, "float32") for name, value in terms.items()}, fixed_after
+
+
+def stateless(variables, values, function):
+    """function() with `variables` reading `values` (Keras' StatelessScope):
+    its result, and the variables' values after it (changed where it assigned)."""
+    with keras.StatelessScope(state_mapping=list(zip(variables, values))) as scope:
+        result = function()
+    return result, [scope.get_current_value(variable) for variable in variables]
 
 
 def _batch(images, indices, key, flip):
@@ -192,7 +203,7 @@ def _batch(images, indices, key, flip):
     if flip:
         flipped = jax.random.bernoulli(key, 0.5, (indices.shape[0], 1, 1, 1))
         batch = jnp.where(flipped, batch[:, :, ::-1, :], batch)
-    return batch.astype("float32") / 255.0
+    return _to_unit_float(batch)
 
 
 def _likelihood_step(model, parts, flip):
@@ -273,11 +284,14 @@ def evaluate_on_device(model, images, batch_size=256):
 
     @jax.jit
     def batch_terms(values, batch):
-        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-            unit = batch.astype("float32") / 255.0
-            terms = model._objective(unit, training=False)
+        unit = _to_unit_float(batch)
+
+        def terms_and_reconstruction():
             z_mean = model.encoder(unit, training=False)[0]
-            mean_reconstruction = ops.cast(model.decoder(z_mean, training=False), "float32")
+            return (model._objective(unit, training=False),
+                    ops.cast(model.decoder(z_mean, training=False), "float32"))
+
+        (terms, mean_reconstruction), _ = stateless(variables, values, terms_and_reconstruction)
         squared = jnp.mean((jnp.clip(mean_reconstruction, 0.0, 1.0) - unit) ** 2, axis=(1, 2, 3))
         return ({name: ops.cast(terms[name], "float32")
                  for name in ("loss", "reconstruction_loss", "kl_loss")},
@@ -306,15 +320,14 @@ def coding_speed(model, images, batch_size=256, repeats=5):
     def jitted(layer, variables):
         @jax.jit
         def run(values, inputs):
-            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-                outputs = layer(inputs, training=False)
+            outputs, _ = stateless(variables, values, lambda: layer(inputs, training=False))
             return outputs[0] if isinstance(outputs, (list, tuple)) else outputs
         values = [variable.value for variable in variables]
         return lambda inputs: run(values, inputs)
 
     encode = jitted(model.encoder, encoder_variables)
     decode = jitted(model.decoder, decoder_variables)
-    batch = jnp.asarray(images[:batch_size]).astype("float32") / 255.0
+    batch = _to_unit_float(jnp.asarray(images[:batch_size]))
     codes = encode(batch)
     speeds = {"batch": int(batch.shape[0])}
     for name, function, inputs in (("encode", encode, batch), ("decode", decode, codes)):

@@ -241,6 +241,8 @@ class VAE(keras.Model):
     def _update_metrics(self, terms, sample_weights=None):
         """Each tracker named in `terms` takes its value, weighted by
         `sample_weights[name]` where given; returns the trackers' results."""
+        import tensorflow as tf
+
         # The adversarial scale exists in training steps only.
         trackers = [tracker for tracker in self.metrics if tracker.name in terms]
         sample_weights = sample_weights or {}
@@ -248,8 +250,6 @@ class VAE(keras.Model):
             tracker.update_state(terms[tracker.name],
                                  sample_weight=sample_weights.get(tracker.name))
         results = {tracker.name: tracker.result() for tracker in trackers}
-        import tensorflow as tf
-
         if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
             # Keras 3 averages each replica's logs across workers along axis 0,
             # which fails on scalars (tensorflow/tensorflow#72388); shape (1,)

@@ -121,7 +121,7 @@ def main(argv=None):
 # --- pack (here) --------------------------------------------------------------
 
 def run_pack(options):
-    from cvae import data
+    from cvae import data, metrics
     from cvae.atomic import atomic_path
 
     parts = {"train": [], "validation": []}
@@ -137,12 +137,10 @@ def run_pack(options):
         encoded = [_webp(image) for image in images]
         arrays[f"{name}_bytes"] = np.frombuffer(b"".join(encoded), np.uint8)
         arrays[f"{name}_offsets"] = np.cumsum([0] + [len(e) for e in encoded]).astype(np.int64)
-        errors = [np.mean((_decoded(piece).astype(np.float64) - image) ** 2)
-                  for piece, image in zip(encoded, images)]
+        decoded = np.stack([_decoded(piece) for piece in encoded])
         print(f"{name}: {len(images)} faces, {np.mean([len(e) for e in encoded]):.0f} bytes "
-              f"each, {np.mean(10 * np.log10(255.0 ** 2 / np.maximum(errors, 1e-12))):.1f} dB "
+              f"each, {np.mean(metrics.psnr(images / 255.0, decoded / 255.0)):.1f} dB "
               f"PSNR from the originals")
-    Path(options.output).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(options.output) as temporary:
         with open(temporary, "wb") as file:
             np.savez(file, **arrays)
