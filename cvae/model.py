@@ -8,7 +8,8 @@ from keras import ops
 
 from cvae import losses
 from cvae.config import VAEConfig
-from cvae.networks import build_decoder, build_encoder, build_patch_discriminator
+from cvae.networks import (build_decoder, build_encoder, build_patch_discriminator,
+                           copy_encoder_weights)
 from cvae.second_stage import build_second_stage_decoder
 
 _INFERENCE_BATCH = 256
@@ -343,8 +344,13 @@ class VAE(keras.Model):
         return [ops.convert_to_numpy(variable) for variable in self.first_stage_variables]
 
     def set_first_stage_weights(self, other):
-        """Copy encoder, decoder and decoder scale from a model of the same first stage."""
-        self.encoder.set_weights(other.encoder.get_weights())
+        """Copy encoder, decoder and decoder scale from a model of the same
+        first stage, or of one whose encoder has fewer residual blocks (this
+        model's extra blocks start as the identity; networks.copy_encoder_weights)."""
+        if other.config.encoder_extra_convs == self.config.encoder_extra_convs:
+            self.encoder.set_weights(other.encoder.get_weights())
+        else:
+            copy_encoder_weights(other.encoder, other.config, self.encoder, self.config)
         self.decoder.set_weights(other.decoder.get_weights())
         if self.config.decoder_scale == "learned":
             self.log_decoder_scale.assign(other.log_decoder_scale)

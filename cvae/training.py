@@ -40,8 +40,10 @@ from cvae.saving import load_model, rebuilt, save_model
 GRID_IMAGES = 8
 # What a fine-tuning run may change in its initial model's configuration: the
 # objective's adversarial term, which adds a discriminator but leaves the
-# network that the starting weights belong to as it is.
-FINE_TUNING_OVERRIDES = {"adversarial_weight", "adversarial_start_step", "discriminator_scales"}
+# network that the starting weights belong to as it is, and the encoder's
+# depth, grown by residual blocks that start as the identity.
+FINE_TUNING_OVERRIDES = {"adversarial_weight", "adversarial_start_step", "discriminator_scales",
+                         "encoder_extra_convs"}
 
 
 def train(options):
@@ -179,7 +181,22 @@ def _load_initial_model(options):
     if refused:
         raise CvaeError("a fine-tuned model keeps its initial model's network; drop the "
                         f"overrides {sorted(refused)}")
-    return load_model(options.initial_model)
+    initial = load_model(options.initial_model)
+    if "encoder_extra_convs" in options.config_overrides:
+        _check_encoder_growth(initial.config, options.config_overrides["encoder_extra_convs"])
+    return initial
+
+
+def _check_encoder_growth(config, extra_convs):
+    """A trained encoder grows only by whole residual blocks, which start as
+    the identity when a ReLU follows each block (its input is then >= 0)."""
+    added = extra_convs - config.encoder_extra_convs
+    if config.block != "residual" or config.activation != "relu":
+        raise CvaeError("--encoder-extra-convs grows the encoder of a model with residual "
+                        "blocks and ReLU; this model has neither")
+    if added < 0 or added % 2:
+        raise CvaeError(f"--encoder-extra-convs must add whole residual blocks (2 convolutions "
+                        f"each) to the model's {config.encoder_extra_convs}; got {extra_convs}")
 
 
 def remove_stale_temporaries(out):

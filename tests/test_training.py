@@ -213,6 +213,40 @@ def test_freeze_decoder_trains_the_encoder_alone(tmp_path, capsys):
     assert "set --adversarial-weight 0" in capsys.readouterr().err
 
 
+def test_fine_tuning_grows_the_encoder_by_residual_blocks(tmp_path, capsys):
+    from cvae.model import VAE
+    from cvae.saving import save_model
+    from tests.test_architecture import RESIDUAL
+
+    folder = write_image_folder(tmp_path / "faces", n=16)
+    first, tuned = tmp_path / "first.keras", tmp_path / "tuned"
+    save_model(VAE(RESIDUAL, seed=0), first)
+    common = ["--data", str(folder), "--epochs", "1", "--no-tensorboard", "--batch-size", "8",
+              "--initial-model", str(first)]
+    assert main(["train", *common, "--out", str(tuned), "--freeze-decoder",
+                 "--encoder-extra-convs", "4"]) == 0
+    initial, result = load_model(first), load_model(tuned / "model.keras")
+    assert result.config == initial.config.replace(encoder_extra_convs=4, kl_warmup_steps=0)
+    assert len(result.encoder.get_weights()) == len(initial.encoder.get_weights()) + 2 * 2 * 2
+    for start, end in zip(initial.decoder.get_weights(), result.decoder.get_weights()):
+        np.testing.assert_array_equal(end, start)
+
+    for convs, message in (("3", "must add whole residual blocks (2 convolutions each) to the "
+                                 "model's 2; got 3"),
+                           ("0", "must add whole residual blocks")):
+        assert main(["train", *common, "--out", str(tmp_path / "odd"),
+                     "--encoder-extra-convs", convs]) == 1
+        assert message in capsys.readouterr().err
+    plain = tmp_path / "plain"
+    assert main(["train", "--data", str(folder), "--epochs", "1", "--no-tensorboard",
+                 "--out", str(plain), *TINY_RUN]) == 0
+    assert main(["train", "--data", str(folder), "--epochs", "1", "--no-tensorboard",
+                 "--out", str(tmp_path / "grown-plain"), "--initial-model",
+                 str(plain / "model.keras"), "--encoder-extra-convs", "2"]) == 1
+    assert capsys.readouterr().err.strip().endswith(
+        "grows the encoder of a model with residual blocks and ReLU; this model has neither")
+
+
 def test_fine_tuning_may_add_the_adversarial_term(tmp_path):
     folder = write_image_folder(tmp_path / "faces", n=16)
     first, tuned = tmp_path / "first", tmp_path / "tuned"

@@ -109,8 +109,8 @@ def build_parser():
     train.add_argument("--initial-model", metavar="PATH",
                        help="fine-tune: start from this .keras model's weights and configuration "
                             "(the preset does not apply, and of the overrides only the "
-                            "adversarial ones; the KL weight starts at full beta) with a fresh "
-                            "optimizer")
+                            "adversarial ones and --encoder-extra-convs; the KL weight starts at "
+                            "full beta) with a fresh optimizer")
     train.add_argument("--freeze-decoder", action="store_true",
                        help="with --initial-model: train the encoder alone, the decoder and its "
                             "scale kept as they are, so that codes move closer to the ones the "
@@ -119,6 +119,11 @@ def build_parser():
     overrides.add_argument("--image-size", type=positive_int, help="side of the square images, in pixels")
     overrides.add_argument("--channels", type=int, choices=(1, 3), help="1: grey, 3: RGB")
     overrides.add_argument("--latent-dim", type=positive_int, help="dimensions of the latent code z")
+    overrides.add_argument("--encoder-extra-convs", type=non_negative_int, metavar="N",
+                           help="3x3 convolutions after each of the encoder's downsamplings "
+                                "(2 per residual block); with --initial-model, a larger number "
+                                "grows the trained encoder by residual blocks that start as the "
+                                "identity")
     overrides.add_argument("--likelihood", choices=LIKELIHOODS,
                            help="the decoder's distribution p(x|z) (docs/model.md, \"The model\")")
     overrides.add_argument("--decoder-scale", type=decoder_scale,
@@ -256,7 +261,8 @@ def build_parser():
 def _train(args):
     from cvae.training import train
 
-    override_names = ("image_size", "channels", "latent_dim", "likelihood", "decoder_scale",
+    override_names = ("image_size", "channels", "latent_dim", "encoder_extra_convs",
+                      "likelihood", "decoder_scale",
                       "beta", "kl_warmup_steps", "reconstruction_weight",
                       "adversarial_weight", "adversarial_start_step", "discriminator_scales")
     options = TrainOptions(
