@@ -61,6 +61,9 @@ class Variant(NamedTuple):
     with_noise: bool = False  # sampled with the second stage's own Gaussian noise
     match_codes: bool = False  # drawn codes rescaled to the training codes' mean and variance
     match_covariance: bool = False  # ... or mapped onto their mean and whole covariance
+    # Also the codes of every training face mirrored left-right: the first
+    # stage trained on random flips, so these are codes it knows too.
+    mirrored: bool = False
 
     def training(self):
         """What the trained second stage depends on: variants that differ
@@ -83,6 +86,9 @@ VARIANTS = {
     # The shipped model's (the defaults of `cvae.second_stage`).
     "all codes KL 0.5 + q(u) matched + its noise + codes' spread matched": Variant(
         kl_weight=0.5, match_moments=True, with_noise=True, match_codes=True),
+    "all codes and their mirror images KL 0.5 + q(u) matched + its noise + codes' spread "
+    "matched": Variant(kl_weight=0.5, match_moments=True, with_noise=True, match_codes=True,
+                       mirrored=True),
     "all codes KL 0.5 + q(u) matched + its noise + codes' covariance matched": Variant(
         kl_weight=0.5, match_moments=True, with_noise=True, match_covariance=True),
     "all codes KL 0.25 + q(u) matched + its noise": Variant(kl_weight=0.25, match_moments=True,
@@ -127,11 +133,14 @@ def main(argv=None):
     held_out, _ = data.read_dataset(args.val_data, size)
     reference, _ = split_halves(held_out.astype(np.float32) / 255.0)
     count = len(reference)
-    codes, training_faces = [], []
+    mirroring = any(VARIANTS[name].mirrored for name in chosen)
+    codes, mirrored_codes, training_faces = [], [], []
     for source in args.data:
         images, _ = data.read_dataset(source, size)
         print(f"encoding {len(images)} images of {source}", flush=True)
         codes.append(model.encode(images))
+        if mirroring:
+            mirrored_codes.append(model.encode(images[:, :, ::-1]))
         training_faces.append(images)
 
     def score(samples, **details):
@@ -166,7 +175,7 @@ def main(argv=None):
     for name in chosen:
         variant = VARIANTS[name]
         subsets = [tuple(_subset(part, variant.per_source) for part in source_codes)
-                   for source_codes in codes]
+                   for source_codes in codes + (mirrored_codes if variant.mirrored else [])]
         z_mean = np.concatenate([z for z, _ in subsets])
         z_log_var = np.concatenate([v for _, v in subsets])
         key = variant.training()
