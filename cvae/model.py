@@ -347,10 +347,7 @@ class VAE(keras.Model):
         """Copy encoder, decoder and decoder scale from a model of the same
         first stage, or of one whose encoder has fewer residual blocks (this
         model's extra blocks start as the identity; networks.copy_encoder_weights)."""
-        if other.config.encoder_extra_convs == self.config.encoder_extra_convs:
-            self.encoder.set_weights(other.encoder.get_weights())
-        else:
-            copy_encoder_weights(other.encoder, other.config, self.encoder, self.config)
+        copy_encoder_weights(other.encoder, other.config, self.encoder, self.config)
         self.decoder.set_weights(other.decoder.get_weights())
         if self.config.decoder_scale == "learned":
             self.log_decoder_scale.assign(other.log_decoder_scale)
