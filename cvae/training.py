@@ -193,7 +193,8 @@ def _check_encoder_growth(config, extra_convs):
     added = extra_convs - config.encoder_extra_convs
     if config.block != "residual" or config.activation != "relu":
         raise CvaeError("--encoder-extra-convs grows the encoder of a model with residual "
-                        "blocks and ReLU; this model has neither")
+                        f"blocks and ReLU; this model has {config.block} blocks and "
+                        f"{config.activation}")
     if added < 0 or added % 2:
         raise CvaeError(f"--encoder-extra-convs must add whole residual blocks (2 convolutions "
                         f"each) to the model's {config.encoder_extra_convs}; got {extra_convs}")

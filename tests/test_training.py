@@ -9,9 +9,11 @@ import pytest
 
 from cvae import training
 from cvae.cli import main
+from cvae.model import VAE
 from cvae.runs import TrainOptions
-from cvae.saving import load_model
+from cvae.saving import load_model, save_model
 from tests.helpers import write_image_folder
+from tests.test_architecture import RESIDUAL
 
 TINY_RUN = ["--preset", "seed", "--image-size", "16", "--latent-dim", "4", "--batch-size", "8",
             "--seed", "0"]
@@ -214,10 +216,6 @@ def test_freeze_decoder_trains_the_encoder_alone(tmp_path, capsys):
 
 
 def test_fine_tuning_grows_the_encoder_by_residual_blocks(tmp_path, capsys):
-    from cvae.model import VAE
-    from cvae.saving import save_model
-    from tests.test_architecture import RESIDUAL
-
     folder = write_image_folder(tmp_path / "faces", n=16)
     first, tuned = tmp_path / "first.keras", tmp_path / "tuned"
     save_model(VAE(RESIDUAL, seed=0), first)
@@ -244,7 +242,8 @@ def test_fine_tuning_grows_the_encoder_by_residual_blocks(tmp_path, capsys):
                  "--out", str(tmp_path / "grown-plain"), "--initial-model",
                  str(plain / "model.keras"), "--encoder-extra-convs", "2"]) == 1
     assert capsys.readouterr().err.strip().endswith(
-        "grows the encoder of a model with residual blocks and ReLU; this model has neither")
+        "grows the encoder of a model with residual blocks and ReLU; this model has plain "
+        "blocks and relu")
 
 
 def test_fine_tuning_may_add_the_adversarial_term(tmp_path):
