@@ -111,15 +111,17 @@ def weights_sha256(model):
 _PART_BYTES = 14_000_000
 
 
-def save_weights_in_parts(variables, folder):
+def save_weights_in_parts(variables, folder, dtype=None):
     """Write `variables`' values, in their order, as folder/part-NN.npz files of
     at most about 14 MB each; each part also names its weights. Each part is
-    written atomically."""
+    written atomically. `dtype` ("float16") stores them rounded, half the size
+    of float32, for an upload that limits the whole size; loading widens them
+    back to the variables' own type."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     parts, part, part_bytes = [], [], 0
     for variable in variables:
-        value = np.asarray(variable.numpy())
+        value = np.asarray(variable.numpy(), dtype=dtype)
         if part and part_bytes + value.nbytes > _PART_BYTES:
             parts.append(part)
             part, part_bytes = [], 0
@@ -155,4 +157,5 @@ def load_weights_in_parts(variables, folder):
         if tuple(variable.shape) != value.shape:
             raise CvaeError(f"{folder}: weight {name} has shape {value.shape}, "
                             f"the model's {variable.path} {tuple(variable.shape)}")
-        variable.assign(value)
+        # float16 (a rounded copy) goes in as float32; the variable keeps its type.
+        variable.assign(value.astype(np.float32) if value.dtype == np.float16 else value)

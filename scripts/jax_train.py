@@ -3,13 +3,18 @@
 
 Three steps and a report, each a subcommand:
 
-    # here: the training faces as one small file (WebP, about 1.5 kB a face)
+    # here: the training faces as one small file (WebP, about 1.5 kB a face),
+    # and, to fine-tune rather than start afresh, a trained first stage's
+    # weights (float16, about half of float32's size)
     python scripts/jax_train.py pack --data ../shared/faces/utkface/train \
         --data runs/celeba-train-aligned.npy -o runs/jax-pack/faces.npz
+    python scripts/jax_train.py weights saved_models/cvae-faces.keras \
+        -o runs/jax-pack/initial
     # there (KERAS_BACKEND=jax): a likelihood phase, an adversarial one, and
     # the second stage on the codes of every face in the pack
     python scripts/jax_train.py train runs/jax-pack/faces.npz --out OUT \
-        --likelihood-minutes 6 --adversarial-minutes 2
+        --initial-weights runs/jax-pack/initial --likelihood-minutes 6 \
+        --adversarial-minutes 2
     # here: the weights back into a .keras model with its LiteRT files, and
     # the run's speed into docs/speed.md
     python scripts/jax_train.py assemble OUT -o saved_models/cvae-faces.keras
@@ -43,6 +48,8 @@ from cvae.errors import CvaeError, run_script
 
 PACK_QUALITY = 75
 RECORD_FILE = "record.json"
+# Beside the weight parts that `weights` writes: the configuration they fit.
+CONFIG_FILE = "config.json"
 SECOND_STAGE_FOLDER = "second_stage"
 # Below this many nats per face the codes carry next to nothing: a trained
 # faces-v2 model's KL is about 520, and the collapsed run at batch 128 and
@@ -60,11 +67,29 @@ def main(argv=None):
                       help="the share of each source held out, by a hash of its file names "
                            "(as `cvae train --validation-split`)")
     pack.add_argument("--image-size", type=int, default=128, help="the faces' side in pixels")
+    pack.add_argument("--quality", type=int, default=PACK_QUALITY,
+                      help="WebP quality, 1 to 100: lower makes a smaller pack, further "
+                           "from the originals (it prints how far)")
     pack.add_argument("-o", "--output", required=True, help="the .npz pack to write")
+    weights = commands.add_parser("weights", help="a trained model's first stage as weight "
+                                                  "parts to start `train` from (here)")
+    weights.add_argument("model", help="a .keras model (its first stage is kept: encoder, "
+                                       "decoder, decoder scale)")
+    weights.add_argument("-o", "--output", required=True,
+                         help="folder for the parts and the configuration they fit")
+    weights.add_argument("--float32", action="store_true",
+                         help="keep float32 (default float16: half the size, rounded "
+                              "below what bfloat16 training computes in)")
     train = commands.add_parser("train", help="train on the pack (KERAS_BACKEND=jax)")
     train.add_argument("pack", help="the .npz written by `pack`")
     train.add_argument("--out", required=True, help="folder for the record and the weights")
-    train.add_argument("--preset", default="faces-v2", help="the configuration to start from")
+    train.add_argument("--preset", default=None,
+                       help="the configuration to start from (default faces-v2; with "
+                            "--initial-weights, theirs)")
+    train.add_argument("--initial-weights", default=None, metavar="FOLDER",
+                       help="start from a trained first stage (a folder `weights` wrote) "
+                            "instead of fresh weights: no KL warm-up, and a lower "
+                            "--learning-rate suits (docs/training.md)")
     train.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                        help="a configuration field over the preset's, its value in JSON "
                             "(repeatable), e.g. --set 'filters=[64, 128, 256]'")
@@ -86,7 +111,8 @@ def main(argv=None):
     train.add_argument("--discriminator-scales", type=int, default=2,
                        help="PatchGANs, on the image and on each halving of it")
     train.add_argument("--kl-warmup-steps", type=int, default=1000,
-                       help="steps over which the first phase ramps the KL weight up to beta")
+                       help="steps over which the first phase ramps the KL weight up to beta "
+                            "(none from --initial-weights)")
     # No float16: these steps scale no loss, and bfloat16 needs none.
     train.add_argument("--precision", default="mixed_bfloat16",
                        choices=("mixed_bfloat16", "float32"))
@@ -114,7 +140,7 @@ def main(argv=None):
     report.add_argument("--doc", default="docs/speed.md",
                         help="the document whose gpu-training section is rewritten")
     options = parser.parse_args(argv)
-    {"pack": run_pack, "train": run_train, "assemble": run_assemble,
+    {"pack": run_pack, "weights": run_weights, "train": run_train, "assemble": run_assemble,
      "report": run_report}[options.command](options)
 
 
@@ -124,6 +150,8 @@ def run_pack(options):
     from cvae import data, metrics
     from cvae.atomic import atomic_path
 
+    if not 1 <= options.quality <= 100:
+        raise CvaeError(f"--quality must be 1 to 100, got {options.quality}")
     parts = {"train": [], "validation": []}
     for source in options.data:
         train, validation = data.read_dataset(source, options.image_size, 3,
@@ -134,7 +162,7 @@ def run_pack(options):
     arrays = {}
     for name, images in parts.items():
         images = np.concatenate(images)
-        encoded = [_webp(image) for image in images]
+        encoded = [_webp(image, options.quality) for image in images]
         arrays[f"{name}_bytes"] = np.frombuffer(b"".join(encoded), np.uint8)
         arrays[f"{name}_offsets"] = np.cumsum([0] + [len(e) for e in encoded]).astype(np.int64)
         decoded = np.stack([_decoded(piece) for piece in encoded])
@@ -147,9 +175,9 @@ def run_pack(options):
     print(f"wrote {options.output} ({os.path.getsize(options.output) / 1e6:.1f} MB)")
 
 
-def _webp(image):
+def _webp(image, quality):
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, "WEBP", quality=PACK_QUALITY)
+    Image.fromarray(image).save(buffer, "WEBP", quality=quality)
     return buffer.getvalue()
 
 
@@ -170,12 +198,42 @@ def _decoded(piece):
     return np.asarray(Image.open(io.BytesIO(piece)).convert("RGB"))
 
 
+# --- weights (here) ------------------------------------------------------------
+
+def run_weights(options):
+    from cvae.saving import load_model, save_weights_in_parts
+
+    if not Path(options.model).is_file():
+        raise CvaeError(f"{options.model}: no such model file")
+    model = load_model(options.model)
+    # The first stage's configuration: the second stage is trained anew there.
+    config = model.config.replace(second_stage_units=(), second_stage_noise=0.0)
+    out = Path(options.output)
+    save_weights_in_parts(model.first_stage_variables, out,
+                          dtype=None if options.float32 else "float16")
+    _write_json(out / CONFIG_FILE, {"config": config.to_dict(), "model": options.model})
+    size = sum(path.stat().st_size for path in out.iterdir())
+    print(f"wrote {out}: the first stage of {options.model} ({size / 1e6:.1f} MB)")
+
+
+def _initial_config(folder):
+    folder = Path(folder)
+    if not (folder / CONFIG_FILE).is_file():
+        raise CvaeError(f"{folder}: no {CONFIG_FILE}; write the folder with "
+                        f"`jax_train.py weights MODEL -o {folder}`")
+    return json.loads((folder / CONFIG_FILE).read_text())["config"]
+
+
 # --- train (there) --------------------------------------------------------------
 
 def run_train(options):
     # The faces are decoded by a process pool before JAX starts its threads:
     # forking a process that runs JAX can deadlock.
     overrides = _settings(options.set)
+    if options.initial_weights and options.preset:
+        raise CvaeError("--preset and --initial-weights: the configuration comes with the "
+                        "weights")
+    initial = _initial_config(options.initial_weights) if options.initial_weights else None
     if not Path(options.pack).is_file():
         raise CvaeError(f"{options.pack}: no such pack (write one with `jax_train.py pack`)")
     begin = time.perf_counter()
@@ -187,7 +245,7 @@ def run_train(options):
     from cvae import jax_training
     from cvae.config import VAEConfig, get_preset
     from cvae.model import VAE
-    from cvae.saving import save_weights_in_parts
+    from cvae.saving import load_weights_in_parts, save_weights_in_parts
 
     if keras.backend.backend() != "jax":
         raise CvaeError("train needs KERAS_BACKEND=jax")
@@ -196,8 +254,9 @@ def run_train(options):
     print(f"decoded {len(train_images)} training and {len(validation_images)} validation "
           f"faces in {time.perf_counter() - begin:.1f} s; devices: {jax_devices()}", flush=True)
 
-    settings = {**get_preset(options.preset).to_dict(), **overrides,
-                "kl_warmup_steps": options.kl_warmup_steps,
+    # A trained model's KL needs no warm-up, as `cvae train --initial-model`.
+    settings = {**(initial or get_preset(options.preset or "faces-v2").to_dict()), **overrides,
+                "kl_warmup_steps": 0 if initial else options.kl_warmup_steps,
                 "adversarial_weight": options.adversarial_weight, "adversarial_start_step": 0,
                 "discriminator_scales": options.discriminator_scales}
     config = VAEConfig.from_dict(settings)
@@ -208,6 +267,14 @@ def run_train(options):
     model = VAE(config, seed=options.seed, dtype=options.precision)
     record = {"config": config.to_dict(), "precision": options.precision,
               "options": vars(options), "phases": {}, "devices": jax_devices()}
+    if initial:
+        load_weights_in_parts(model.first_stage_variables, options.initial_weights)
+        # Where the run starts, to set each phase's gain against.
+        record["initial"] = {"validation": jax_training.evaluate_on_device(
+            model, validation_images)}
+        print(f"initial weights from {options.initial_weights}; validation "
+              f"{json.dumps(record['initial']['validation'])}", flush=True)
+        _write_json(out / RECORD_FILE, record)
 
     def checkpoint(model, phase):
         # One folder per phase, so a failed adversarial phase leaves the
@@ -348,10 +415,17 @@ def run_report(options):
     run = Path(options.run)
     record = json.loads((run / RECORD_FILE).read_text())
     settings = record["options"]
+    start = (f"fine-tuned from the first stage in `{settings['initial_weights']}`"
+             if settings.get("initial_weights")
+             else f"`{settings.get('preset') or 'faces-v2'}` preset, from fresh weights")
     lines = [f"Measured by `jax_train.py train` on {', '.join(record['devices'])}, "
              f"{record['precision']}, batch {settings['batch_size']}, "
-             f"{record['config']['image_size']} px faces (`{settings['preset']}` preset).", "",
+             f"{record['config']['image_size']} px faces ({start}).", "",
              "| what | measured |", "|---|---|"]
+    if "initial" in record:
+        validation = record["initial"]["validation"]
+        lines.append(f"| before training: validation PSNR, posterior means "
+                     f"({validation['images']:,} faces) | {validation['psnr']:.2f} dB |")
     for name, phase in record["phases"].items():
         validation = phase.get("validation", {})
         lines.append(f"| {name} phase: training, after the first (compiling) step | "

@@ -77,19 +77,34 @@ def _script(*arguments, backend="tensorflow"):
                           timeout=600)
 
 
-def test_trains_with_jax_and_comes_back_into_tensorflow(tmp_path):
-    pytest.importorskip("jax")
+def _pack(tmp_path, count=96):
+    """A pack of `count` tiny faces, a fifth of them for validation."""
     from PIL import Image
 
     folder = tmp_path / "faces"
     folder.mkdir()
-    for index, image in enumerate(smooth_images(96, size=16)):
+    for index, image in enumerate(smooth_images(count, size=16)):
         Image.fromarray(image).save(folder / f"face_{index:03d}.png")
     pack = tmp_path / "pack.npz"
     packed = _script("pack", "--data", str(folder), "--image-size", "16",
                      "--validation-split", "0.2", "-o", str(pack))
     assert packed.returncode == 0, packed.stderr
+    return pack
 
+
+def _read_pack(pack, part):
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        from jax_train import read_pack
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    # In this process: a pool forked from a test worker is not needed here.
+    return read_pack(pack, part, processes=1)
+
+
+def test_trains_with_jax_and_comes_back_into_tensorflow(tmp_path):
+    pytest.importorskip("jax")
+    pack = _pack(tmp_path)
     run = tmp_path / "run"
     settings = [argument for setting in TINY_SETTINGS for argument in ("--set", setting)]
     trained = _script("train", str(pack), "--out", str(run), *settings,
@@ -129,17 +144,53 @@ def test_trains_with_jax_and_comes_back_into_tensorflow(tmp_path):
     assert model_file.with_suffix(".decoder.tflite").exists()
     samples = model.generate(4, seed=0)
     assert samples.shape == (4, 16, 16, 3) and np.isfinite(samples).all()
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        from jax_train import read_pack
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    # In this process: a pool forked from a test worker is not needed here.
-    validation = read_pack(pack, "validation", processes=1)
+    validation = _read_pack(pack, "validation")
     reconstructions = np.clip(model.reconstruct(validation), 0.0, 1.0)
     # The same weights, the same bfloat16 arithmetic, another backend.
     assert np.mean(psnr(validation / 255.0, reconstructions)) == pytest.approx(
         adversarial["validation"]["psnr"], abs=0.05)
+
+
+def test_fine_tunes_from_a_trained_first_stage(tmp_path):
+    pytest.importorskip("jax")
+    from cvae.config import get_preset
+    from cvae.saving import load_model, save_model
+
+    pack = _pack(tmp_path, count=40)
+    config = get_preset("faces-v2").replace(image_size=16, filters=(8, 16), latent_dim=4,
+                                            output_filters=4)
+    # Another seed than the run's own (0), so fresh weights cannot pass for these.
+    save_model(VAE(config, seed=7), tmp_path / "trained.keras")
+    written = _script("weights", str(tmp_path / "trained.keras"), "-o", str(tmp_path / "start"))
+    assert written.returncode == 0, written.stderr
+    assert json.loads((tmp_path / "start" / "config.json").read_text())["config"]["filters"] \
+        == [8, 16]
+
+    # At a learning rate of zero the phase's checkpoint is the weights it started from.
+    run = tmp_path / "run"
+    trained = _script("train", str(pack), "--out", str(run),
+                      "--initial-weights", str(tmp_path / "start"), "--learning-rate", "0",
+                      "--likelihood-minutes", "0.05", "--adversarial-minutes", "0",
+                      "--batch-size", "8", "--second-stage-epochs", "0", backend="jax")
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    record = json.loads((run / "record.json").read_text())
+    assert record["config"]["kl_warmup_steps"] == 0
+    model = load_model(tmp_path / "trained.keras")
+    started = VAE(config, seed=1, dtype="mixed_bfloat16")
+    load_weights_in_parts(started.first_stage_variables, run / "likelihood")
+    for original, loaded in zip(model.first_stage_weights(), started.first_stage_weights()):
+        # Stored as float16, so rounded to float16.
+        np.testing.assert_array_equal(original.astype(np.float16).astype(np.float32), loaded)
+    validation = _read_pack(pack, "validation")
+    reconstructions = np.clip(started.reconstruct(validation), 0.0, 1.0)
+    assert np.mean(psnr(validation / 255.0, reconstructions)) == pytest.approx(
+        record["initial"]["validation"]["psnr"], abs=0.05)
+
+
+def test_weights_refuses_a_missing_model_in_one_line(tmp_path):
+    result = _script("weights", str(tmp_path / "missing.keras"), "-o", str(tmp_path / "out"))
+    assert result.returncode != 0 and "no such model file" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_assemble_refuses_bad_input_in_one_line(tmp_path):
@@ -154,6 +205,8 @@ def test_assemble_refuses_bad_input_in_one_line(tmp_path):
     (["--set", "filters"], "expected FIELD=VALUE"),
     (["--set", "filters=[8,"], "not JSON"),
     ([], "no such pack"),
+    (["--initial-weights", "nowhere"], "no config.json"),
+    (["--initial-weights", "nowhere", "--preset", "faces"], "comes with the weights"),
 ])
 def test_train_refuses_bad_input_in_one_line(tmp_path, arguments, message):
     result = _script("train", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "run"),
