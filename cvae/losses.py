@@ -71,6 +71,26 @@ def pyramid_loss(images, reconstructions, levels=4):
     return total
 
 
+def band_energy_gap(images, reconstructions, levels=4):
+    """Per image, the squared log-ratio of the reconstruction's energy to the
+    image's in each band-pass level of a Laplacian pyramid, summed over
+    levels: zero when every level carries as much detail as the image's,
+    whether or not it lines up with it. A blurred reconstruction has too
+    little energy in the fine levels."""
+    images = ops.cast(images, "float32")
+    reconstructions = ops.cast(reconstructions, "float32")
+    total = 0.0
+    for _ in range(levels):
+        energies = []
+        for pyramid_level in (images, reconstructions):
+            band = pyramid_level - _upsample(_downsample(pyramid_level), ops.shape(pyramid_level))
+            flat = ops.reshape(ops.square(band), (ops.shape(band)[0], -1))
+            energies.append(ops.log(ops.mean(flat, axis=-1) + 1e-8))
+        total = total + ops.square(energies[1] - energies[0])
+        images, reconstructions = _downsample(images), _downsample(reconstructions)
+    return total
+
+
 def _downsample(images):
     return ops.average_pool(images, pool_size=2, strides=2, padding="valid")
 

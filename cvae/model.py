@@ -278,13 +278,14 @@ class VAE(keras.Model):
 
     # --- public API: numpy in, numpy out ------------------------------------
 
-    def encode(self, images, refine_steps=0):
+    def encode(self, images, refine_steps=0, texture_weight=None):
         """images (N, H, W, C), uint8 or float in [0, 1] -> (z_mean, z_log_var).
 
         With refine_steps > 0, z_mean is replaced by the encoder's mean refined
         by that many gradient steps against the decoder (`cvae.refinement`):
         a code that the decoder turns into a closer reconstruction, at the
-        cost of a decoder pass forward and back per step.
+        cost of a decoder pass forward and back per step. texture_weight:
+        the refinement's texture term (None: `cvae.refinement`'s default).
         """
         images = self._check_images(images)
         # Batch by batch, numpy out: tens of thousands of images as float32
@@ -294,17 +295,19 @@ class VAE(keras.Model):
         z_mean = np.concatenate([ops.convert_to_numpy(m) for m, _ in outputs])
         z_log_var = np.concatenate([ops.convert_to_numpy(v) for _, v in outputs])
         if refine_steps:
-            z_mean = self.refine(images, z_mean, refine_steps)
+            z_mean = self.refine(images, z_mean, refine_steps, texture_weight)
         return z_mean, z_log_var
 
-    def refine(self, images, codes, steps):
+    def refine(self, images, codes, steps, texture_weight=None):
         """`codes` (N, latent_dim; usually the encoder's means of `images`)
-        refined by `steps` gradient steps against the decoder (`cvae.refinement`)."""
+        refined by `steps` gradient steps against the decoder (`cvae.refinement`;
+        texture_weight None: its default)."""
         from cvae.refinement import refine_codes
 
         images = self._check_images(images)
         return np.concatenate([
-            refine_codes(self, ops.convert_to_numpy(_to_unit_float(batch)), batch_codes, steps)
+            refine_codes(self, ops.convert_to_numpy(_to_unit_float(batch)), batch_codes, steps,
+                         texture_weight=texture_weight)
             for batch, batch_codes in zip(_batches(images), _batches(np.asarray(codes)))])
 
     def decode(self, z):
@@ -315,10 +318,10 @@ class VAE(keras.Model):
         return np.concatenate([ops.convert_to_numpy(self.decoder(batch, training=False))
                                for batch in _batches(z)])
 
-    def reconstruct(self, images, refine_steps=0):
+    def reconstruct(self, images, refine_steps=0, texture_weight=None):
         """Decode each image's posterior mean (refined by `refine_steps`
         steps, see `encode`): the deterministic round trip."""
-        z_mean, _ = self.encode(images, refine_steps=refine_steps)
+        z_mean, _ = self.encode(images, refine_steps=refine_steps, texture_weight=texture_weight)
         return self.decode(z_mean)
 
     def generate(self, n, seed=None, temperature=1.0, sampler=None):

@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+from keras import ops
 
 from cvae import losses
 
@@ -73,3 +74,20 @@ def test_hinge_losses_by_hand():
     # Real: relu(1 - 2) = 0, relu(1 - 0.5) = 0.5; fake: relu(1 - 0.5) = 0.5, relu(1 - 3) = 0.
     assert float(losses.discriminator_hinge_loss(real, fake)[0]) == pytest.approx(0.25 + 0.25)
     assert float(losses.generator_adversarial_loss(fake)[0]) == pytest.approx(1.75)
+
+
+def test_band_energy_gap_measures_missing_detail_not_misplaced_detail():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
+
+    def gap(other):
+        return ops.convert_to_numpy(losses.band_energy_gap(images, other))
+
+    np.testing.assert_allclose(gap(images), 0.0, atol=1e-6)
+    # The same detail elsewhere (the image mirrored) has the same energy per level.
+    np.testing.assert_allclose(gap(images[:, :, ::-1, :].copy()), 0.0, atol=1e-3)
+    # Blurring thins out the fine levels: the more, the larger the gap.
+    blurred_once = (images + np.roll(images, 1, axis=1) + np.roll(images, 1, axis=2)) / 3
+    blurred_more = (blurred_once + np.roll(blurred_once, 1, axis=1)
+                    + np.roll(blurred_once, 1, axis=2)) / 3
+    assert np.all(gap(blurred_more) > gap(blurred_once)) and np.all(gap(blurred_once) > 0.1)

@@ -322,6 +322,39 @@ def test_epoch_states_scores_each_kept_state_on_the_runs_held_out_share(tmp_path
     assert "is not a training run directory" in capsys.readouterr().err
 
 
+def test_refinement_study_scores_each_texture_weight_on_the_held_out_share(tmp_path, capsys):
+    from cvae import data
+    from cvae.evaluation import reconstruction_entry
+    from cvae.saving import load_model
+    from tests.helpers import tiny_model_file, write_image_folder
+
+    faces = write_image_folder(tmp_path / "faces", n=40, size=(16, 16))
+    model_file = tiny_model_file(tmp_path)
+    doc = tmp_path / "study.md"
+    doc.write_text("before\n<!-- refinement-texture:begin -->\nPLACEHOLDER\n"
+                   "<!-- refinement-texture:end -->\nafter\n")
+    main = _script("scripts/refinement_study.py").main
+    arguments = ["--data", str(faces), "--validation-split", "0.5", "--model", str(model_file),
+                 "--steps", "3", "--texture-weights", "0,0.5", "--out",
+                 str(tmp_path / "study.json"), "--doc", str(doc)]
+    assert main(arguments) == 0
+    result = json.loads((tmp_path / "study.json").read_text())
+    assert [row["texture_weight"] for row in result["rows"]] == [None, 0.0, 0.5]
+    _, held_out = data.read_dataset(faces, 16, validation_fraction=0.5)
+    model = load_model(model_file)
+    expected = reconstruction_entry(held_out / 255.0, model.reconstruct(
+        held_out, refine_steps=3, texture_weight=0.5))
+    assert result["images"] == len(held_out)
+    assert result["rows"][2]["reconstruction"] == pytest.approx(expected["reconstruction"])
+    text = doc.read_text()
+    assert "PLACEHOLDER" not in text and "| refined, texture weight 0.5 |" in text
+    assert "--texture-weights 0,0.5" in text
+
+    with pytest.raises(SystemExit):
+        main(["--data", str(faces), "--texture-weights", "0,-1"])
+    assert "weights must be >= 0" in capsys.readouterr().err
+
+
 def test_reproduce_lines_quote_arguments_as_a_shell_needs_them():
     import shlex
 
