@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -102,7 +103,7 @@ def _weights(text):
 
 def _table(result, argv):
     lines = [f"The {result['images']} faces of `{result['data']}` that training holds out "
-             f"({result['validation_split']:g} of them); model `{result['model']}`, "
+             f"({result['validation_split']:g} of them); model `{Path(result['model']).name}`, "
              f"{result['steps']} refinement steps:",
              "",
              "| codes | PSNR / SSIM | reconstructions' SWD ×10³, 128 / 64 / 32 / 16 px | "
