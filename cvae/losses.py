@@ -61,13 +61,10 @@ def pyramid_loss(images, reconstructions, levels=4):
     """
     error = ops.cast(images, "float32") - ops.cast(reconstructions, "float32")
     total = 0.0
-    for _ in range(levels):
-        coarser = _downsample(error)
-        band = error - _upsample(coarser, ops.shape(error))
+    for band in _band_pass_levels(error, levels):
         scale = ops.maximum(ops.mean(ops.abs(band)), 1e-4)
         per_value = ops.abs(band) / scale + ops.log(2.0 * scale)
         total = total + ops.sum(ops.reshape(per_value, (ops.shape(band)[0], -1)), axis=-1)
-        error = coarser
     return total
 
 
@@ -77,18 +74,24 @@ def band_energy_gap(images, reconstructions, levels=4):
     levels: zero when every level carries as much detail as the image's,
     whether or not it lines up with it. A blurred reconstruction has too
     little energy in the fine levels."""
-    images = ops.cast(images, "float32")
-    reconstructions = ops.cast(reconstructions, "float32")
+    def log_energy(band):
+        flat = ops.reshape(ops.square(band), (ops.shape(band)[0], -1))
+        return ops.log(ops.mean(flat, axis=-1) + 1e-8)
+
     total = 0.0
-    for _ in range(levels):
-        energies = []
-        for pyramid_level in (images, reconstructions):
-            band = pyramid_level - _upsample(_downsample(pyramid_level), ops.shape(pyramid_level))
-            flat = ops.reshape(ops.square(band), (ops.shape(band)[0], -1))
-            energies.append(ops.log(ops.mean(flat, axis=-1) + 1e-8))
-        total = total + ops.square(energies[1] - energies[0])
-        images, reconstructions = _downsample(images), _downsample(reconstructions)
+    for image_band, reconstruction_band in zip(
+            _band_pass_levels(ops.cast(images, "float32"), levels),
+            _band_pass_levels(ops.cast(reconstructions, "float32"), levels)):
+        total = total + ops.square(log_energy(reconstruction_band) - log_energy(image_band))
     return total
+
+
+def _band_pass_levels(images, levels):
+    """The first `levels` band-pass levels of a Laplacian pyramid, finest first."""
+    for _ in range(levels):
+        coarser = _downsample(images)
+        yield images - _upsample(coarser, ops.shape(images))
+        images = coarser
 
 
 def _downsample(images):

@@ -47,6 +47,7 @@ from PIL import Image
 from cvae.errors import CvaeError, run_script
 
 PACK_QUALITY = 75
+DEFAULT_PRESET = "faces-v2"
 RECORD_FILE = "record.json"
 # Beside the weight parts that `weights` writes: the configuration they fit.
 CONFIG_FILE = "config.json"
@@ -84,7 +85,7 @@ def main(argv=None):
     train.add_argument("pack", help="the .npz written by `pack`")
     train.add_argument("--out", required=True, help="folder for the record and the weights")
     train.add_argument("--preset", default=None,
-                       help="the configuration to start from (default faces-v2; with "
+                       help=f"the configuration to start from (default {DEFAULT_PRESET}; with "
                             "--initial-weights, theirs)")
     train.add_argument("--initial-weights", default=None, metavar="FOLDER",
                        help="start from a trained first stage (a folder `weights` wrote) "
@@ -206,8 +207,6 @@ def _decoded(piece):
 def run_weights(options):
     from cvae.saving import load_model, save_weights_in_parts
 
-    if not Path(options.model).is_file():
-        raise CvaeError(f"{options.model}: no such model file")
     model = load_model(options.model)
     # The first stage's configuration: the second stage is trained anew there.
     config = model.config.replace(second_stage_units=(), second_stage_noise=0.0)
@@ -258,7 +257,7 @@ def run_train(options):
           f"faces in {time.perf_counter() - begin:.1f} s; devices: {jax_devices()}", flush=True)
 
     # A trained model's KL needs no warm-up, as `cvae train --initial-model`.
-    settings = {**(initial or get_preset(options.preset or "faces-v2").to_dict()), **overrides,
+    settings = {**(initial or get_preset(options.preset or DEFAULT_PRESET).to_dict()), **overrides,
                 "kl_warmup_steps": 0 if initial else options.kl_warmup_steps,
                 "adversarial_weight": options.adversarial_weight, "adversarial_start_step": 0,
                 "discriminator_scales": options.discriminator_scales}
@@ -420,7 +419,7 @@ def run_report(options):
     settings = record["options"]
     start = (f"fine-tuned from the first stage in `{settings['initial_weights']}`"
              if settings.get("initial_weights")
-             else f"`{settings.get('preset') or 'faces-v2'}` preset, from fresh weights")
+             else f"`{settings.get('preset') or DEFAULT_PRESET}` preset, from fresh weights")
     lines = [f"Measured by `jax_train.py train` on {', '.join(record['devices'])}, "
              f"{record['precision']}, batch {settings['batch_size']}, "
              f"{record['config']['image_size']} px faces ({start}).", "",
