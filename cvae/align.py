@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from cvae.detection import detect_eyes, detect_faces, gray
+from cvae.detection import detect_eyes, detect_faces, gray, opencv
 
 # Photos are searched at this side or less: a face of a portrait is still
 # 60+ pixels wide there, and detection stays fast.
@@ -137,7 +137,7 @@ def framed(face):
 def locate_face(image, face_index=0):
     """The `face_index`-th largest `DetectedFace` of an RGB photo, or None;
     see the module's docstring for the steps."""
-    import cv2
+    cv2 = opencv()
 
     luminance = gray(image)
     longest = max(luminance.shape)
@@ -192,7 +192,7 @@ def _to_photo(placement, size, point):
 def _faces_turned(luminance, angle):
     """Face boxes of the image turned by `angle` degrees, as (centre, width) in
     the unturned image's pixels, largest first."""
-    import cv2
+    cv2 = opencv()
 
     height, width = luminance.shape
     border = max(height, width) // 8
@@ -231,7 +231,7 @@ def _eyes(luminance, face):
 def warp(image, placement, size):
     """The size x size crop of `image` at `placement` (bilinear; an image more
     than twice the crop's resolution is first shrunk by area averaging)."""
-    import cv2
+    cv2 = opencv()
 
     shrink = min(placement.width, placement.height) / size
     if shrink > 2.0:
@@ -251,7 +251,7 @@ def warp(image, placement, size):
 def paste_into(photo, face, placement, feather=0.08):
     """The photo with `face` (size x size, uint8 or [0, 1]) put back at
     `placement`, its edge blended over `feather` of the crop's side."""
-    import cv2
+    cv2 = opencv()
 
     photo = np.asarray(photo)
     face = np.asarray(face)

@@ -4,6 +4,11 @@ aligner (`cvae.align`) and the face-detection rate of samples.
 The cascades ship inside `opencv-python-headless` 4.x (`cv2.data`), so
 nothing is downloaded. A cascade object must not be used by two threads at
 once (it crashes), so each thread loads its own, once.
+
+OpenCV is imported through `opencv()` alone: cv2's bootstrap replaces its own
+module in `sys.modules` part-way through the import, so a second thread that
+imports it at the same moment gets a half-made module (no `cv2.data`). The
+lock makes the first import whole before anyone uses it.
 """
 
 import threading
@@ -17,11 +22,18 @@ EYE_CASCADE = "haarcascade_eye.xml"
 
 
 _per_thread = threading.local()
+_import_lock = threading.Lock()
+
+
+def opencv():
+    """The cv2 module, imported once, whole, whichever thread asks first."""
+    with _import_lock:
+        import cv2
+    return cv2
 
 
 def cascade(name):
-    import cv2
-
+    cv2 = opencv()
     loaded = _per_thread.__dict__.setdefault("cascades", {})
     if name not in loaded:
         classifier = cv2.CascadeClassifier(cv2.data.haarcascades + name)
@@ -34,7 +46,7 @@ def cascade(name):
 
 def gray(image):
     """uint8 (H, W, 3) RGB or float in [0, 1] -> uint8 (H, W) luminance."""
-    import cv2
+    cv2 = opencv()
 
     image = np.asarray(image)
     if image.dtype != np.uint8:
@@ -80,7 +92,7 @@ _RATE_MIN_BOX = 90
 
 def contains_face(image):
     """True if the stock frontal-face cascade finds a face filling the image."""
-    import cv2
+    cv2 = opencv()
 
     enlarged = cv2.resize(gray(image), (_RATE_SIZE, _RATE_SIZE), interpolation=cv2.INTER_LINEAR)
     framed = cv2.copyMakeBorder(enlarged, *(_RATE_BORDER,) * 4, cv2.BORDER_REPLICATE)

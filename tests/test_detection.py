@@ -31,3 +31,44 @@ def test_faces_are_found_in_a_photo_largest_first():
     # The face is around (220, 100) in the 512x512 photo.
     assert abs(x + width / 2 - 220) < 30 and abs(y + height / 2 - 100) < 40
     assert all(w * h <= width * height for _, _, w, h in boxes)
+
+
+
+_CONCURRENT_FIRST_USE = """
+import threading
+from cvae import detection
+
+errors = []
+
+def first_use():
+    # Each thread keeps reaching for a cascade until it has one, so that some
+    # tries land inside OpenCV's import however the threads are scheduled.
+    while True:
+        try:
+            detection.cascade(detection.FACE_CASCADE)
+            return
+        except AttributeError as error:
+            errors.append(repr(error))
+
+threads = [threading.Thread(target=first_use) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(len(errors), errors[:1])
+"""
+
+
+def test_many_threads_can_load_a_cascade_first_at_once():
+    # cv2's bootstrap swaps its module in sys.modules mid-import; threads that
+    # imported it together got a module without `cv2.data`, and most folder
+    # compressions failed. A fresh interpreter each time, where OpenCV is not
+    # imported yet; without the import lock every try fails.
+    import subprocess
+    import sys
+
+    for _ in range(3):
+        result = subprocess.run([sys.executable, "-c", _CONCURRENT_FIRST_USE],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("0 "), result.stdout

@@ -13,6 +13,7 @@ import numpy as np
 
 from cvae import data
 from cvae.atomic import atomic_path
+from cvae.detection import opencv
 from cvae.errors import CvaeError
 from cvae.plotting import save_image
 
@@ -132,17 +133,28 @@ def _framed_batches(inputs, outputs, config, framing, on_error, on_fallback):
 
     def read(path):
         try:
-            target = outputs.claim(path)
             image, placement = data.load_face(path, config.image_size, config.channels, framing)
-            return path, target, image, placement, None
+            return image, placement, None
         except (CvaeError, OSError, ValueError) as error:
-            return path, None, None, None, data.describe_image_error(error)
+            return None, None, data.describe_image_error(error)
 
-    with _progress(len(paths)) as progress, \
+    # Outputs are claimed here, in order, not in the reader threads: which of
+    # two inputs with one stem wins must not depend on thread timing.
+    claimed = []
+    for path in paths:
+        try:
+            claimed.append((path, outputs.claim(path)))
+        except CvaeError as error:
+            on_error(path, str(error))
+    if data.as_framing(framing).aligning:
+        opencv()  # imported whole before the readers start (see cvae.detection)
+    with _progress(len(claimed)) as progress, \
             concurrent.futures.ThreadPoolExecutor(_READERS) as pool:
-        for start in range(0, len(paths), _BATCH):
+        for start in range(0, len(claimed), _BATCH):
+            chunk = claimed[start:start + _BATCH]
             ready = []
-            for path, target, image, placement, error in pool.map(read, paths[start:start + _BATCH]):
+            for (path, target), (image, placement, error) in zip(
+                    chunk, pool.map(read, [path for path, _ in chunk])):
                 if error is not None:
                     on_error(path, error)
                     continue
@@ -151,7 +163,7 @@ def _framed_batches(inputs, outputs, config, framing, on_error, on_fallback):
                 ready.append((path, target, image, placement))
             if ready:
                 yield ready
-            progress.update(min(_BATCH, len(paths) - start))
+            progress.update(len(chunk))
 
 
 def _progress(total):
