@@ -23,3 +23,14 @@ def test_relative_links_resolve(document):
         if not (document.parent / path).exists():
             broken.append(target)
     assert not broken, f"{document.relative_to(ROOT)} links to missing files: {broken}"
+
+
+def test_ci_runs_the_readmes_install_and_test_commands():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Install and test", 1)[1]
+    block = section.split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line.split("#", 1)[0].strip() for line in block.splitlines()]
+    commands = [command for command in commands if command.startswith("python3")]
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert len(commands) == 3, block
+    assert all(command in ci for command in commands), (commands, ci)

@@ -3,6 +3,7 @@ default model from any directory (the model ships inside the package)."""
 
 import importlib.util
 import shutil
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -28,11 +29,19 @@ def test_a_built_wheel_generates_with_its_default_model_from_anywhere(tmp_path):
     wheel = next(wheels.glob("cvae-*.whl"))
 
     # A fresh environment that reuses the installed dependencies (TensorFlow is
-    # large) but holds its own cvae, from the wheel.
+    # large) but holds its own cvae, from the wheel. The dependencies are the
+    # ones this test runs with: `venv --system-site-packages` would see the base
+    # interpreter's instead, which inside a virtual environment lack them. A
+    # .pth file appends this interpreter's site-packages after the new
+    # environment's own (its .pth files, among them an editable cvae's, are not run).
     environment = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(environment)],
-                   check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(environment)], check=True)
     python = environment / "bin" / "python"
+    own_site = subprocess.run([str(python), "-c", "import sysconfig; "
+                               "print(sysconfig.get_paths()['purelib'])"],
+                              check=True, capture_output=True, text=True).stdout.strip()
+    (Path(own_site) / "parent_environment.pth").write_text(
+        "\n".join(site.getsitepackages()) + "\n")
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
                    check=True)
     elsewhere = tmp_path / "elsewhere"
