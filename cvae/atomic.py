@@ -30,3 +30,21 @@ def atomic_path(path):
 def write_text(path, text):
     with atomic_path(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
+
+
+def refuse_inside_installed_package(path):
+    """CvaeError if `path` lies among the installed packages (site-packages):
+    the shipped model and its files are read-only there, and a write would
+    be lost on the next install or break every file made with them. A
+    checkout installed in editable mode is the developer's own tree, and may
+    be written."""
+    import sysconfig
+
+    from cvae.errors import CvaeError
+
+    resolved = Path(path).resolve()
+    for key in ("purelib", "platlib"):
+        installed = Path(sysconfig.get_paths()[key]).resolve()
+        if resolved.is_relative_to(installed):
+            raise CvaeError(f"{path} is inside the installed packages ({installed}); "
+                            f"copy the model somewhere of your own and use that")

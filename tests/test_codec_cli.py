@@ -134,8 +134,36 @@ def test_calibrate_then_report(tmp_path, capsys):
                    "size-matched", "unquantized"):
         assert method in report
     assert figure.is_file()
-    assert main(["calibrate", "--data", str(tmp_path / "nothing"), "--model", str(path)]) == 1
+    assert main(["calibrate", "--data", str(tmp_path / "nothing"), "--model", str(path),
+                 "--force"]) == 1
     assert "no such file or directory" in _errors(capsys)[0]
+
+
+def test_calibrate_never_replaces_a_table_unasked_nor_writes_into_the_installed_packages(
+        tmp_path, capsys, monkeypatch):
+    import sysconfig
+
+    path = tmp_path / "model.keras"
+    save_model(VAE(TINY, seed=0), path)
+    folder = write_image_folder(tmp_path / "in", n=4)
+    table_path(path).write_text("a table files were compressed with")
+    assert main(["calibrate", "--data", str(folder), "--model", str(path)]) == 1
+    errors = _errors(capsys)
+    assert len(errors) == 1 and "exists" in errors[0] and "--force" in errors[0]
+    assert table_path(path).read_text() == "a table files were compressed with"
+    # No --model: argparse's one-line refusal, not the shipped model's table.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["calibrate", "--data", str(folder)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "cvae calibrate: error: the following arguments are required: --model "
+        "(see cvae calibrate --help)"]
+    # A model among the installed packages is refused, even with --force.
+    paths = {**sysconfig.get_paths(), "purelib": str(tmp_path), "platlib": str(tmp_path)}
+    monkeypatch.setattr(sysconfig, "get_paths", lambda *args, **kwargs: paths)
+    assert main(["calibrate", "--data", str(folder), "--model", str(path), "--force"]) == 1
+    assert "inside the installed packages" in _errors(capsys)[0]
+    assert table_path(path).read_text() == "a table files were compressed with"
 
 
 def test_a_huge_image_fails_alone_with_the_limit(tmp_path, model_path, capsys):

@@ -75,14 +75,26 @@ def checked(convert, text, valid, expected):
     return value
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: what is wrong, and where
+    the help is (argparse prints the whole usage first, up to 22 lines)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each option's default after its help, except where the help
-    already says it or there is nothing to show (None, or an on/off flag)."""
+    already says it or there is nothing to show (None, or an on/off flag).
+    A sequence is shown as the command line takes it: 32,64,128."""
 
     def _get_help_string(self, action):
         text = action.help or ""
         if action.default is None or isinstance(action.default, bool) or "default" in text:
             return text
+        if isinstance(action.default, (tuple, list)):
+            shown = ",".join(str(value) for value in action.default)
+            return f"{text} (default: {shown.replace('%', '%%')})"
         return super()._get_help_string(action)
 
 

@@ -119,11 +119,17 @@ def add_commands(commands):
         description="Measure each latent dimension's posterior spread and activity on "
                     "training images, pick for each --quality level the coarsest "
                     "quantization step that keeps PSNR within its loss, and write "
-                    f"MODEL{TABLE_SUFFIX} beside the model. Files compressed with an older "
-                    "table will no longer decode.",
+                    f"MODEL{TABLE_SUFFIX} beside the model: what `cvae compress --model "
+                    "MODEL` needs for your own model. It takes a few minutes on a CPU "
+                    "(progress is printed per step). An existing table is replaced only "
+                    "with --force, since files compressed with it will no longer decode; "
+                    "the installed package is never written to.",
         formatter_class=HelpFormatter)
     calibrate.add_argument("--data", required=True, help="training images (folder or .npy/.npz)")
-    calibrate.add_argument("--model", help="a .keras model (default: the shipped faces model)")
+    calibrate.add_argument("--model", required=True,
+                           help="the .keras model to calibrate; its table is written beside it")
+    calibrate.add_argument("--force", action="store_true",
+                           help=f"replace an existing MODEL{TABLE_SUFFIX}")
     calibrate.add_argument("--max-images", type=positive_int, default=1000,
                            help="use at most this many images (chosen at random)")
     calibrate.add_argument("--steps", type=positive_floats,
@@ -255,18 +261,27 @@ def _reconstruct(args):
 
 def _calibrate(args):
     from cvae import data
+    from cvae.atomic import refuse_inside_installed_package
     from cvae.codec import calibrate, table_path
-    from cvae.saving import default_model_path, load_model
+    from cvae.saving import load_model
 
-    model_path = args.model or default_model_path()
-    model = load_model(model_path)
+    target = table_path(args.model)
+    # Checked before the model and the images are read: both take a while.
+    refuse_inside_installed_package(target)
+    if target.exists() and not args.force:
+        raise CvaeError(f"{target} exists, and files compressed with it would no longer "
+                        f"decode (use --force to replace it)")
+    data.require_exists(args.data)
+    model = load_model(args.model)
     images = data.read_subset(args.data, args.max_images, model.config.image_size,
                               model.config.channels, framing(args), args.seed)
+    print(f"calibrating on {len(images)} images, {len(args.steps)} steps "
+          f"(each compresses and decompresses them all)", flush=True)
     table = calibrate(model, images, args.steps,
                       log=lambda message: print(message, flush=True))
-    table.save(table_path(model_path))
+    table.save(target)
     levels = ", ".join(f"{name} {step:g}" for name, step in table.quality_steps.items())
-    print(f"steps by quality: {levels}; wrote {table_path(model_path)}")
+    print(f"steps by quality: {levels}; wrote {target}")
 
 
 def _paste_target(args, config):

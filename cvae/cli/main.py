@@ -10,6 +10,7 @@ from cvae.cli import codec as codec_commands
 from cvae.cli import explore as explore_commands
 from cvae.cli.arguments import (
     HelpFormatter,
+    Parser,
     add_framing,
     add_measuring_precision,
     add_refine_steps,
@@ -44,7 +45,7 @@ def build_parser():
     from cvae.distribution import DISTRIBUTIONS
     from cvae.precision import PRECISIONS
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="cvae", description="Convolutional VAE for 128x128 faces: train, compress, generate.")
     parser.add_argument("--version", action="version", version=f"cvae {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
