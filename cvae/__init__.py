@@ -15,6 +15,7 @@ __version__ = "0.2.0"
 
 _EXPORTS = {
     "VAE": "cvae.model",
+    "default_optimizer": "cvae.model",
     "VAEConfig": "cvae.config",
     "PRESETS": "cvae.config",
     "get_preset": "cvae.config",

@@ -60,8 +60,9 @@ class TrainOptions:
     # optimizer's state.
     ema_momentum: float = None
     # Raise the learning rate linearly from zero over this many steps first:
-    # a fine-tuned model's fresh Adam otherwise takes full-size steps at once.
-    warmup_steps: int = 0
+    # a fresh Adam otherwise takes full-size steps at once, which blew up
+    # some seeds' training from scratch (cvae.model.learning_rate_schedule).
+    warmup_steps: int = 500
     # Stop (cleanly, after validating and saving) once training has run this
     # many minutes, counted across resumes.
     time_limit_minutes: float = None

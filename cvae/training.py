@@ -17,7 +17,7 @@ from cvae.atomic import TEMPORARY_PREFIX, atomic_path, write_text
 from cvae.config import get_preset
 from cvae.distribution import distribution_strategy, needs_float_batches
 from cvae.errors import CvaeError
-from cvae.model import VAE
+from cvae.model import VAE, learning_rate_schedule
 from cvae.plotting import image_grid, plot_history, save_image
 from cvae.precision import resolve_precision
 from cvae.runs import (
@@ -213,17 +213,9 @@ def _learning_rate(options, steps_per_epoch):
     schedule = options.learning_rate_schedule
     if schedule not in ("constant", "cosine"):
         raise CvaeError(f"unknown learning-rate schedule {schedule!r}")
-    total = options.epochs * steps_per_epoch
-    warmup = min(options.warmup_steps, total - 1)
-    if schedule == "constant" and warmup <= 0:
-        return options.learning_rate
-    # alpha is the final rate as a share of the peak: 1 keeps it constant after the warm-up.
-    alpha = 1.0 if schedule == "constant" else 0.0
-    if warmup <= 0:
-        return keras.optimizers.schedules.CosineDecay(options.learning_rate, total, alpha=alpha)
-    return keras.optimizers.schedules.CosineDecay(0.0, total - warmup, alpha=alpha,
-                                                  warmup_target=options.learning_rate,
-                                                  warmup_steps=warmup)
+    return learning_rate_schedule(options.learning_rate, options.warmup_steps,
+                                  total_steps=options.epochs * steps_per_epoch,
+                                  cosine=schedule == "cosine")
 
 
 def _run_record(options, config, precision):

@@ -22,7 +22,7 @@ from cvae import data
 from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.config import DEFAULT_PRESET, PRESETS, get_preset
 from cvae.errors import run_script
-from cvae.model import VAE
+from cvae.model import VAE, default_optimizer
 from cvae.plotting import image_grid, save_image
 from cvae.training import AtomicBestCheckpoint
 
@@ -43,7 +43,7 @@ def main(argv=None):
     train_images, validation_images = data.read_dataset(
         args.data, config.image_size, config.channels, validation_fraction=0.05, progress=True)
     model = VAE(config, seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.compile(optimizer=default_optimizer())  # Adam after a learning-rate warm-up
     out = Path(args.out)
     model.fit(data.make_dataset(train_images, args.batch_size, shuffle=True, flip=True, seed=0),
               validation_data=data.make_dataset(validation_images, args.batch_size,

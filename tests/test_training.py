@@ -332,10 +332,10 @@ def test_the_warm_up_rises_from_zero_to_the_learning_rate(schedule, final_rate):
 
 
 def test_without_a_warm_up_the_schedules_are_unchanged():
-    options = TrainOptions(data=None, epochs=2, learning_rate=1e-3)
+    options = TrainOptions(data=None, epochs=2, learning_rate=1e-3, warmup_steps=0)
     assert training._learning_rate(options, steps_per_epoch=50) == 1e-3
     cosine = training._learning_rate(
-        TrainOptions(data=None, epochs=2, learning_rate=1e-3,
+        TrainOptions(data=None, epochs=2, learning_rate=1e-3, warmup_steps=0,
                               learning_rate_schedule="cosine"), steps_per_epoch=50)
     assert float(cosine(0)) == pytest.approx(1e-3)
     assert float(cosine(50)) == pytest.approx(5e-4)

@@ -78,7 +78,7 @@ def build_parser():
                        help="cosine: decay the learning rate to zero over all epochs")
     train.add_argument("--warmup-steps", type=non_negative_int, default=defaults.warmup_steps,
                        help="raise the learning rate linearly from zero over this many steps "
-                            "first (for fine-tuning with --initial-model)")
+                            "first: Adam's first full-size steps can blow training up")
     train.add_argument("--ema-momentum", type=fraction, metavar="M",
                        help="keep an exponential moving average of the weights (momentum M, "
                             "e.g. 0.999: about the last 1,000 steps) and publish it: model.keras, "
