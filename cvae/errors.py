@@ -1,6 +1,7 @@
 """The exception every user-facing failure is turned into, and how a command
 reports it: one line on stderr and a non-zero exit code, never a traceback."""
 
+import errno
 import os
 import sys
 import warnings
@@ -17,8 +18,25 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C, with what the user can do about it (e.g. how to resume)."""
 
 
+# What the system's errors mean for a path the user gave, in place of Python's
+# "[Errno 17] File exists: 'x'".
+_OS_ERRORS = {
+    errno.EEXIST: "a file is in the way: a folder is needed there",
+    errno.ENOTDIR: "a file is in the way: part of the path is a file, not a folder",
+    errno.EISDIR: "it is a folder, not a file",
+    errno.ENOENT: "no such file or directory",
+    errno.EACCES: "permission denied",
+    errno.ENOSPC: "no space left on the device",
+    errno.EROFS: "the file system is read-only",
+}
+
+
 def first_line(error):
-    """The first line of an exception's message (its type name if it has none)."""
+    """The first line of an exception's message (its type name if it has none);
+    an OSError about a path as "PATH: what is wrong"."""
+    if isinstance(error, OSError) and error.filename is not None:
+        reason = _OS_ERRORS.get(error.errno, (error.strerror or "").lower())
+        return f"{error.filename}: {reason}"
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
 

@@ -43,11 +43,16 @@ IMAGE_FORMATS = {".png": ("PNG", {}), ".jpg": ("JPEG", {"quality": 95}),
                  ".jpeg": ("JPEG", {"quality": 95}), ".webp": ("WEBP", {"lossless": True})}
 
 
-def check_image_path(path):
-    """The suffix of an image output path, or a CvaeError if no format is known for it."""
+def check_image_path(path, force=True):
+    """The suffix of an image output path, or a CvaeError if no format is known
+    for it, or if something is there already (unless `force`, for a file)."""
     suffix = Path(path).suffix.lower()
     if suffix not in IMAGE_FORMATS:
         raise CvaeError(f"cannot write {path}: name a .png, .jpg or .webp file")
+    if Path(path).is_dir():
+        raise CvaeError(f"cannot write {path}: it is a folder")
+    if Path(path).exists() and not force:
+        raise CvaeError(f"{path} exists (use --force to overwrite)")
     return suffix
 
 

@@ -99,8 +99,12 @@ def test_entropy_without_a_table_says_what_to_do(tmp_path, capsys):
     folder = write_image_folder(tmp_path / "in", n=1)
     assert main(["compress", str(folder), "-o", str(tmp_path / "o"), "--model", str(path)]) == 1
     assert "cvae calibrate" in _errors(capsys)[0]
-    assert main(["compress", str(folder), "--model", str(path), "--mode", "int8"]) == 1
-    assert "-o OUT_DIR" in _errors(capsys)[0]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compress", str(folder), "--model", str(path), "--mode", "int8"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "cvae compress: error: one of the arguments -o/--out --report is required "
+        "(see cvae compress --help)"]
 
 
 def test_calibrate_then_report(tmp_path, capsys):

@@ -37,7 +37,9 @@ def add_commands(commands):
         formatter_class=HelpFormatter)
     compress.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR",
                           help="image files, or folders of them (read one level deep)")
-    compress.add_argument("-o", "--out", metavar="OUT_DIR", help="folder for the .cvae files")
+    # One of the two is required; argparse's usage then shows (-o OUT_DIR | --report).
+    destination = compress.add_mutually_exclusive_group(required=True)
+    destination.add_argument("-o", "--out", metavar="OUT_DIR", help="folder for the .cvae files")
     compress.add_argument("--model", help="a .keras model (default: the shipped faces model)")
     compress.add_argument("--mode", default=DEFAULT_MODE, choices=MODES,
                           help="entropy: range-coded, needs the model's codec table "
@@ -60,8 +62,8 @@ def add_commands(commands):
     compress.add_argument("--force", action="store_true", help="overwrite existing outputs")
     add_runtime(compress, RUNTIMES)
     add_framing(compress)
-    compress.add_argument("--report", action="store_true",
-                          help="measure instead of writing files (inputs: folders of images)")
+    destination.add_argument("--report", action="store_true",
+                             help="measure instead of writing files (inputs: folders of images)")
     compress.add_argument("--figure", metavar="PNG", help="with --report: also write "
                           "original | cvae | JPEG | WebP side by side")
     compress.add_argument("--max-images", type=positive_int,
@@ -168,8 +170,6 @@ def _compress(args):
     from cvae.codec.batch import compress_files
     from cvae.saving import default_model_path
 
-    if not args.report and not args.out:
-        raise CvaeError("give an output folder with -o OUT_DIR (or use --report)")
     if not args.report and (args.figure or args.max_images):
         raise CvaeError("--figure and --max-images go with --report")
     model_path = args.model or default_model_path()

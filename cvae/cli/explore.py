@@ -22,6 +22,10 @@ from cvae.cli.arguments import (
 from cvae.errors import CvaeError
 from cvae.plotting import check_image_path
 
+# A grid PNG of more faces would be tens of thousands of pixels a side.
+MAX_GRID_FACES = 4096
+# Faces decoded at once by generate --separate.
+_DECODE_CHUNK = 256
 _MODEL_HELP = "a .keras model (default: the shipped faces model, or $CVAE_MODEL)"
 
 
@@ -39,6 +43,9 @@ def add_commands(commands):
                                  "unless this machine only emulates it (bfloat16 on a CPU "
                                  "without AVX-512 BF16 or AMX), then runs float32, about "
                                  "twice as fast there")
+        parser.add_argument("--force", action="store_true",
+                            help="overwrite existing outputs (for generate --fit-data, "
+                                 "also an existing mixture file)")
         return parser
 
     generate = command(
@@ -67,8 +74,6 @@ def add_commands(commands):
     generate.add_argument("--mixture", metavar="PATH",
                           help=f"gmm: the mixture file to use or, with --fit-data, to write "
                                f"(default: MODEL{MIXTURE_SUFFIX} beside the model)")
-    generate.add_argument("--force", action="store_true",
-                          help="with --fit-data: replace an existing mixture file")
     generate.add_argument("--components", type=positive_int, default=10,
                           help="gmm: mixture components when fitting")
     generate.add_argument("--max-fit-images", type=positive_int, default=5000,
@@ -158,18 +163,29 @@ def _generate(args):
     if not args.out and not args.separate:
         raise CvaeError("give -o GRID.png, --separate DIR, or both")
     if args.out:
-        check_image_path(args.out)
+        check_image_path(args.out, args.force)
+    if args.out and args.count > MAX_GRID_FACES:
+        raise CvaeError(f"a grid of {args.count:,} faces is too large to draw (at most "
+                        f"{MAX_GRID_FACES:,}); write them one by one with --separate DIR")
     model, model_path = _load(args)
     mixture = _mixture(args, model, model_path) if args.sampler == "gmm" else None
-    faces = model.decode(samplers.sample_latents(model, args.count, args.seed, args.temperature,
-                                                 mixture, sampler=args.sampler))
-    if args.out:
-        save_image(tiled(faces, args.columns), args.out)
-        print(f"wrote {args.out}")
+    codes = samplers.sample_latents(model, args.count, args.seed, args.temperature, mixture,
+                                    sampler=args.sampler)
     if args.separate:
-        for index, face in enumerate(faces):
-            save_image(face, Path(args.separate) / f"sample_{index:03d}.png")
-        print(f"wrote {len(faces)} faces to {args.separate}")
+        # Decoded and written a chunk at a time: 100,000 faces at once would
+        # take 20 GB as float32.
+        targets = [Path(args.separate) / f"sample_{index:03d}.png" for index in range(len(codes))]
+        existing = [target for target in targets if target.exists()]
+        if existing and not args.force:
+            raise CvaeError(f"{existing[0]} exists (use --force to overwrite)")
+        for start in range(0, len(codes), _DECODE_CHUNK):
+            chunk = model.decode(codes[start:start + _DECODE_CHUNK])
+            for target, face in zip(targets[start:], chunk):
+                save_image(face, target)
+        print(f"wrote {len(codes)} faces to {args.separate}")
+    if args.out:
+        save_image(tiled(model.decode(codes), args.columns), args.out)
+        print(f"wrote {args.out}")
 
 
 def _mixture(args, model, model_path):
@@ -198,11 +214,12 @@ def _interpolate(args):
     from cvae.exploration import interpolation
     from cvae.plotting import image_grid, save_image
 
-    check_image_path(args.out)
+    check_image_path(args.out, args.force)
     if args.steps < 2:
         raise CvaeError(f"--steps must be at least 2, got {args.steps}")
     model, _ = _load(args)
-    start, end = (_endpoint(model, text, framing(args)) for text in (args.start, args.end))
+    start, end = (_endpoint(model, text, framing(args), name)
+                  for text, name in ((args.start, "A"), (args.end, "B")))
     save_image(image_grid([interpolation(model, start, end, args.steps, args.mode)]), args.out)
     print(f"wrote {args.out}")
 
@@ -211,7 +228,7 @@ def _traverse(args):
     from cvae.exploration import traversal
     from cvae.plotting import image_grid, save_image
 
-    check_image_path(args.out)
+    check_image_path(args.out, args.force)
     if args.steps < 2:
         raise CvaeError(f"--steps must be at least 2, got {args.steps}")
     model, _ = _load(args)
@@ -235,6 +252,8 @@ def _attribute(args):
 
     if not args.out.endswith(".npy"):
         raise CvaeError(f"the output must end in .npy, got {args.out}")
+    if Path(args.out).exists() and not args.force:
+        raise CvaeError(f"{args.out} exists (use --force to overwrite)")
     model, _ = _load(args)
     sets = []
     for folder in (args.positive, args.negative):
@@ -252,7 +271,7 @@ def _edit(args):
     from cvae.exploration import edited
     from cvae.plotting import image_grid, save_image
 
-    check_image_path(args.out)
+    check_image_path(args.out, args.force)
     model, _ = _load(args)
     if not Path(args.vector).is_file():
         raise CvaeError(f"cannot read the vector {args.vector}: no such file")
@@ -316,14 +335,18 @@ def _image(model, path, photo_framing):
 
 
 
-def _endpoint(model, text, photo_framing):
-    """An image file's code, or seed:N for a draw from N(0, I)."""
+def _endpoint(model, text, photo_framing, name):
+    """An image file's code, or seed:N for a draw from N(0, I); `name` is the
+    argument's, for the error."""
     from cvae.samplers import sample_latents
 
     if text.startswith("seed:"):
         try:
             seed = int(text[len("seed:"):])
         except ValueError:
-            raise CvaeError(f"expected seed:N with an integer N, got {text!r}") from None
+            seed = -1
+        if seed < 0:
+            raise CvaeError(f"{name}: expected seed:N with a whole number N >= 0, "
+                            f"got {text!r}")
         return sample_latents(model, 1, seed)[0]
     return _image(model, text, photo_framing)

@@ -34,9 +34,18 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 2
-    if not getattr(args, "starts_light", False):
-        load_tensorflow_quietly()
-    return run_command("cvae", lambda: args.handler(args))
+
+    def run():
+        # Mistakes found from the arguments alone are reported before the
+        # few seconds TensorFlow takes to load.
+        if getattr(args, "check_first", None):
+            args.check_first(args)
+        if not getattr(args, "starts_light", False):
+            load_tensorflow_quietly()
+        return args.handler(args)
+
+    # Inside run_command, so that Ctrl-C while TensorFlow loads is one line too.
+    return run_command("cvae", run)
 
 
 def build_parser():
@@ -143,7 +152,7 @@ def build_parser():
                            help="image scales the adversarial term's discriminator judges "
                                 "(1: the image; N: also the image halved, quartered, ...; "
                                 "docs/model.md, \"The adversarial term\")")
-    train.set_defaults(handler=_train)
+    train.set_defaults(handler=_train, check_first=_check_training_paths)
 
     evaluate = commands.add_parser(
         "evaluate", help="measure a model on held-out images against PCA and real-vs-real",
@@ -257,6 +266,29 @@ def build_parser():
     add_refine_steps(serve, "compress uploads from refined codes")
     serve.set_defaults(handler=_serve)
     return parser
+
+
+def _check_training_paths(args):
+    """Each --data and --val-data is an array file or a folder with an image
+    in it, and --initial-model exists: found now, not after TensorFlow loads
+    or the training set is read."""
+    import os
+    from pathlib import Path
+
+    from cvae.data import IMAGE_EXTENSIONS
+
+    for option, sources in (("--data", args.data), ("--val-data", args.val_data or [])):
+        for source in sources:
+            path = Path(source)
+            if not path.exists():
+                raise CvaeError(f"{option} {source}: no such file or directory")
+            if path.is_dir() and not any(
+                    name.lower().endswith(IMAGE_EXTENSIONS)
+                    for _, _, names in os.walk(path, followlinks=True) for name in names):
+                raise CvaeError(f"{option} {source}: the folder holds no images "
+                                f"({', '.join(IMAGE_EXTENSIONS)})")
+    if args.initial_model and not Path(args.initial_model).is_file():
+        raise CvaeError(f"--initial-model {args.initial_model}: no such file")
 
 
 def _train(args):
