@@ -291,8 +291,8 @@ def test_a_finished_run_is_never_replaced_and_more_epochs_train_on(tmp_path, cap
     # A mistyped --data is named first, not the finished run.
     assert main(["train", "--data", str(tmp_path / "typo"), "--out", str(run), *TINY_RUN,
                  "--epochs", "1"]) == 1
-    assert capsys.readouterr().err.strip() == (f"cvae: error: no such file or directory: "
-                                               f"{tmp_path / 'typo'}")
+    assert capsys.readouterr().err.strip() == (f"cvae: error: --data {tmp_path / 'typo'}: "
+                                               f"no such file or directory")
 
     assert main([*command, "--epochs", "3"]) == 0  # Trains on from epoch 1.
     assert _epochs_logged(run) == [0, 1, 2]

@@ -380,7 +380,8 @@ def _export(args):
         for path in (Path(args.out), Path(args.out).with_suffix(".json")):
             if path.exists():
                 raise CvaeError(f"{path} exists (use --force to overwrite)")
-    print(f"wrote {export_model(args.run_dir, args.out, args.checkpoint)}")
+    written = export_model(args.run_dir, args.out, args.checkpoint)
+    print(f"wrote {written} and its training record {Path(written).with_suffix('.json')}")
     if args.litert:
         _write_litert(args.out)
 
@@ -424,6 +425,11 @@ def _second_stage(args):
     print(f"wrote {args.out}")
     _write_litert(args.out)
     _copy_first_stage_files(args.model or default_model_path(), args.out, args.force)
+    from cvae.codec import table_path
+
+    if not table_path(args.out).exists():
+        print(f"next, for `cvae compress --model {args.out}`: its codec table, with "
+              f"`cvae calibrate --model {args.out} --data TRAINING_IMAGES` (a few minutes)")
 
 
 def _copy_first_stage_files(source_model, target_model, force):
