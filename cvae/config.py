@@ -54,6 +54,13 @@ class VAEConfig:
     kl_warmup_steps: int = 0
     # 1 for a VAE; 0 trains the KL alone (the lectures' "KL only" experiment).
     reconstruction_weight: float = 1.0
+    # Extra weight of the inner face (brows, eyes, nose, mouth) in the
+    # reconstruction term, where the aligner's framing puts it
+    # (cvae.align.face_region_weights): 0 weighs every pixel alike; 2 weighs
+    # the face's centre 3x the far background, the map scaled to mean 1.
+    # Identity lives in the face, while a per-pixel likelihood spends its
+    # nats on background, hair and lighting in proportion to their area.
+    face_weight: float = 0.0
     # Weight of a Laplacian-pyramid term added to the reconstruction loss:
     # a Laplace likelihood per band-pass level, each with its batch's
     # maximum-likelihood scale, so fine detail weighs as much as coarse
@@ -115,6 +122,7 @@ class VAEConfig:
         _require(self.block in BLOCKS, f"block must be one of {BLOCKS}, got {self.block!r}")
         _require(self.output_filters >= 0, "output_filters must be >= 0")
         _require(self.pyramid_weight >= 0, "pyramid_weight must be >= 0")
+        _require(self.face_weight >= 0, "face_weight must be >= 0")
         _require(self.adversarial_weight >= 0, "adversarial_weight must be >= 0")
         _require(self.adversarial_start_step >= 0, "adversarial_start_step must be >= 0")
         _require(len(self.discriminator_filters) >= 1 and min(self.discriminator_filters) > 0,

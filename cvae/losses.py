@@ -24,11 +24,13 @@ def kl_per_latent(z_mean, z_log_var):
     return 0.5 * (ops.square(z_mean) + ops.exp(z_log_var) - 1.0 - z_log_var)
 
 
-def reconstruction_loss(images, reconstructions, likelihood, scale=1.0):
+def reconstruction_loss(images, reconstructions, likelihood, scale=1.0, pixel_weights=None):
     """-log p(images | reconstructions), summed over pixels, per image.
 
     `scale` is the Gaussian's sigma or the Laplace's b (ignored for bernoulli);
-    it may be a tensor, e.g. a learned or calibrated scalar.
+    it may be a tensor, e.g. a learned or calibrated scalar. `pixel_weights`
+    (H, W), mean 1: each pixel's term weighted, e.g. the face over the
+    background (`cvae.align.face_region_weights`).
     """
     images = ops.cast(images, "float32")
     reconstructions = ops.cast(reconstructions, "float32")
@@ -45,6 +47,8 @@ def reconstruction_loss(images, reconstructions, likelihood, scale=1.0):
         per_pixel = ops.abs(images - reconstructions) / scale + ops.log(2.0 * scale)
     else:
         raise ValueError(f"unknown likelihood {likelihood!r}")
+    if pixel_weights is not None:
+        per_pixel = per_pixel * ops.cast(pixel_weights, "float32")[None, :, :, None]
     return ops.sum(ops.reshape(per_pixel, (ops.shape(per_pixel)[0], -1)), axis=-1)
 
 

@@ -59,6 +59,11 @@ class VAE(keras.Model):
             self.second_stage_decoder = build_second_stage_decoder(
                 config.latent_dim, config.second_stage_units)
             self.second_stage_decoder.trainable = False
+        self._pixel_weights = None
+        if config.face_weight > 0:
+            from cvae.align import face_region_weights
+
+            self._pixel_weights = face_region_weights(config.image_size, config.face_weight)
         self.discriminator = None
         if config.adversarial_weight > 0:
             self._build_discriminator(compute_dtype)
@@ -262,7 +267,8 @@ class VAE(keras.Model):
         """The objective's reconstruction term, per image: -log p(x | z) under
         the decoder's likelihood, plus the pyramid term when configured."""
         term = losses.reconstruction_loss(images, reconstructions, self.config.likelihood,
-                                          self.decoder_scale(images, reconstructions))
+                                          self.decoder_scale(images, reconstructions),
+                                          self._pixel_weights)
         if self.config.pyramid_weight:
             term += self.config.pyramid_weight * losses.pyramid_loss(images, reconstructions)
         return term

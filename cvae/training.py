@@ -43,7 +43,7 @@ GRID_IMAGES = 8
 # network that the starting weights belong to as it is, and the encoder's
 # depth, grown by residual blocks that start as the identity.
 FINE_TUNING_OVERRIDES = {"adversarial_weight", "adversarial_start_step", "discriminator_scales",
-                         "encoder_extra_convs"}
+                         "encoder_extra_convs", "face_weight"}
 
 
 def train(options):

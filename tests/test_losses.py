@@ -91,3 +91,24 @@ def test_band_energy_gap_measures_missing_detail_not_misplaced_detail():
     blurred_more = (blurred_once + np.roll(blurred_once, 1, axis=1)
                     + np.roll(blurred_once, 1, axis=2)) / 3
     assert np.all(gap(blurred_more) > gap(blurred_once)) and np.all(gap(blurred_once) > 0.1)
+
+
+def test_face_weights_move_the_reconstruction_term_toward_the_face():
+    from cvae.align import face_region_weights
+
+    weights = face_region_weights(32, 2.0)
+    assert weights.shape == (32, 32) and weights.mean() == pytest.approx(1.0, rel=1e-5)
+    assert weights[16, 16] > 2.5 * weights[0, 0]  # The centre of the face against a corner.
+    images = np.zeros((1, 32, 32, 3), np.float32)
+    in_the_corner, on_the_face = images.copy(), images.copy()
+    in_the_corner[0, :4, :4] = 0.5
+    on_the_face[0, 14:18, 14:18] = 0.5
+    def loss(reconstructions, pixel_weights):
+        return float(losses.reconstruction_loss(images, reconstructions, "gaussian", 0.1,
+                                                pixel_weights)[0])
+    # Unweighted, the two errors cost the same; weighted, the face's costs more,
+    # and an error-free image costs the same either way (weights of mean 1).
+    assert loss(in_the_corner, None) == pytest.approx(loss(on_the_face, None))
+    exact = loss(images, weights)
+    assert loss(on_the_face, weights) - exact > 2.5 * (loss(in_the_corner, weights) - exact)
+    assert loss(images, weights) == pytest.approx(loss(images, None), rel=1e-5)

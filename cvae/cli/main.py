@@ -143,6 +143,10 @@ def build_parser():
                            help="weight of the reconstruction term (0: train the KL alone)")
     overrides.add_argument("--kl-warmup-steps", type=non_negative_int,
                            help="ramp the KL weight linearly from 0 to beta over these steps")
+    overrides.add_argument("--face-weight", type=non_negative_float,
+                           help="extra weight of the inner face (brows, eyes, nose, mouth) in "
+                                "the reconstruction term, where the aligner frames it; 0: every "
+                                "pixel alike")
     overrides.add_argument("--adversarial-weight", type=non_negative_float,
                            help="weight of a PatchGAN adversarial term (0: none; "
                                 "docs/model.md, \"The adversarial term\")")
@@ -297,7 +301,8 @@ def _train(args):
     override_names = ("image_size", "channels", "latent_dim", "encoder_extra_convs",
                       "likelihood", "decoder_scale",
                       "beta", "kl_warmup_steps", "reconstruction_weight",
-                      "adversarial_weight", "adversarial_start_step", "discriminator_scales")
+                      "face_weight", "adversarial_weight", "adversarial_start_step",
+                      "discriminator_scales")
     options = TrainOptions(
         data=args.data, out=args.out, preset=args.preset,
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
