@@ -44,6 +44,12 @@ class VAEConfig:
     # outputs N feature maps at full resolution, refined by one more block
     # before a 3x3 Conv2D makes the image (capacity where the detail is).
     output_filters: int = 0
+    # Bound the posterior: means softly within +-10, log-variances softly
+    # below 2 (cvae.layers.SoftClamp). Without it, Adam's steps on the latent
+    # heads, which read thousands of unnormalized features, sometimes threw
+    # the log-variance to +20 or more early in training: a KL of billions of
+    # nats, then a collapsed posterior (benchmarks/training_stability.py).
+    bounded_posterior: bool = False
     # Objective: reconstruction_weight * reconstruction NLL + beta * KL.
     likelihood: str = "l1"
     # Scale of the decoder's Gaussian (sigma) or Laplace (b) likelihood:
@@ -205,7 +211,8 @@ PRESETS = {
 # better at the same wall-clock budget.
 PRESETS["faces-v2"] = PRESETS["faces"].replace(
     normalization="none", activation="relu", block="residual",
-    encoder_extra_convs=2, decoder_extra_convs=2, output_filters=16, beta=1.0)
+    encoder_extra_convs=2, decoder_extra_convs=2, output_filters=16, beta=1.0,
+    bounded_posterior=True)
 DEFAULT_PRESET = "faces-v2"
 
 

@@ -6,6 +6,12 @@ from keras import ops
 # exp(0.5 * 30) is about 3e6: far beyond any useful posterior spread, and far
 # from overflow even if a caller evaluates it in float16.
 LOG_VARIANCE_LIMIT = 30.0
+# A bounded posterior (VAEConfig.bounded_posterior): the means within
+# +-MEAN_LIMIT (the codec clamps at 8 prior standard deviations anyway) and
+# the log-variance below LOG_VARIANCE_UPPER (a posterior wider than the
+# prior, log-variance 0, is never of use).
+MEAN_LIMIT = 10.0
+LOG_VARIANCE_UPPER = 2.0
 
 
 @keras.saving.register_keras_serializable(package="cvae")
@@ -36,21 +42,28 @@ class Sampling(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="cvae")
 class SoftClamp(keras.layers.Layer):
-    """limit * tanh(x / limit): a smooth bound that never zeroes the gradient.
+    """limit * tanh(x / limit): a smooth bound that never zeroes the gradient,
+    and, with `upper`, also upper - softplus(upper - x) on top: a bound above
+    that is nearly the identity well below it.
 
     Applied to the encoder's log-variance so exp() can neither overflow nor
-    underflow, however far a bad batch pushes the raw output.
+    underflow, however far a bad batch pushes the raw output; with `upper`
+    (a bounded posterior, VAEConfig.bounded_posterior) to the means too.
     """
 
-    def __init__(self, limit=LOG_VARIANCE_LIMIT, **kwargs):
+    def __init__(self, limit=LOG_VARIANCE_LIMIT, upper=None, **kwargs):
         super().__init__(**kwargs)
         self.limit = float(limit)
+        self.upper = None if upper is None else float(upper)
 
     def call(self, inputs):
-        return self.limit * ops.tanh(inputs / self.limit)
+        clamped = self.limit * ops.tanh(inputs / self.limit)
+        if self.upper is not None:
+            clamped = self.upper - ops.softplus(self.upper - clamped)
+        return clamped
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "limit": self.limit}
+        return {**super().get_config(), "limit": self.limit, "upper": self.upper}

@@ -7,7 +7,7 @@ and the output activation stay float32 so the losses see full precision.
 import keras
 from keras import layers
 
-from cvae.layers import Sampling, SoftClamp
+from cvae.layers import LOG_VARIANCE_UPPER, MEAN_LIMIT, Sampling, SoftClamp
 
 
 def build_encoder(config, dtype=None, seed=None):
@@ -22,7 +22,12 @@ def build_encoder(config, dtype=None, seed=None):
         x = layers.Dense(units, activation=config.activation, dtype=dtype)(x)
     z_mean = layers.Dense(config.latent_dim, name="z_mean", dtype="float32")(x)
     z_log_var = layers.Dense(config.latent_dim, name="z_log_var", dtype="float32")(x)
-    z_log_var = SoftClamp(name="z_log_var_clamp", dtype="float32")(z_log_var)
+    if config.bounded_posterior:
+        z_mean = SoftClamp(MEAN_LIMIT, name="z_mean_clamp", dtype="float32")(z_mean)
+        z_log_var = SoftClamp(upper=LOG_VARIANCE_UPPER, name="z_log_var_clamp",
+                              dtype="float32")(z_log_var)
+    else:
+        z_log_var = SoftClamp(name="z_log_var_clamp", dtype="float32")(z_log_var)
     z = Sampling(seed=seed, name="sampling", dtype="float32")([z_mean, z_log_var])
     return keras.Model(images, [z_mean, z_log_var, z], name="encoder")
 
