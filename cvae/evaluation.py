@@ -24,7 +24,7 @@ _BATCH = 64
 
 
 def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
-             inception=None, seed=0, log=None, pca=None, refine_steps=0):
+             inception=None, seed=0, log=None, pca=None, refine_steps=0, identity="auto"):
     """Evaluate `model` on `images` (uint8, N x H x W x C); returns a JSON-ready dict.
 
     train_images: fits the PCA baseline (at most `pca_images` of them); None skips it.
@@ -34,11 +34,17 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
     refine_steps: also score reconstructions from codes refined by this many
     steps (`cvae.refinement`), under "refined"; the other figures keep the
     encoder's own codes.
+    identity: also judge whether each reconstruction is the same person
+    (`cvae.identity`); "auto" where the judge is installed and the faces are
+    at least IDENTITY_MIN_SIZE pixels a side.
     """
     log = log or _log_to_stderr
     images = np.asarray(images)
     if len(images) < 4:
         raise ValueError(f"evaluation needs at least 4 images, got {len(images)}")
+    identity = judges_identity(identity, images.shape[1])
+    if identity:
+        log("the identity judge embeds each original and reconstruction (about 0.1 s a face)")
     originals = images.astype(np.float32) / 255.0
     reference, other_half = split_halves(originals, seed)
     half = len(reference)
@@ -50,7 +56,7 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
         "images": len(images),
         "image_shape": list(images.shape[1:]),
         "latent_dim": model.config.latent_dim,
-        **reconstruction_entry(originals, reconstructions, seed, reference),
+        **reconstruction_entry(originals, reconstructions, seed, reference, identity),
     }
     log(f"likelihood bounds with {iwae_samples} importance samples per image")
     results["likelihood"] = likelihood_bounds(model, images, iwae_samples, seed)
@@ -70,7 +76,8 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
         log(f"refining the codes of {len(images)} images, {refine_steps} steps")
         refined = model.decode(model.refine(images, z_mean, refine_steps))
         results["refined"] = {"steps": refine_steps,
-                              **reconstruction_entry(originals, refined, seed, reference)}
+                              **reconstruction_entry(originals, refined, seed, reference,
+                                                     identity)}
     if pca is None and train_images is not None:
         pca = fit_pca(train_images, model.config.latent_dim, pca_images, seed, log)
     if pca is not None:
@@ -79,7 +86,7 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
             "components": pca.components,
             "fitted_on": pca.fitted_on,
             **reconstruction_entry(originals, pca.reconstruct(originals), seed,
-                                   reference),
+                                   reference, identity),
             "samples": samples_entry(reference, pca_samples, seed),
         }
     else:
@@ -105,18 +112,41 @@ def fit_pca(train_images, components, max_images=5000, seed=0, log=None):
     return PCA(components, seed=seed).fit(training.astype(np.float32) / 255.0)
 
 
-def reconstruction_entry(originals, reconstructions, seed=0, reference=None):
-    """How close reconstructions are ("reconstruction": MSE, PSNR, SSIM) and
-    how much texture they keep ("reconstruction_swd"). reference: the first
-    of `split_halves(originals, seed)`, when the caller already holds it."""
+# The judge's landmark predictor needs a face of some size.
+IDENTITY_MIN_SIZE = 64
+
+
+def judges_identity(identity, image_size):
+    """Whether to run the identity judge: True, False, or "auto" (where it
+    is installed and the faces are large enough)."""
+    from cvae import identity as judge
+
+    if identity == "auto":
+        return judge.available() and image_size >= IDENTITY_MIN_SIZE
+    if identity and not judge.available():
+        raise CvaeError('the identity judge is not installed: pip install "cvae[identity]"')
+    return bool(identity)
+
+
+def reconstruction_entry(originals, reconstructions, seed=0, reference=None, identity=False):
+    """How close reconstructions are ("reconstruction": MSE, PSNR, SSIM), how
+    much texture they keep ("reconstruction_swd"), and with `identity`
+    whether each is still the same person ("identity": match rate, mean
+    distance, `cvae.identity.identity_metrics`). reference: the first of
+    `split_halves(originals, seed)`, when the caller already holds it."""
     if reference is None:
         reference = split_halves(originals, seed)[0]
     # Reconstructions of the other half against the reference half, as the
     # real-vs-real floor compares the other half itself. The same split of
     # the reconstructions picks exactly those images.
-    return {"reconstruction": reconstruction_metrics(originals, reconstructions),
-            "reconstruction_swd": swd_entry(reference, split_halves(reconstructions, seed)[1],
-                                            seed)}
+    entry = {"reconstruction": reconstruction_metrics(originals, reconstructions),
+             "reconstruction_swd": swd_entry(reference, split_halves(reconstructions, seed)[1],
+                                             seed)}
+    if identity:
+        from cvae.identity import identity_metrics
+
+        entry["identity"] = identity_metrics(originals, reconstructions)
+    return entry
 
 
 def reconstruction_metrics(originals, reconstructions):
@@ -253,12 +283,21 @@ def format_report(results):
                  f"{100 * pca['samples']['face_rate']:.0f}%" if pca else "-"))
     rows.append(("reconstruction SWD x1e3", f"{results['reconstruction_swd']['swd']:.1f}",
                  f"{pca['reconstruction_swd']['swd']:.1f}" if pca else "-"))
+    if "identity" in results:
+        pca_identity = pca.get("identity") if pca else None
+        rows.append(("same person (identity judge)", f"{100 * results['identity']['match']:.1f}%",
+                     f"{100 * pca_identity['match']:.1f}%" if pca_identity else "-"))
+        rows.append(("identity distance (same < 0.6)", f"{results['identity']['distance']:.3f}",
+                     f"{pca_identity['distance']:.3f}" if pca_identity else "-"))
     refined = results.get("refined")
     if refined:
         rows.append((f"PSNR, codes refined {refined['steps']} steps",
                      f"{refined['reconstruction']['psnr']:.2f}", "-"))
         rows.append((f"SSIM, codes refined {refined['steps']} steps",
                      f"{refined['reconstruction']['ssim']:.4f}", "-"))
+        if "identity" in refined:
+            rows.append((f"same person, codes refined {refined['steps']} steps",
+                         f"{100 * refined['identity']['match']:.1f}%", "-"))
     lines = [f"{results['images']} held-out images, "
              f"latent dimension {results['latent_dim']}", ""]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]

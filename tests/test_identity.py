@@ -53,3 +53,19 @@ def test_metrics_count_matches_against_their_own_original():
     assert identity.embed(face[None] / 255.0) == pytest.approx(identity.embed(face[None]), abs=1e-3)
     with pytest.raises(ValueError, match="originals against"):
         identity.distances(face[None], np.stack([face, face]))
+
+
+def test_evaluate_reports_whether_reconstructions_are_the_same_person():
+    from cvae.config import VAEConfig
+    from cvae.evaluation import evaluate, format_report
+    from cvae.model import VAE
+
+    faces = np.stack([_face(), _face()[:, ::-1], _thumbnail(_face(), 24), _face()])
+    config = VAEConfig(image_size=128, filters=(8, 16, 16, 16), dense_units=(16,), latent_dim=4)
+    results = evaluate(VAE(config, seed=0), faces, iwae_samples=1, log=lambda message: None)
+    # An untrained model's grey blur is nobody.
+    assert results["identity"]["match"] == 0.0 and results["identity"]["images"] == 4
+    assert "same person (identity judge)" in format_report(results)
+    off = evaluate(VAE(config, seed=0), faces, iwae_samples=1, identity=False,
+                   log=lambda message: None)
+    assert "identity" not in off

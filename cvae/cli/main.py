@@ -170,6 +170,10 @@ def build_parser():
     evaluate.add_argument("--train-data", help="training images to fit the PCA baseline on "
                                                "(without it the baseline is skipped)")
     evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
+    evaluate.add_argument("--identity", choices=("auto", "on", "off"), default="auto",
+                          help="judge whether each reconstruction is the same person (dlib's "
+                               "face recogniser, pip install \"cvae[identity]\"); auto: where "
+                               "it is installed and the faces are 64 px or more")
     evaluate.add_argument("--iwae-samples", type=positive_int, default=16,
                           help="importance samples per image for the IWAE bound")
     evaluate.add_argument("--pca-images", type=positive_int, default=5000,
@@ -359,7 +363,8 @@ def _evaluate(args):
     inception = load_inception(args.inception_weights) if args.inception_weights else None
     results = evaluate(model, images, train_images, iwae_samples=args.iwae_samples,
                        pca_images=args.pca_images, inception=inception, seed=args.seed,
-                       refine_steps=args.refine_steps)
+                       refine_steps=args.refine_steps,
+                       identity={"on": True, "off": False}.get(args.identity, "auto"))
     print(json.dumps(results, indent=2) if args.json else format_report(results))
 
 
