@@ -96,12 +96,14 @@ def distances(originals, reconstructions):
     return np.linalg.norm(embed(originals) - embed(reconstructions), axis=1)
 
 
-def identity_metrics(originals, reconstructions):
+def identity_metrics(originals, reconstructions, original_embeddings=None):
     """"match": the share of reconstructions within SAME_PERSON_DISTANCE of
     their own original; "distance": the mean distance; "chance": the match
     rate of each original against another face's reconstruction (what two
-    different people give)."""
-    first, second = embed(originals), embed(reconstructions)
+    different people give). original_embeddings: `embed(originals)`, when
+    the caller holds it already (comparing many codecs on the same faces)."""
+    first = embed(originals) if original_embeddings is None else original_embeddings
+    second = embed(reconstructions)
     own = np.linalg.norm(first - second, axis=1)
     other = np.linalg.norm(first - np.roll(second, 1, axis=0), axis=1) if len(first) > 1 else own
     return {"match": float(np.mean(own < SAME_PERSON_DISTANCE)),

@@ -60,14 +60,18 @@ def codec():
 @given(st.binary(min_size=0, max_size=60), st.sampled_from(codec_format.MODES),
        st.floats(allow_nan=True, allow_infinity=True, width=16))
 def test_well_formed_files_with_hostile_contents_fail_cleanly(codec, payload, mode, step):
-    parameters = {"float16": (), "int8": (step, step), "entropy": (step,)}[mode]
+    parameters = {"float16": (), "int8": (step, step), "entropy": (step,),
+                  "detail": (step,)}[mode]
     header = Header(mode, codec.fingerprint(mode), parameters)
     content = codec_format.pack(header, payload)
     try:
         code = codec.latent_code(content)
+        # The detail layer is read only when the file is decoded.
+        image = codec.decompress_batch([content])[0] if mode == "detail" else None
     except CvaeError:
         return
     assert code.shape == (4,) and np.all(np.isfinite(code))
+    assert image is None or image.dtype == np.uint8
 
 
 @st.composite

@@ -7,6 +7,7 @@ from cvae.cli.arguments import (
     add_framing,
     add_refine_steps,
     framing,
+    non_negative_int,
     positive_float,
     positive_floats,
     positive_int,
@@ -20,11 +21,13 @@ def add_commands(commands):
     from cvae.codec import (
         CALIBRATION_STEPS,
         DEFAULT_MODE,
+        DEFAULT_RUNG,
         DEFAULT_QUALITY,
         QUALITY_LEVELS,
         RUNTIMES,
         TABLE_SUFFIX,
     )
+    from cvae.codec.detail import RUNGS as DETAIL_RUNGS
     from cvae.codec.format import MODES
 
     compress = commands.add_parser(
@@ -51,11 +54,17 @@ def add_commands(commands):
                            + f" of the unquantized model (default: {DEFAULT_QUALITY}); "
                              "--mode float16 is the unquantized model itself")
     rate.add_argument("--max-bytes", type=positive_int, metavar="N",
-                      help="entropy mode: the best quality whose file fits in N bytes, header "
-                           "included, chosen for each image")
+                      help="entropy mode: the best file of the rate ladder that fits in N "
+                           "bytes, header included, chosen for each image: the code alone "
+                           "up to about 90 bytes, then the detail layer on top of it, which "
+                           "keeps buying fidelity to 400 bytes and beyond (docs/codec.md, "
+                           "\"The rate ladder\")")
     rate.add_argument("--step", type=positive_float,
                       help="entropy mode: quantization step in posterior standard deviations "
                            "(larger = smaller files)")
+    compress.add_argument("--rung", type=non_negative_int, metavar="R",
+                          help=f"detail mode: the detail layer's rung, 0 (about 125 bytes in "
+                               f"all) to {len(DETAIL_RUNGS) - 1} (default: {DEFAULT_RUNG})")
     add_refine_steps(compress, "quantize refined codes",
                      "higher PSNR for about the same bytes; needs the Keras runtime, and "
                      "decompression is unchanged")
@@ -173,13 +182,17 @@ def _compress(args):
     if not args.report and (args.figure or args.max_images):
         raise CvaeError("--figure and --max-images go with --report")
     model_path = args.model or default_model_path()
-    if args.mode != "entropy" and (args.quality or args.max_bytes or args.step):
+    if args.mode not in ("entropy", "detail") and (args.quality or args.max_bytes or args.step):
         raise CvaeError("--quality, --max-bytes and --step go with --mode entropy")
+    if args.mode == "detail" and args.max_bytes:
+        raise CvaeError("--max-bytes chooses the detail rung itself: use it with --mode entropy")
+    if args.rung is not None and args.mode != "detail":
+        raise CvaeError("--rung goes with --mode detail")
     if args.report:
         load_tensorflow_quietly()  # The report's metrics run on TensorFlow.
     codec = _load_codec(model_path, args.runtime, args.refine_steps)
-    if args.mode == "entropy" and codec.table is None and not args.report:
-        raise CvaeError(f"the entropy mode needs {table_path(model_path)}; make it with "
+    if args.mode in ("entropy", "detail") and codec.table is None and not args.report:
+        raise CvaeError(f"the {args.mode} mode needs {table_path(model_path)}; make it with "
                         f"`cvae calibrate --model {model_path} --data TRAINING_IMAGES`, "
                         f"or choose --mode int8")
     step = codec.table.step_for(args.quality) if args.quality and codec.table else args.step
@@ -191,7 +204,7 @@ def _compress(args):
     photo_framing = framing(args)
     written = compress_files(
         codec, args.inputs, args.out, args.mode, step, args.force, photo_framing,
-        max_bytes=args.max_bytes,
+        max_bytes=args.max_bytes, rung=args.rung,
         on_error=failures,
         on_fallback=lambda path, placement: warn_if_not_aligned(path, photo_framing, placement))
     if args.json:

@@ -8,12 +8,14 @@
 - `litert.py`: the encoder and decoder as LiteRT files, run without TensorFlow;
 - `batch.py`: compressing, decompressing and reconstructing files in batches;
 - `report.py`: bytes and quality beside JPEG and WebP.
+- `detail.py`: the detail layer, what bytes beyond the code buy.
 """
 
 from cvae.codec.codec import (
                               CALIBRATION_STEPS,
                               DEFAULT_MODE,
                               DEFAULT_QUALITY,
+                              DEFAULT_RUNG,
                               QUALITY_LEVELS,
                               RUNTIMES,
                               TABLE_SUFFIX,
@@ -29,6 +31,6 @@ from cvae.codec.codec import (
 )
 from cvae.codec.format import MODES
 
-__all__ = ["CALIBRATION_STEPS", "DEFAULT_MODE", "DEFAULT_QUALITY", "MODES", "QUALITY_LEVELS",
+__all__ = ["CALIBRATION_STEPS", "DEFAULT_MODE", "DEFAULT_QUALITY", "DEFAULT_RUNG", "MODES", "QUALITY_LEVELS",
            "RUNTIMES", "TABLE_SUFFIX", "Codec", "CodecTable", "calibrate", "codec_for",
            "compress", "decompress", "load_codec", "table_path", "weights_sha256"]

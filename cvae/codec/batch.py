@@ -67,7 +67,7 @@ class _Outputs:
 
 
 def compress_files(codec, inputs, out_dir, mode, step=None, force=False, framing=None,
-                   on_error=None, on_fallback=None, max_bytes=None):
+                   on_error=None, on_fallback=None, max_bytes=None, rung=None):
     """Compress images to `out_dir/<stem>.cvae`, a batch at a time (read on
     several threads, encoded together), with a progress bar for more than one
     batch; returns the list of (source, target, bytes, placement).
@@ -76,17 +76,32 @@ def compress_files(codec, inputs, out_dir, mode, step=None, force=False, framing
     written = []
     outputs = _Outputs(out_dir, COMPRESSED_SUFFIX, force)
     for ready in _framed_batches(inputs, outputs, codec.config, framing, on_error, on_fallback):
-        codes = codec.encode(np.stack([image for _, _, image, _ in ready]))
-        for (path, target, _, placement), code in zip(ready, codes):
-            try:
-                content = codec.pack(code, mode, step, max_bytes)
-            except CvaeError as error:
-                on_error(path, str(error))
+        images = np.stack([image for _, _, image, _ in ready])
+        for (path, target, _, placement), content in zip(
+                ready, _compressed(codec, images, mode, step, max_bytes, rung)):
+            if isinstance(content, CvaeError):
+                on_error(path, str(content))
                 continue
             with atomic_path(target) as temporary:
                 temporary.write_bytes(content)
             written.append((path, target, len(content), placement))
     return written
+
+
+def _compressed(codec, images, mode, step, max_bytes, rung):
+    """Each image's `.cvae` bytes, or the CvaeError that image alone met
+    (e.g. a budget too small for it)."""
+    try:
+        return codec.compress_batch(images, mode, step, max_bytes, rung)
+    except CvaeError:
+        pass
+    results = []
+    for image in images:
+        try:
+            results.append(codec.compress_batch(image[None], mode, step, max_bytes, rung)[0])
+        except CvaeError as error:
+            results.append(error)
+    return results
 
 
 def reconstruct_files(codec, inputs, out_dir, force=False, framing=None, on_error=None,

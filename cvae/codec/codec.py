@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from cvae.atomic import write_text
-from cvae.codec import entropy_coding
+from cvae.codec import detail, entropy_coding
 from cvae.codec import format as codec_format
 from cvae.codec.format import FormatError, Header
 from cvae.codec.litert import LiteModel, litert_status
@@ -39,6 +39,10 @@ from cvae.plotting import to_uint8
 from cvae.saving import weights_sha256
 
 DEFAULT_MODE = "entropy"
+# The modes whose files need the codec table (and carry its digest).
+_TABLE_MODES = ("entropy", "detail")
+# The detail mode's rung when none is named (cvae.codec.detail.RUNGS).
+DEFAULT_RUNG = 3
 TABLE_SUFFIX = ".codec.json"
 # Symbols cover |z| <= 8 prior standard deviations; larger values are clamped.
 _PRIOR_BOUND = 8.0
@@ -138,25 +142,62 @@ class Codec:
 
     def fingerprint(self, mode):
         digest = hashlib.sha256(bytes.fromhex(self.weights_sha256))
-        if mode == "entropy":
+        if mode in _TABLE_MODES:
             digest.update(self._require_table().digest())
         return digest.digest()[:codec_format.FINGERPRINT_BYTES]
 
     # --- batches ------------------------------------------------------------
 
-    def compress_batch(self, images, mode=DEFAULT_MODE, step=None, max_bytes=None):
+    def compress_batch(self, images, mode=DEFAULT_MODE, step=None, max_bytes=None, rung=None):
         """images (N, H, W, C) -> list of N `.cvae` byte strings.
 
         Entropy mode: `step` (posterior standard deviations; default the
-        table's) or `max_bytes`, the finest step of MAX_BYTES_STEPS whose
-        file fits (CvaeError if none does)."""
+        table's), or `max_bytes`: the best file of the rate ladder that fits
+        (CvaeError if none does). The ladder climbs the steps of
+        MAX_BYTES_STEPS up to the default step, then the detail layer's rungs
+        (`cvae.codec.detail.RUNGS`) on top of the code at the default step.
+        Detail mode: the code at `step` plus the detail layer at `rung` (an
+        index into RUNGS; default DEFAULT_RUNG)."""
         if mode not in codec_format.MODES:
             raise CvaeError(f"unknown mode {mode!r}; choose one of {codec_format.MODES}")
         if max_bytes is not None and mode != "entropy":
             raise CvaeError("a byte budget needs the entropy mode")
-        if mode == "entropy":
+        if rung is not None and mode != "detail":
+            raise CvaeError("a detail rung needs the detail mode")
+        if mode in _TABLE_MODES:
             self._require_table()
-        return [self.pack(code, mode, step, max_bytes) for code in self.encode(images)]
+        codes = self.encode(images)
+        if mode == "detail" or max_bytes is not None:
+            return self._with_detail(images, codes, step, max_bytes,
+                                     DEFAULT_RUNG if rung is None else rung)
+        return [self.pack(code, mode, step) for code in codes]
+
+    def _with_detail(self, images, codes, step, max_bytes, rung):
+        """Files with the detail layer: at `rung`, or (with `max_bytes`) the
+        highest rung that fits, else the finest code alone that does."""
+        if not 0 <= rung < len(detail.RUNGS):
+            raise CvaeError(f"no detail rung {rung}: there are {len(detail.RUNGS)} (0 to "
+                            f"{len(detail.RUNGS) - 1})")
+        step = float(np.float16(self._require_table().step if step is None else step))
+        code_files = [self._quantize(code, "entropy", step)[1] for code in codes]
+        header = Header("detail", self.fingerprint("detail"), (step,))
+        # What the decoder will see: the quantized codes' reconstructions.
+        bases = self.decode(np.stack([self._dequantize(Header("entropy", b"", (step,)), payload)
+                                      for payload in code_files]))
+        originals = to_uint8(images)
+        files = []
+        for code, payload, original, base in zip(codes, code_files, originals, bases):
+            rungs = range(len(detail.RUNGS) - 1, -1, -1) if max_bytes is not None else [rung]
+            chosen = None
+            for index in rungs:
+                frame = detail.encode(original, base, *detail.RUNGS[index])
+                data = codec_format.pack(header, codec_format.join_detail(payload, frame))
+                if max_bytes is None or len(data) <= max_bytes:
+                    chosen = data
+                    break
+            files.append(chosen if chosen is not None else self._fitted(np.asarray(
+                code, np.float64), max_bytes))
+        return files
 
     def encode(self, images):
         """images (N, H, W, C) -> the codes that compression quantizes: the
@@ -174,7 +215,17 @@ class Codec:
 
     def decompress_batch(self, files):
         """list of `.cvae` byte strings -> uint8 images (N, H, W, C)."""
-        return self.decode(np.stack([self.latent_code(data) for data in files]))
+        parsed = [self._parse(data) for data in files]
+        images = self.decode(np.stack([code for code, _ in parsed]))
+        return np.stack([image if frame is None else self._with_frame(image, frame)
+                         for image, (_, frame) in zip(images, parsed)])
+
+    @staticmethod
+    def _with_frame(image, frame):
+        try:
+            return detail.apply(image, frame)
+        except ValueError as error:
+            raise FormatError(str(error)) from None
 
     def decode(self, codes):
         """Latent codes (N, latent_dim) -> uint8 images, as decompression writes them."""
@@ -202,12 +253,22 @@ class Codec:
 
     def latent_code(self, data):
         """The dequantized latent code a `.cvae` file holds (checked against this model)."""
+        return self._parse(data)[0]
+
+    def _parse(self, data):
+        """`.cvae` bytes -> (the dequantized code, the detail frame or None)."""
         header, payload = codec_format.parse(data)
         self._check_header(header)
-        return self._dequantize(header, payload)
+        if header.mode != "detail":
+            return self._dequantize(header, payload), None
+        payload, frame = codec_format.split_detail(payload)
+        if not frame:
+            raise FormatError("truncated: the detail file has no detail layer")
+        return self._dequantize(Header("entropy", header.fingerprint, header.parameters),
+                                payload), frame
 
     def _check_header(self, header):
-        if header.mode == "entropy" and self.table is None:
+        if header.mode in _TABLE_MODES and self.table is None:
             raise CvaeError("entropy-coded file, but this model has no codec table "
                             "(run `cvae calibrate`)")
         fingerprint = self.fingerprint(header.mode)
