@@ -105,3 +105,18 @@ def test_paste_into_keeps_the_photo_size_and_places_the_face(photo, reference):
 def test_placement_report_and_box():
     placement = Placement.from_box(10, 20, 30, 40)
     assert placement.to_dict() == {"aligned": False, "box": [10, 20, 30, 40], "angle": 0.0}
+
+
+def test_a_face_framed_already_comes_back_in_its_own_frame(tmp_path):
+    from PIL import Image
+
+    from cvae.data import Framing, load_face
+
+    astronaut = Path(__file__).resolve().parent.parent / "data" / "astronaut.png"
+    crop, placement = load_face(astronaut, 128, framing=Framing(align="on"))
+    assert placement.aligned
+    Image.fromarray(crop).save(tmp_path / "framed.png")
+    again, kept = load_face(tmp_path / "framed.png", 128, framing=Framing(align="auto"))
+    # Not cropped again by the detector's jitter: the same pixels, the whole image.
+    assert kept.aligned and kept.to_dict()["box"] == [0.0, 0.0, 128.0, 128.0]
+    np.testing.assert_array_equal(again, crop)
