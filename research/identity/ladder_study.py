@@ -41,13 +41,13 @@ from cvae.atomic import write_text  # noqa: E402
 from cvae.cli.arguments import HelpFormatter, positive_int  # noqa: E402
 from cvae.codec import detail, load_codec  # noqa: E402
 from cvae.errors import CvaeError, run_script  # noqa: E402
-from repository import CELEBA_HELD_OUT, replace_between_markers  # noqa: E402
+from repository import CELEBA_HELD_OUT, load_showcase_face, replace_between_markers  # noqa: E402
 
 BUDGETS = (48, 64, 96, 128, 160, 200, 256, 320, 400)
 THUMBNAILS = tuple((side, quality) for side in (16, 24, 32, 48) for quality in (10, 30, 60, 90))
 FULL_SIZE = (("JPEG", 1), ("JPEG", 10), ("WEBP", 0), ("WEBP", 10), ("AVIF", 0), ("AVIF", 10))
-CANDIDATE_RUNGS = tuple((side, quality) for side in (16, 24, 32, 48)
-                        for quality in (30, 50, 70, 90))
+CANDIDATE_RUNGS = tuple((side, quality) for side in (16, 24, 32, 48, 64)
+                        for quality in (10, 20, 30, 50, 70, 90))
 
 
 def main(argv=None):
@@ -66,6 +66,9 @@ def main(argv=None):
     compare.add_argument("--doc", default=str(ROOT / "docs/codec.md"),
                          help="document with an identity-ladder marked section ('' for none)")
     compare.add_argument("--figure", default=str(ROOT / "docs/results/identity_vs_bytes.png"))
+    compare.add_argument("--faces-figure", default=str(ROOT / "docs/results/ladder_faces.png"))
+    compare.add_argument("--showcase-index", type=int, default=3,
+                         help="which face of each set the faces figure shows")
     for job in (choose, compare):
         job.add_argument("--model", help="the model (default: the shipped one)")
         job.add_argument("--max-images", type=positive_int, default=200,
@@ -90,6 +93,10 @@ def main(argv=None):
     if args.doc:
         replace_between_markers(Path(args.doc), "identity-ladder", table)
     _figure(results, Path(args.figure))
+    showcase = {"astronaut (public domain)": load_showcase_face()[None]}
+    for name, faces in sets.items():
+        showcase[f"{name}, face {args.showcase_index}"] = faces[args.showcase_index][None]
+    _faces_figure(codec, showcase, Path(args.faces_figure))
     return 0
 
 
@@ -181,6 +188,44 @@ def _table(name, rows):
                      f"{row['psnr']:.2f} | {row['ssim']:.3f} | {100 * row['match']:.1f}% | "
                      f"{row['distance']:.3f} |")
     return "\n".join(lines)
+
+
+# The faces figure's columns: the default file, then two budgets.
+FACE_BUDGETS = (None, 160, 256)
+
+
+def _faces_figure(codec, faces, path):
+    """Each face, then its decoded files at FACE_BUDGETS, with bytes and the
+    identity judge's distance under each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(len(faces), 1 + len(FACE_BUDGETS),
+                                figsize=(2.2 * (1 + len(FACE_BUDGETS)), 2.5 * len(faces)),
+                                squeeze=False)
+    for row, (name, face) in zip(axes, faces.items()):
+        row[0].imshow(face[0])
+        row[0].set_title(name, fontsize=7)
+        for axis, budget in zip(row[1:], FACE_BUDGETS):
+            files = (codec.compress_batch(face) if budget is None
+                     else codec.compress_batch(face, max_bytes=budget))
+            decoded = codec.decompress_batch(files)
+            distance = float(identity.distances(face, decoded)[0])
+            axis.imshow(decoded[0])
+            label = "default" if budget is None else f"--max-bytes {budget}"
+            verdict = "same" if distance < identity.SAME_PERSON_DISTANCE else "other"
+            axis.set_title(f"{label}: {len(files[0])} B\ndistance {distance:.2f} ({verdict})",
+                           fontsize=7)
+        for axis in row:
+            axis.axis("off")
+    figure.tight_layout()
+    from cvae.atomic import atomic_path
+
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=100)
+    plt.close(figure)
 
 
 def _figure(results, path):
