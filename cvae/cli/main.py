@@ -8,6 +8,7 @@ import sys
 
 from cvae.cli import codec as codec_commands
 from cvae.cli import explore as explore_commands
+from cvae.cli import score as score_commands
 from cvae.cli.arguments import (
     HelpFormatter,
     Parser,
@@ -260,6 +261,7 @@ def build_parser():
 
     codec_commands.add_commands(commands)
     explore_commands.add_commands(commands)
+    score_commands.add_commands(commands)
 
     serve = commands.add_parser(
         "serve", help="a local web page to compress, decompress and generate faces",

@@ -1,0 +1,164 @@
+"""How unlike the training faces an image is: an anomaly score from the VAE.
+
+A VAE's likelihood rates simple images as *more* likely than its own
+training data (Nalisnick et al. 2019): a plain white crop reconstructs
+almost perfectly. The scores here are measured against each other
+(`research/anomaly/study.py`, the table in docs/anomaly.md):
+
+  elbo          -ELBO in nats (the trap: plain images score low)
+  error         the reconstruction's mean squared error (the trap too)
+  kl            KL(q(z|x) || N(0, I)): how far the code is from the prior
+  complexity    -ELBO in bits minus the PNG file's bits (Serra et al. 2020):
+                the likelihood corrected for how simple the image is
+  typicality    the code's Mahalanobis distance from the training codes
+                (a Gaussian fitted to them), squared, per dimension
+
+Higher always means less like the training faces. The default (`DEFAULT_SCORE`)
+and its threshold, set on held-out training faces at a false-alarm rate of
+FALSE_ALARM_RATE, are stored beside the model as MODEL.score.npz.
+"""
+
+import dataclasses
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+
+from cvae.atomic import atomic_path
+from cvae.errors import CvaeError
+
+SCORES = ("elbo", "error", "kl", "complexity", "typicality")
+DEFAULT_SCORE = "typicality"
+FALSE_ALARM_RATE = 0.05
+SCORE_SUFFIX = ".score.npz"
+_BATCH = 64
+
+
+def score_path(model_path):
+    return Path(model_path).with_suffix(SCORE_SUFFIX)
+
+
+def score_terms(model, images, code_mean=None, code_precision=None):
+    """Each candidate score of uint8 images (N, H, W, C), as a dict of arrays.
+    `typicality` needs the training codes' mean and precision matrix."""
+    from keras import ops
+
+    from cvae import losses
+
+    images = np.asarray(images)
+    terms = {name: [] for name in SCORES}
+    for start in range(0, len(images), _BATCH):
+        batch = images[start:start + _BATCH]
+        unit = batch.astype(np.float32) / 255.0
+        z_mean, z_log_var, _ = model.encoder(unit, training=False)
+        z_mean = ops.convert_to_numpy(ops.cast(z_mean, "float32"))
+        z_log_var = ops.convert_to_numpy(ops.cast(z_log_var, "float32"))
+        decoded = model.decoder(z_mean, training=False)
+        nll = ops.convert_to_numpy(losses.reconstruction_loss(
+            unit, decoded, model.config.likelihood, model.decoder_scale(unit, decoded)))
+        kl = ops.convert_to_numpy(losses.kl_divergence(z_mean, z_log_var))
+        error = np.mean((ops.convert_to_numpy(ops.cast(decoded, "float32")) - unit) ** 2,
+                        axis=(1, 2, 3))
+        png_bits = np.array([8.0 * len(_png(image)) for image in batch])
+        # The density of 8-bit pixels: -log p(x) of the [0, 1] density plus
+        # D log 255, in bits, so that it compares with a lossless file's bits.
+        dimensions = np.prod(batch.shape[1:])
+        elbo_bits = (nll + kl + dimensions * math.log(255.0)) / math.log(2.0)
+        terms["elbo"].append(nll + kl)
+        terms["error"].append(error)
+        terms["kl"].append(kl)
+        terms["complexity"].append(elbo_bits - png_bits)
+        if code_mean is not None:
+            centred = z_mean - code_mean
+            terms["typicality"].append(
+                np.einsum("ni,ij,nj->n", centred, code_precision, centred) / z_mean.shape[1])
+    return {name: np.concatenate(values).astype(np.float64)
+            for name, values in terms.items() if values}
+
+
+def _png(image):
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image).squeeze()).save(buffer, "PNG", optimize=True)
+    return buffer.getvalue()
+
+
+@dataclasses.dataclass
+class Scorer:
+    """A model's anomaly score: which score, its threshold, and the training
+    codes' Gaussian that `typicality` needs."""
+
+    score: str
+    threshold: float
+    code_mean: np.ndarray
+    code_precision: np.ndarray
+    false_alarm_rate: float = FALSE_ALARM_RATE
+
+    def __call__(self, model, images):
+        """Scores of uint8 images, higher meaning less like the training faces."""
+        return score_terms(model, images, self.code_mean, self.code_precision)[self.score]
+
+    def save(self, path):
+        with atomic_path(path) as temporary:
+            with open(temporary, "wb") as handle:
+                np.savez(handle, score=self.score, threshold=self.threshold,
+                         code_mean=self.code_mean, code_precision=self.code_precision,
+                         false_alarm_rate=self.false_alarm_rate)
+
+    @classmethod
+    def load(cls, path):
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                scorer = cls(str(stored["score"]), float(stored["threshold"]),
+                             stored["code_mean"], stored["code_precision"],
+                             float(stored["false_alarm_rate"]))
+        except (OSError, KeyError, ValueError) as error:
+            raise CvaeError(f"cannot read the score file {path}: {error}") from None
+        if scorer.score not in SCORES:
+            raise CvaeError(f"{path}: unknown score {scorer.score!r}")
+        return scorer
+
+
+def calibrate_scorer(model, training_faces, held_out_faces, score=DEFAULT_SCORE,
+                     false_alarm_rate=FALSE_ALARM_RATE):
+    """Fit the training codes' Gaussian on `training_faces`, then set the
+    threshold that `false_alarm_rate` of `held_out_faces` exceed."""
+    if score not in SCORES:
+        raise CvaeError(f"unknown score {score!r}; choose one of {SCORES}")
+    z_mean, _ = model.encode(training_faces)
+    z_mean = z_mean.astype(np.float64)
+    mean = z_mean.mean(axis=0)
+    # A little shrinkage keeps the precision finite for dimensions the codes barely use.
+    covariance = np.cov(z_mean, rowvar=False) + 1e-3 * np.eye(z_mean.shape[1])
+    scorer = Scorer(score, 0.0, mean.astype(np.float32),
+                    np.linalg.inv(covariance).astype(np.float32), false_alarm_rate)
+    values = scorer(model, held_out_faces)
+    scorer.threshold = float(np.quantile(values, 1.0 - false_alarm_rate))
+    return scorer
+
+
+def roc_auc(positives, negatives):
+    """The probability that a random positive scores above a random negative
+    (ties count half): the area under the ROC curve."""
+    positives, negatives = np.asarray(positives), np.asarray(negatives)
+    ranks = _ranks(np.concatenate([positives, negatives]))
+    positive_ranks = ranks[:len(positives)].sum()
+    return float((positive_ranks - len(positives) * (len(positives) + 1) / 2)
+                 / (len(positives) * len(negatives)))
+
+
+def _ranks(values):
+    """1-based ranks, ties given their mean rank."""
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values))
+    sorted_values = values[order]
+    start = 0
+    while start < len(values):
+        end = start
+        while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
+            end += 1
+        ranks[order[start:end + 1]] = (start + end) / 2.0 + 1.0
+        start = end + 1
+    return ranks

@@ -1,0 +1,79 @@
+"""The anomaly score: its candidates, ROC AUC, and `cvae score`'s contract."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from cvae import anomaly
+from cvae.cli import main
+from cvae.model import VAE
+from cvae.saving import save_model
+from tests.helpers import TINY, smooth_images, write_image_folder
+
+
+def test_roc_auc_is_the_chance_a_positive_outscores_a_negative():
+    assert anomaly.roc_auc([3, 4], [1, 2]) == 1.0
+    assert anomaly.roc_auc([1, 2], [3, 4]) == 0.0
+    assert anomaly.roc_auc([1, 1], [1, 1]) == 0.5  # Ties count half.
+    assert anomaly.roc_auc([2, 0], [1]) == 0.5
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A tiny model trained briefly on smooth face-like images."""
+    keras.utils.set_random_seed(0)
+    model = VAE(TINY, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    model.fit(smooth_images(256, seed=1), batch_size=32, epochs=15, verbose=0)
+    return model
+
+
+def test_only_the_complexity_correction_ranks_a_plain_image_as_the_odd_one(trained):
+    face_like = smooth_images(8, seed=2)
+    plain = np.full_like(face_like, 26)  # The blobs' background alone: simple, and familiar
+    terms = {name: anomaly.score_terms(trained, images)
+             for name, images in (("face", face_like), ("plain", plain))}
+    # The trap: a plain image is "likelier" than the training-like ones ...
+    assert terms["plain"]["elbo"].mean() < terms["face"]["elbo"].mean()
+    assert terms["plain"]["error"].mean() < terms["face"]["error"].mean()
+    # ... until the likelihood is corrected for how simple the image is.
+    assert terms["plain"]["complexity"].min() > terms["face"]["complexity"].max()
+
+
+def test_a_calibrated_threshold_flags_its_share_and_the_cli_ranks_and_speaks_json(
+        tmp_path, trained, capsys):
+    model_path = tmp_path / "model.keras"
+    save_model(trained, model_path)
+    training = write_image_folder(tmp_path / "train", n=240, size=(16, 16), seed=3)
+    arguments = ["calibrate-score", "--model", str(model_path), "--data", str(training),
+                 "--score", "complexity"]
+    assert main(arguments) == 0
+    assert anomaly.score_path(model_path).is_file()
+    assert main(arguments) == 1
+    assert "exists (use --force" in capsys.readouterr().err
+    folder = tmp_path / "mixed"
+    write_image_folder(folder, n=2, size=(16, 16), seed=4)  # face_001.png at the top
+    from PIL import Image
+
+    Image.new("RGB", (16, 16), (128, 128, 128)).save(folder / "plain.png")
+    (folder / "broken.png").write_text("not an image")
+    capsys.readouterr()
+    assert main(["score", str(folder), "--model", str(model_path), "--json",
+                 "--align", "off"]) == 1
+    out, err = capsys.readouterr()
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["file"].split("/")[-1] for line in lines][0] == "plain.png"  # Oddest first.
+    assert all(set(line) >= {"file", "score", "outlier"} for line in lines)
+    assert lines[0]["outlier"] and lines[0]["score"] >= lines[-1]["score"]
+    errors = err.strip().splitlines()
+    assert any("broken.png" in e for e in errors) and all(e.startswith("cvae: ") for e in errors)
+
+
+def test_scoring_without_a_threshold_says_how_to_make_one(tmp_path, capsys):
+    model_path = tmp_path / "bare.keras"
+    save_model(VAE(TINY, seed=0), model_path)
+    assert main(["score", str(tmp_path), "--model", str(model_path)]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("cvae: error: no anomaly threshold") and "calibrate-score" in error
