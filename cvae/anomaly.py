@@ -81,7 +81,7 @@ def _png(image):
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(np.asarray(image).squeeze()).save(buffer, "PNG", optimize=True)
+    Image.fromarray(np.asarray(image).squeeze()).save(buffer, "PNG")
     return buffer.getvalue()
 
 
