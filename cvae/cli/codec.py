@@ -63,8 +63,9 @@ def add_commands(commands):
                       help="entropy mode: quantization step in posterior standard deviations "
                            "(larger = smaller files)")
     compress.add_argument("--rung", type=non_negative_int, metavar="R",
-                          help=f"detail mode: the detail layer's rung, 0 (about 125 bytes in "
-                               f"all) to {len(DETAIL_RUNGS) - 1} (default: {DEFAULT_RUNG})")
+                          help=f"detail mode: the detail layer's rung, 0 (about 120 bytes in "
+                               f"all) to {len(DETAIL_RUNGS) - 1} (about 1,300; default: "
+                               f"{DEFAULT_RUNG}, about 205)")
     add_refine_steps(compress, "quantize refined codes",
                      "higher PSNR for about the same bytes; needs the Keras runtime, and "
                      "decompression is unchanged")
