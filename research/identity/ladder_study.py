@@ -44,7 +44,7 @@ from cvae.errors import CvaeError, run_script  # noqa: E402
 from repository import CELEBA_HELD_OUT, load_showcase_face, replace_between_markers  # noqa: E402
 
 BUDGETS = (48, 64, 96, 128, 160, 200, 256, 320, 400)
-THUMBNAILS = tuple((side, quality) for side in (16, 24, 32, 48) for quality in (10, 30, 60, 90))
+THUMBNAILS = tuple((side, quality) for side in (16, 24, 32, 48) for quality in (10, 30, 70))
 FULL_SIZE = (("JPEG", 1), ("JPEG", 10), ("WEBP", 0), ("WEBP", 10), ("AVIF", 0), ("AVIF", 10))
 CANDIDATE_RUNGS = tuple((side, quality) for side in (16, 24, 32, 48, 64)
                         for quality in (10, 20, 30, 50, 70, 90))
