@@ -38,7 +38,8 @@ load_tensorflow_quietly()
 
 from cvae import data, identity, metrics  # noqa: E402
 from cvae.atomic import write_text  # noqa: E402
-from cvae.cli.arguments import HelpFormatter, positive_int  # noqa: E402
+from cvae.cli.arguments import (HelpFormatter, positive_floats, positive_int,  # noqa: E402
+                                 positive_ints)
 from cvae.codec import detail, load_codec  # noqa: E402
 from cvae.errors import CvaeError, run_script  # noqa: E402
 from repository import CELEBA_HELD_OUT, load_showcase_face, replace_between_markers  # noqa: E402
@@ -58,6 +59,12 @@ def main(argv=None):
                              help="pick the detail layer's rungs on the training share")
     choose.add_argument("--data", required=True,
                         help="the model's training faces (its 5 %% held-out share is used)")
+    choose.add_argument("--base-steps", type=positive_floats,
+                        help="also try the code at these coarser steps under the detail "
+                             "layer (default: the table's default step alone)")
+    choose.add_argument("--sides", type=positive_ints, help="candidate sides (default: all)")
+    choose.add_argument("--qualities", type=positive_ints,
+                        help="candidate WebP qualities (default: all)")
     compare = jobs.add_parser("compare", formatter_class=HelpFormatter,
                               help="the ladder against the standard codecs on test sets")
     compare.add_argument("--data", required=True, help="held-out faces, e.g. utkface/val")
@@ -80,7 +87,10 @@ def main(argv=None):
     size = codec.config.image_size
     if args.job == "choose":
         _, faces = data.read_dataset(args.data, size, validation_fraction=0.05)
-        return _choose(codec, faces[:args.max_images])
+        candidates = [(side, quality) for side, quality in CANDIDATE_RUNGS
+                      if (not args.sides or side in args.sides)
+                      and (not args.qualities or quality in args.qualities)]
+        return _choose(codec, faces[:args.max_images], candidates, args.base_steps or [None])
     sets = {"utkface/val": data.read_dataset(args.data, size)[0][:args.max_images]}
     if args.celeba:
         sets["CelebA held-out tenth"] = data.read_dataset(
@@ -100,31 +110,34 @@ def main(argv=None):
     return 0
 
 
-def _choose(codec, faces):
-    """Each candidate rung on top of the code at the default step; the Pareto front."""
+def _choose(codec, faces, candidates, base_steps):
+    """Each candidate rung on top of the code (at the default step, or at
+    each of `base_steps`); the Pareto front."""
     embeddings = identity.embed(faces)
     rows = []
-    for side, quality in CANDIDATE_RUNGS:
-        files, reconstructions = _detail_files(codec, faces, side, quality)
-        rows.append(_row(f"{side}x{side} q{quality}", faces, reconstructions, files, embeddings)
-                    | {"side": side, "quality": quality})
-        print(json.dumps(rows[-1]), flush=True)
+    for step in base_steps:
+        for side, quality in candidates:
+            files, reconstructions = _detail_files(codec, faces, side, quality, step)
+            label = f"{side}x{side} q{quality}" + (f", code step {step:g}" if step else "")
+            rows.append(_row(label, faces, reconstructions, files, embeddings)
+                        | {"side": side, "quality": quality, "step": step})
+            print(json.dumps(rows[-1]), flush=True)
     front = [row for row in rows if not any(
         other["bytes"] <= row["bytes"] and other["distance"] < row["distance"] for other in rows)]
     front.sort(key=lambda row: row["bytes"])
     print("Pareto front (bytes, identity distance):")
     for row in front:
-        print(f"  ({row['side']}, {row['quality']}): {row['bytes']:.1f} B, "
+        print(f"  ({row['side']}, {row['quality']}), step {row['step']}: {row['bytes']:.1f} B, "
               f"distance {row['distance']:.3f}, match {100 * row['match']:.1f}%, "
               f"PSNR {row['psnr']:.2f} dB")
     return 0
 
 
-def _detail_files(codec, faces, side, quality):
+def _detail_files(codec, faces, side, quality, step=None):
     saved = detail.RUNGS
     try:
         detail.RUNGS = ((side, quality),)
-        files = codec.compress_batch(faces, mode="detail", rung=0)
+        files = codec.compress_batch(faces, mode="detail", step=step, rung=0)
     finally:
         detail.RUNGS = saved
     return files, codec.decompress_batch(files)
