@@ -42,8 +42,14 @@ DEFAULT_MODE = "entropy"
 # The modes whose files need the codec table (and carry its digest).
 _TABLE_MODES = ("entropy", "detail")
 # The detail mode's rung when none is named (cvae.codec.detail.RUNGS): 32 x 32
-# at WebP quality 30, about 205 bytes in all on the training share.
+# at WebP quality 30, about 195 bytes in all on the training share.
 DEFAULT_RUNG = 5
+# Under the detail layer the code is quantized at this quality level's step:
+# the layer corrects what a coarser code loses, and on the shipped model's
+# held-out training share the "low" step (24) saved about 10 bytes a file
+# against "medium" (12) at the same identity distance, rung for rung
+# (research/identity/ladder_study.py choose --base-steps 24,48).
+DETAIL_CODE_QUALITY = "low"
 TABLE_SUFFIX = ".codec.json"
 # Symbols cover |z| <= 8 prior standard deviations; larger values are clamped.
 _PRIOR_BOUND = 8.0
@@ -154,11 +160,12 @@ class Codec:
 
         Entropy mode: `step` (posterior standard deviations; default the
         table's), or `max_bytes`: the best file of the rate ladder that fits
-        (CvaeError if none does). The ladder climbs the steps of
-        MAX_BYTES_STEPS up to the default step, then the detail layer's rungs
-        (`cvae.codec.detail.RUNGS`) on top of the code at the default step.
-        Detail mode: the code at `step` plus the detail layer at `rung` (an
-        index into RUNGS; default DEFAULT_RUNG)."""
+        (CvaeError if none does): the highest rung of the detail layer
+        (`cvae.codec.detail.RUNGS`, on the code at DETAIL_CODE_QUALITY's
+        step) that fits, else the code alone at the finest step of
+        MAX_BYTES_STEPS that fits. Detail mode: the code at `step` (default
+        DETAIL_CODE_QUALITY's) plus the detail layer at `rung` (an index into
+        RUNGS; default DEFAULT_RUNG)."""
         if mode not in codec_format.MODES:
             raise CvaeError(f"unknown mode {mode!r}; choose one of {codec_format.MODES}")
         if max_bytes is not None and mode != "entropy":
@@ -179,7 +186,10 @@ class Codec:
         if not 0 <= rung < len(detail.RUNGS):
             raise CvaeError(f"no detail rung {rung}: there are {len(detail.RUNGS)} (0 to "
                             f"{len(detail.RUNGS) - 1})")
-        step = float(np.float16(self._require_table().step if step is None else step))
+        table = self._require_table()
+        if step is None:
+            step = table.quality_steps.get(DETAIL_CODE_QUALITY, table.step)
+        step = float(np.float16(step))
         code_files = [self._quantize(code, "entropy", step)[1] for code in codes]
         header = Header("detail", self.fingerprint("detail"), (step,))
         # What the decoder will see: the quantized codes' reconstructions.
