@@ -14,8 +14,10 @@ almost perfectly. The scores here are measured against each other
                 (a Gaussian fitted to them), squared, per dimension
 
 Higher always means less like the training faces. The default (`DEFAULT_SCORE`)
-and its threshold, set on held-out training faces at a false-alarm rate of
-FALSE_ALARM_RATE, are stored beside the model as MODEL.score.npz.
+is `complexity`, the only one above 0.95 ROC AUC in the study (0.986; the
+trap's two score 0.556). It and its threshold, set on held-out training
+faces at a false-alarm rate of FALSE_ALARM_RATE, are stored beside the model
+as MODEL.score.npz.
 """
 
 import dataclasses
@@ -29,7 +31,7 @@ from cvae.atomic import atomic_path
 from cvae.errors import CvaeError
 
 SCORES = ("elbo", "error", "kl", "complexity", "typicality")
-DEFAULT_SCORE = "typicality"
+DEFAULT_SCORE = "complexity"
 FALSE_ALARM_RATE = 0.05
 SCORE_SUFFIX = ".score.npz"
 _BATCH = 64

@@ -53,3 +53,20 @@ def test_the_shipped_model_carries_its_codec_table():
     data = codec.compress_batch(face[None])[0]
     assert len(data) <= 128
     assert codec.decompress_batch([data])[0].shape == (128, 128, 3)
+
+
+def test_the_shipped_threshold_passes_a_face_and_flags_a_plain_image(tmp_path, capsys):
+    import json
+    from pathlib import Path
+
+    from PIL import Image
+
+    from cvae.cli import main
+
+    astronaut = Path(__file__).resolve().parent.parent / "data" / "astronaut.png"
+    Image.new("RGB", (300, 300), (250, 250, 250)).save(tmp_path / "white.png")
+    assert main(["score", str(astronaut), str(tmp_path / "white.png"), "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    verdicts = {Path(line["file"]).name: line["outlier"] for line in lines}
+    assert verdicts == {"white.png": True, "astronaut.png": False}
+    assert Path(lines[0]["file"]).name == "white.png"  # The oddest first.
