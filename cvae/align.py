@@ -290,9 +290,18 @@ def warp(image, placement, size):
                           borderMode=cv2.BORDER_REPLICATE)
 
 
-def paste_into(photo, face, placement, feather=0.08):
-    """The photo with `face` (size x size, uint8 or [0, 1]) put back at
-    `placement`, its edge blended over `feather` of the crop's side."""
+# What paste_into puts back: an ellipse around the face in the framed crop
+# (centre and semi-axes as shares of its side), its edge blended over the
+# outer `feather` of its radius. The crop's corners are background and hair,
+# which the model draws softer and lighter than the photo's: pasting the
+# whole square left a light band around the face.
+PASTE_REGION = {"center": (0.5, 0.53), "semi_axes": (0.40, 0.47)}
+
+
+def paste_into(photo, face, placement, feather=0.25):
+    """The photo with the face of `face` (size x size, uint8 or [0, 1]) put
+    back at `placement`: the ellipse of PASTE_REGION, its edge blended over
+    `feather` of its radius; the rest of the crop stays the photo's."""
     cv2 = opencv()
 
     photo = np.asarray(photo)
@@ -303,9 +312,11 @@ def paste_into(photo, face, placement, feather=0.08):
     face = face.reshape(size, size, -1)
     if photo.ndim == 2:
         photo = photo[..., None]
-    ramp = np.clip(np.minimum(np.arange(size), np.arange(size)[::-1]) / max(1.0, feather * size),
-                   0.0, 1.0)
-    mask = np.outer(ramp, ramp).astype(np.float32)
+    grid = (np.arange(size, dtype=np.float32) + 0.5) / size
+    (centre_x, centre_y), (axis_x, axis_y) = PASTE_REGION["center"], PASTE_REGION["semi_axes"]
+    radius = np.sqrt(((grid[None, :] - centre_x) / axis_x) ** 2
+                     + ((grid[:, None] - centre_y) / axis_y) ** 2)
+    mask = np.clip((1.0 - radius) / feather, 0.0, 1.0).astype(np.float32)
     # photo pixel -> crop pixel, the inverse of the crop's map.
     inverse = cv2.invertAffineTransform(placement.matrix(size))
     shape = (photo.shape[1], photo.shape[0])

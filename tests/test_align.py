@@ -120,3 +120,16 @@ def test_a_face_framed_already_comes_back_in_its_own_frame(tmp_path):
     # Not cropped again by the detector's jitter: the same pixels, the whole image.
     assert kept.aligned and kept.to_dict()["box"] == [0.0, 0.0, 128.0, 128.0]
     np.testing.assert_array_equal(again, crop)
+
+
+def test_paste_into_puts_back_the_face_and_leaves_the_crops_corners_alone(photo, reference):
+    # The crop's corners are background and hair, which a reconstruction
+    # draws lighter and softer: pasted too, they left a light band.
+    face = warp(photo, reference, 128)
+    pasted = paste_into(photo, np.full_like(face, 255), reference)
+    recropped = warp(pasted, reference, 128).astype(int)
+    original = face.astype(int)
+    for corner in (np.s_[2:14, 2:14], np.s_[2:14, -14:-2], np.s_[-14:-2, 2:14],
+                   np.s_[-14:-2, -14:-2]):
+        assert np.abs(recropped[corner] - original[corner]).mean() < 3
+    assert (recropped[54:74, 54:74] >= 250).all()  # The face itself is replaced.
