@@ -309,3 +309,26 @@ def test_reconstruct_writes_what_the_model_decodes_and_names_bad_files(tmp_path,
         return np.mean((outputs.astype(float) - images[:2]) ** 2)
 
     assert error(pairs[:, :, 16:]) < error(written[:2])
+
+
+def test_the_ladder_from_the_command_line(tmp_path, capsys):
+    path = tmp_path / "model.keras"
+    save_model(VAE(TINY, seed=0), path)
+    folder = write_image_folder(tmp_path / "in", n=6)
+    assert main(["calibrate", "--data", str(folder), "--model", str(path),
+                 "--steps", "0.5,2,16"]) == 0
+    capsys.readouterr()
+    assert main(["compress", str(folder), "-o", str(tmp_path / "rich"), "--model", str(path),
+                 "--align", "off", "--max-bytes", "400"]) == 0
+    assert "the rate ladder up to 400 bytes" in capsys.readouterr().out
+    assert all(f.stat().st_size <= 400 for f in (tmp_path / "rich").iterdir())
+    assert main(["decompress", str(tmp_path / "rich"), "-o", str(tmp_path / "back"),
+                 "--model", str(path)]) == 0
+    assert len(list((tmp_path / "back").iterdir())) == len(list((tmp_path / "rich").iterdir()))
+    from cvae.codec.detail import RUNGS
+
+    assert main(["compress", str(folder), "-o", str(tmp_path / "x"), "--model", str(path),
+                 "--mode", "detail", "--rung", str(len(RUNGS))]) == 1
+    assert _errors(capsys) == [f"cvae: error: --rung {len(RUNGS)}: there are {len(RUNGS)} "
+                               f"rungs, 0 to {len(RUNGS) - 1}"]
+    assert not (tmp_path / "x").exists()

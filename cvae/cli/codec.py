@@ -189,6 +189,10 @@ def _compress(args):
         raise CvaeError("--max-bytes chooses the detail rung itself: use it with --mode entropy")
     if args.rung is not None and args.mode != "detail":
         raise CvaeError("--rung goes with --mode detail")
+    from cvae.codec.detail import RUNGS
+
+    if args.rung is not None and args.rung >= len(RUNGS):
+        raise CvaeError(f"--rung {args.rung}: there are {len(RUNGS)} rungs, 0 to {len(RUNGS) - 1}")
     if args.report:
         load_tensorflow_quietly()  # The report's metrics run on TensorFlow.
     codec = _load_codec(model_path, args.runtime, args.refine_steps)
@@ -217,7 +221,8 @@ def _compress(args):
     elif written:
         mean_bytes = sum(size for _, _, size, _ in written) / len(written)
         aligned = sum(placement.aligned for *_, placement in written)
-        print(f"compressed {len(written)} image(s) to {args.out} ({args.mode}, "
+        how = f"the rate ladder up to {args.max_bytes} bytes" if args.max_bytes else args.mode
+        print(f"compressed {len(written)} image(s) to {args.out} ({how}, "
               f"{mean_bytes:.1f} bytes on average; {aligned} face(s) aligned)")
     failures.exit_if_any(len(written))
 
