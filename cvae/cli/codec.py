@@ -63,9 +63,11 @@ def add_commands(commands):
                       help="entropy mode: quantization step in posterior standard deviations "
                            "(larger = smaller files)")
     compress.add_argument("--rung", type=non_negative_int, metavar="R",
-                          help=f"detail mode: the detail layer's rung, 0 (about 120 bytes in "
-                               f"all) to {len(DETAIL_RUNGS) - 1} (about 1,300; default: "
-                               f"{DEFAULT_RUNG}, about 205)")
+                          help=f"detail mode: the detail layer's rung, 0 (the smallest "
+                               f"picture) to {len(DETAIL_RUNGS) - 1} (the largest); the default, "
+                               f"{DEFAULT_RUNG}, is "
+                               f"{DETAIL_RUNGS[DEFAULT_RUNG][0]}x{DETAIL_RUNGS[DEFAULT_RUNG][0]} "
+                               f"at WebP quality {DETAIL_RUNGS[DEFAULT_RUNG][1]}")
     add_refine_steps(compress, "quantize refined codes",
                      "higher PSNR for about the same bytes; needs the Keras runtime, and "
                      "decompression is unchanged")

@@ -25,8 +25,9 @@ from cvae.errors import CvaeError
 # WebP quality). The Pareto front of mean bytes against the identity judge's
 # distance among 30 candidates (sides 16 to 64, qualities 10 to 90) on 200
 # faces of the shipped model's held-out training share, about 120 to 1,300
-# bytes in all (`research/identity/ladder_study.py choose`; a few points of
-# the front that cost the same as a neighbour are left out).
+# bytes in all over the code at its default step (`research/identity/
+# ladder_study.py choose`; a few points of the front that cost the same as a
+# neighbour are left out).
 RUNGS = ((16, 30), (16, 50), (16, 70), (32, 10), (32, 20), (32, 30), (48, 10), (32, 50),
          (48, 20), (64, 10), (48, 30), (64, 20), (48, 50), (64, 30), (48, 70), (64, 50),
          (64, 70), (64, 90))
