@@ -153,14 +153,6 @@ def roc_auc(positives, negatives):
 
 def _ranks(values):
     """1-based ranks, ties given their mean rank."""
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(len(values))
-    sorted_values = values[order]
-    start = 0
-    while start < len(values):
-        end = start
-        while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
-            end += 1
-        ranks[order[start:end + 1]] = (start + end) / 2.0 + 1.0
-        start = end + 1
-    return ranks
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    # The tied values of a group share the mean of the ranks they span.
+    return (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]

@@ -207,7 +207,7 @@ def _compress(args):
         if args.max_bytes:
             raise CvaeError("--report measures fixed steps; use --quality or --step with it")
         return _compression_report(args, codec, step)
-    failures = _FailureLog()
+    failures = FailureLog()
     photo_framing = framing(args)
     written = compress_files(
         codec, args.inputs, args.out, args.mode, step, args.force, photo_framing,
@@ -255,7 +255,7 @@ def _decompress(args):
 
     codec = _load_codec(args.model or default_model_path(), args.runtime)
     paste = _paste_target(args, codec.config) if args.paste_into else None
-    failures = _FailureLog()
+    failures = FailureLog()
     written = decompress_files(codec, args.inputs, args.out, args.force, on_error=failures,
                                paste=paste)
     if written:
@@ -268,7 +268,7 @@ def _reconstruct(args):
     from cvae.saving import default_model_path
 
     codec = _load_codec(args.model or default_model_path(), args.runtime, args.refine_steps)
-    failures = _FailureLog()
+    failures = FailureLog()
     photo_framing = framing(args)
     written = reconstruct_files(
         codec, args.inputs, args.out, args.force, photo_framing, on_error=failures,
@@ -327,7 +327,7 @@ def _paste_target(args, config):
     return numpy.asarray(photo), placement
 
 
-class _FailureLog:
+class FailureLog:
     """Per-file errors of a batch: one line each, then a non-zero exit at the end."""
 
     def __init__(self):

@@ -2,9 +2,9 @@
 `cvae calibrate-score` (its threshold, stored beside the model)."""
 
 import json
-import sys
 
 from cvae.cli.arguments import HelpFormatter, add_framing, fraction, framing, positive_int
+from cvae.cli.codec import FailureLog
 from cvae.errors import CvaeError
 
 _MODEL_HELP = "a .keras model (default: the shipped faces model, or $CVAE_MODEL)"
@@ -60,12 +60,7 @@ def _score(args):
         raise CvaeError(f"no anomaly threshold for {model_path}: make one with `cvae "
                         f"calibrate-score --model {model_path} --data TRAINING_IMAGES`")
     scorer = Scorer.load(score_path(model_path))
-    failures = []
-
-    def failed(path, message):
-        failures.append(path)
-        print(f"cvae: error: {path}: {message}", file=sys.stderr)
-
+    failed = FailureLog()
     paths = expand_inputs(args.inputs, failed, data.IMAGE_EXTENSIONS)
     model = load_model(model_path, precision="float32")
     size, photo_framing = model.config.image_size, framing(args)
@@ -86,8 +81,7 @@ def _score(args):
             else:
                 print(f"{values[index]:10.3f}  {'outlier' if outlier else 'face   '}  "
                       f"{readable[index]}")
-    if failures:
-        raise CvaeError(f"{len(failures)} input(s) failed, {len(images)} scored")
+    failed.exit_if_any(len(images))
 
 
 def _calibrate_score(args):

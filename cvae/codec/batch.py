@@ -77,8 +77,8 @@ def compress_files(codec, inputs, out_dir, mode, step=None, force=False, framing
     outputs = _Outputs(out_dir, COMPRESSED_SUFFIX, force)
     for ready in _framed_batches(inputs, outputs, codec.config, framing, on_error, on_fallback):
         images = np.stack([image for _, _, image, _ in ready])
-        for (path, target, _, placement), content in zip(
-                ready, _compressed(codec, images, mode, step, max_bytes, rung)):
+        contents = codec.compress_batch(images, mode, step, max_bytes, rung, errors="return")
+        for (path, target, _, placement), content in zip(ready, contents):
             if isinstance(content, CvaeError):
                 on_error(path, str(content))
                 continue
@@ -86,22 +86,6 @@ def compress_files(codec, inputs, out_dir, mode, step=None, force=False, framing
                 temporary.write_bytes(content)
             written.append((path, target, len(content), placement))
     return written
-
-
-def _compressed(codec, images, mode, step, max_bytes, rung):
-    """Each image's `.cvae` bytes, or the CvaeError that image alone met
-    (e.g. a budget too small for it)."""
-    try:
-        return codec.compress_batch(images, mode, step, max_bytes, rung)
-    except CvaeError:
-        pass
-    results = []
-    for image in images:
-        try:
-            results.append(codec.compress_batch(image[None], mode, step, max_bytes, rung)[0])
-        except CvaeError as error:
-            results.append(error)
-    return results
 
 
 def reconstruct_files(codec, inputs, out_dir, force=False, framing=None, on_error=None,

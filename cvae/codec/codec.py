@@ -155,7 +155,8 @@ class Codec:
 
     # --- batches ------------------------------------------------------------
 
-    def compress_batch(self, images, mode=DEFAULT_MODE, step=None, max_bytes=None, rung=None):
+    def compress_batch(self, images, mode=DEFAULT_MODE, step=None, max_bytes=None, rung=None,
+                       errors="raise"):
         """images (N, H, W, C) -> list of N `.cvae` byte strings.
 
         Entropy mode: `step` (posterior standard deviations; default the
@@ -165,7 +166,9 @@ class Codec:
         step) that fits, else the code alone at the finest step of
         MAX_BYTES_STEPS that fits. Detail mode: the code at `step` (default
         DETAIL_CODE_QUALITY's) plus the detail layer at `rung` (an index into
-        RUNGS; default DEFAULT_RUNG)."""
+        RUNGS; default DEFAULT_RUNG). errors "return": an image whose file
+        cannot fit `max_bytes` gets its CvaeError in its place in the list,
+        and the others their files (a batch command reports it and goes on)."""
         if mode not in codec_format.MODES:
             raise CvaeError(f"unknown mode {mode!r}; choose one of {codec_format.MODES}")
         if max_bytes is not None and mode != "entropy":
@@ -177,10 +180,10 @@ class Codec:
         codes = self.encode(images)
         if mode == "detail" or max_bytes is not None:
             return self._with_detail(images, codes, step, max_bytes,
-                                     DEFAULT_RUNG if rung is None else rung)
+                                     DEFAULT_RUNG if rung is None else rung, errors)
         return [self.pack(code, mode, step) for code in codes]
 
-    def _with_detail(self, images, codes, step, max_bytes, rung):
+    def _with_detail(self, images, codes, step, max_bytes, rung, errors="raise"):
         """Files with the detail layer: at `rung`, or (with `max_bytes`) the
         highest rung that fits, else the finest code alone that does."""
         if not 0 <= rung < len(detail.RUNGS):
@@ -206,8 +209,14 @@ class Codec:
                 if max_bytes is None or len(data) <= max_bytes:
                     chosen = data
                     break
-            files.append(chosen if chosen is not None else self._fitted(np.asarray(
-                code, np.float64), max_bytes))
+            if chosen is None:
+                try:
+                    chosen = self._fitted(np.asarray(code, np.float64), max_bytes)
+                except CvaeError as error:
+                    if errors != "return":
+                        raise
+                    chosen = error
+            files.append(chosen)
         return files
 
     def encode(self, images):
