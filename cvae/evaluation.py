@@ -42,10 +42,16 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
     images = np.asarray(images)
     if len(images) < 4:
         raise ValueError(f"evaluation needs at least 4 images, got {len(images)}")
-    identity = judges_identity(identity, images.shape[1])
-    if identity:
-        log("the identity judge embeds each original and reconstruction (about 0.1 s a face)")
+    judging = judges_identity(identity, images.shape[1])
     originals = images.astype(np.float32) / 255.0
+    embeddings = None
+    if judging:
+        from cvae.identity import embed
+
+        log("the identity judge embeds each original and reconstruction (about 0.1 s a face)")
+        # Once: the model's, the refined codes' and PCA's reconstructions are
+        # each judged against the same originals.
+        embeddings = embed(originals)
     reference, other_half = split_halves(originals, seed)
     half = len(reference)
 
@@ -56,7 +62,7 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
         "images": len(images),
         "image_shape": list(images.shape[1:]),
         "latent_dim": model.config.latent_dim,
-        **reconstruction_entry(originals, reconstructions, seed, reference, identity),
+        **reconstruction_entry(originals, reconstructions, seed, reference, embeddings),
     }
     log(f"likelihood bounds with {iwae_samples} importance samples per image")
     results["likelihood"] = likelihood_bounds(model, images, iwae_samples, seed)
@@ -77,7 +83,7 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
         refined = model.decode(model.refine(images, z_mean, refine_steps))
         results["refined"] = {"steps": refine_steps,
                               **reconstruction_entry(originals, refined, seed, reference,
-                                                     identity)}
+                                                     embeddings)}
     if pca is None and train_images is not None:
         pca = fit_pca(train_images, model.config.latent_dim, pca_images, seed, log)
     if pca is not None:
@@ -86,7 +92,7 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
             "components": pca.components,
             "fitted_on": pca.fitted_on,
             **reconstruction_entry(originals, pca.reconstruct(originals), seed,
-                                   reference, identity),
+                                   reference, embeddings),
             "samples": samples_entry(reference, pca_samples, seed),
         }
     else:
@@ -128,11 +134,13 @@ def judges_identity(identity, image_size):
     return bool(identity)
 
 
-def reconstruction_entry(originals, reconstructions, seed=0, reference=None, identity=False):
+def reconstruction_entry(originals, reconstructions, seed=0, reference=None,
+                         identity_embeddings=None):
     """How close reconstructions are ("reconstruction": MSE, PSNR, SSIM), how
-    much texture they keep ("reconstruction_swd"), and with `identity`
-    whether each is still the same person ("identity": match rate, mean
-    distance, `cvae.identity.identity_metrics`). reference: the first of
+    much texture they keep ("reconstruction_swd"), and, given the originals'
+    `identity_embeddings` (`cvae.identity.embed`), whether each is still the
+    same person ("identity": match rate, mean distance,
+    `cvae.identity.identity_metrics`). reference: the first of
     `split_halves(originals, seed)`, when the caller already holds it."""
     if reference is None:
         reference = split_halves(originals, seed)[0]
@@ -142,10 +150,10 @@ def reconstruction_entry(originals, reconstructions, seed=0, reference=None, ide
     entry = {"reconstruction": reconstruction_metrics(originals, reconstructions),
              "reconstruction_swd": swd_entry(reference, split_halves(reconstructions, seed)[1],
                                              seed)}
-    if identity:
+    if identity_embeddings is not None:
         from cvae.identity import identity_metrics
 
-        entry["identity"] = identity_metrics(originals, reconstructions)
+        entry["identity"] = identity_metrics(originals, reconstructions, identity_embeddings)
     return entry
 
 
