@@ -47,8 +47,9 @@ class SoftClamp(keras.layers.Layer):
     that is nearly the identity well below it.
 
     Applied to the encoder's log-variance so exp() can neither overflow nor
-    underflow, however far a bad batch pushes the raw output; with `upper`
-    (a bounded posterior, VAEConfig.bounded_posterior) to the means too.
+    underflow, however far a bad batch pushes the raw output. In a bounded
+    posterior (VAEConfig.bounded_posterior) the log-variance's clamp also has
+    `upper`, and the means get one of their own (limit MEAN_LIMIT).
     """
 
     def __init__(self, limit=LOG_VARIANCE_LIMIT, upper=None, **kwargs):
