@@ -74,9 +74,10 @@ def main(argv=None):
                          help="document with an identity-ladder marked section ('' for none)")
     compare.add_argument("--figure", default=str(ROOT / "docs/results/identity_vs_bytes.png"))
     compare.add_argument("--faces-figure", default=str(ROOT / "docs/results/ladder_faces.png"))
-    compare.add_argument("--showcase-index", type=int, default=3,
-                         help="which face of each set the faces figure shows")
-    for job in (choose, compare):
+    faces = jobs.add_parser("faces", formatter_class=HelpFormatter,
+                            help="only the faces figure, of the public-domain demo face")
+    faces.add_argument("--faces-figure", default=str(ROOT / "docs/results/ladder_faces.png"))
+    for job in (choose, compare, faces):
         job.add_argument("--model", help="the model (default: the shipped one)")
         job.add_argument("--max-images", type=positive_int, default=200,
                          help="faces per set (the first, by file name)")
@@ -85,6 +86,9 @@ def main(argv=None):
     if codec.table is None:
         raise CvaeError("the model has no codec table: run `cvae calibrate` first")
     size = codec.config.image_size
+    if args.job == "faces":
+        _showcase_figure(codec, Path(args.faces_figure))
+        return 0
     if args.job == "choose":
         _, faces = data.read_dataset(args.data, size, validation_fraction=0.05)
         candidates = [(side, quality) for side, quality in CANDIDATE_RUNGS
@@ -103,11 +107,13 @@ def main(argv=None):
     if args.doc:
         replace_between_markers(Path(args.doc), "identity-ladder", table)
     _figure(results, Path(args.figure))
-    showcase = {"astronaut (public domain)": load_showcase_face()[None]}
-    for name, faces in sets.items():
-        showcase[f"{name}, face {args.showcase_index}"] = faces[args.showcase_index][None]
-    _faces_figure(codec, showcase, Path(args.faces_figure))
+    _showcase_figure(codec, Path(args.faces_figure))
     return 0
+
+
+def _showcase_figure(codec, path):
+    # Dataset faces stay out of committed figures (their terms); the demo face is public domain.
+    _faces_figure(codec, {"astronaut (public domain)": load_showcase_face()[None]}, path)
 
 
 def _choose(codec, faces, candidates, base_steps):
