@@ -22,10 +22,10 @@ import time
 
 import numpy as np
 
-from cvae.quiet import load_tensorflow_quietly
+from cvae.quiet import load_backend_quietly
 
 # Before the imports below load TensorFlow, whose start-up lines it mutes.
-load_tensorflow_quietly()
+load_backend_quietly()
 
 from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.config import PRESETS, get_preset

@@ -6,10 +6,10 @@ subclass with its train_step and L1 loss, fed from memory by
 Only the syntax garbled by the slides' text extraction is repaired.
 """
 
-from cvae.quiet import load_tensorflow_quietly
+from cvae.quiet import load_backend_quietly
 
 # Before the imports below load TensorFlow, whose start-up lines it mutes.
-load_tensorflow_quietly()
+load_backend_quietly()
 
 import keras
 import tensorflow as tf

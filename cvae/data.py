@@ -7,7 +7,9 @@ are skipped and reported in one warning.
 
 import concurrent.futures
 import dataclasses
+import functools
 import hashlib
+import io
 import json
 import os
 import re
@@ -342,9 +344,9 @@ def warn_skipped(skipped):
 def _progress_bar(total):
     # Deferred: reading images must not pay for importing Keras. Quietly: the
     # bar is all that reading should print, not TensorFlow's start-up lines.
-    from cvae.quiet import load_tensorflow_quietly
+    from cvae.quiet import load_backend_quietly
 
-    load_tensorflow_quietly()
+    load_backend_quietly()
     import keras
 
     return keras.utils.Progbar(total, unit_name="image")
@@ -360,6 +362,12 @@ def load_array(path, image_size, channels=3):
         array = loaded
     except (OSError, ValueError, KeyError, EOFError) as error:
         raise CvaeError(f"cannot read array file {path}: {error}") from None
+    return as_images(array, image_size, channels, path)
+
+
+def as_images(array, image_size, channels, path):
+    """Images (N, H, W[, C]), uint8 or float in [0, 1], read from `path` ->
+    uint8 (N, image_size, image_size, channels)."""
     array = np.asarray(array)
     if array.ndim == 3:
         array = array[..., None]
@@ -405,36 +413,104 @@ def in_validation(key, validation_fraction):
 
 def read_dataset(source, image_size, channels=3, framing=None, validation_fraction=0.0,
                  progress=False):
-    """A folder or array file -> (train uint8 array, validation uint8 array).
+    """A folder, array file or pack -> (train uint8 array, validation uint8 array).
 
     With validation_fraction 0 everything is in the first array.
     """
+    images, keys = read_keyed(source, image_size, channels, framing, progress)
+    to_validation = np.array([in_validation(key, validation_fraction) for key in keys], bool)
+    return images[~to_validation], images[to_validation]
+
+
+def read_keyed(source, image_size, channels=3, framing=None, progress=False):
+    """A folder, array file or pack -> (uint8 images, their keys): each
+    image's path within the folder, or its index in the array, which
+    `in_validation` splits by. Unreadable files are left out, with a warning."""
     source = require_exists(source)
     if source.is_file():
         if source.suffix.lower() not in ARRAY_EXTENSIONS:
             raise CvaeError(f"{source}: expected a folder of images or a .npy/.npz file")
-        images = load_array(source, image_size, channels)
-        keys = range(len(images))
-        to_validation = np.array([in_validation(k, validation_fraction) for k in keys], bool)
-        train, validation = images[~to_validation], images[to_validation]
+        if is_pack(source):
+            images, keys = read_pack(source)
+            images = as_images(images, image_size, channels, source)
+        else:
+            images = load_array(source, image_size, channels)
+            keys = [str(index) for index in range(len(images))]
     else:
         paths = list_image_files(source)
         if not paths:
             raise CvaeError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {source}")
-        to_validation = [in_validation(p.relative_to(source).as_posix(), validation_fraction)
-                         for p in paths]
         if progress:
             print(f"reading {len(paths)} images from {source}", flush=True)
-        train, skipped = load_images([p for p, v in zip(paths, to_validation) if not v],
-                                     image_size, channels, framing, progress=progress, warn=False)
-        validation, skipped_validation = load_images(
-            [p for p, v in zip(paths, to_validation) if v],
-            image_size, channels, framing, progress=progress, warn=False)
-        if skipped or skipped_validation:
-            warn_skipped(skipped + skipped_validation)
-    if len(train) == 0:
+        images, skipped = load_images(paths, image_size, channels, framing, progress=progress)
+        unread = {path for path, _ in skipped}
+        keys = [path.relative_to(source).as_posix() for path in paths if path not in unread]
+    if len(images) == 0:
         raise CvaeError(f"no readable images in {source}")
-    return train, validation
+    return images, keys
+
+
+# --- packs: a training set as one small file ---------------------------------
+#
+# Each face WebP-encoded (about 1.5 kB at 128x128 and quality 75, 37 dB from
+# JPEG originals: far above any reconstruction's error), with the keys that
+# split it, so a pack trains on the same split as its source. Made for
+# machines a training set must be sent to (docs/training.md, "On a GPU").
+
+PACK_QUALITY = 75
+_PACK_ARRAYS = ("webp_bytes", "webp_offsets", "keys")
+
+
+def is_pack(path):
+    if Path(path).suffix.lower() != ".npz":
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return set(_PACK_ARRAYS) <= set(archive.files)
+    except (OSError, ValueError, EOFError):
+        return False
+
+
+def encode_pack(images, keys, quality=PACK_QUALITY):
+    """uint8 images and their keys -> the pack's arrays (see `write_pack`)."""
+    if not 1 <= quality <= 100:
+        raise CvaeError(f"the WebP quality must be 1 to 100, got {quality}")
+
+    def webp(image):
+        buffer = io.BytesIO()
+        Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(
+            buffer, "WEBP", quality=quality)
+        return buffer.getvalue()
+
+    with concurrent.futures.ThreadPoolExecutor(min(8, (os.cpu_count() or 1) * 2)) as pool:
+        encoded = list(pool.map(webp, images))
+    return {"webp_bytes": np.frombuffer(b"".join(encoded), np.uint8),
+            "webp_offsets": np.cumsum([0] + [len(piece) for piece in encoded]).astype(np.int64),
+            "keys": np.array(list(keys), dtype=str)}
+
+
+def read_pack(path):
+    """A pack -> (uint8 images (N, H, W, C), keys)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            payload, offsets, keys = (archive[name] for name in _PACK_ARRAYS)
+    except (OSError, ValueError, KeyError, EOFError) as error:
+        raise CvaeError(f"cannot read pack {path}: {error}") from None
+    if len(offsets) != len(keys) + 1 or offsets[-1] != len(payload):
+        raise CvaeError(f"{path}: a damaged pack (its offsets do not fit its bytes)")
+
+    def decoded(index):
+        piece = payload[offsets[index]:offsets[index + 1]].tobytes()
+        with Image.open(io.BytesIO(piece)) as image:
+            return np.asarray(image)
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(min(8, (os.cpu_count() or 1) * 2)) as pool:
+            images = list(pool.map(decoded, range(len(keys))))
+    except (OSError, ValueError, SyntaxError) as error:
+        raise CvaeError(f"{path}: a damaged pack ({error})") from None
+    images = np.stack(images) if images else np.zeros((0, 1, 1, 3), np.uint8)
+    return (images[..., None] if images.ndim == 3 else images), [str(key) for key in keys]
 
 
 def random_subset(images, count, seed=0):
@@ -470,13 +546,22 @@ def _chosen(total, count, seed):
     return np.sort(np.random.default_rng(seed).choice(total, count, replace=False))
 
 
-def make_dataset(images, batch_size, shuffle=True, flip=False, seed=None, as_float=False):
-    """A uint8 image array -> batched, shuffled, prefetched `tf.data.Dataset` of uint8.
+def make_dataset(images, batch_size, shuffle=True, flip=False, seed=None):
+    """A uint8 image array -> batches of uint8 for `fit`, shuffled each epoch
+    if `shuffle`, flipped left-right at random if `flip`.
 
     The model converts to float itself, so the pipeline moves 4x fewer bytes.
-    as_float yields float32 in [0, 1] instead, for the one consumer that
-    cannot take uint8 (see `cvae.distribution`).
+    On TensorFlow a prefetched tf.data pipeline; on the other backends, which
+    may have no TensorFlow, a `keras.utils.PyDataset` over the array.
     """
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        return _tf_dataset(images, batch_size, shuffle, flip, seed)
+    return _image_batches_class()(images, batch_size, shuffle, flip, seed)
+
+
+def _tf_dataset(images, batch_size, shuffle, flip, seed):
     import tensorflow as tf  # Deferred: only training needs TensorFlow here.
 
     images = tf.constant(images)
@@ -487,8 +572,6 @@ def make_dataset(images, batch_size, shuffle=True, flip=False, seed=None, as_flo
     dataset = dataset.batch(batch_size).map(lambda index: tf.gather(images, index))
     if flip:
         dataset = dataset.map(tf.image.random_flip_left_right)
-    if as_float:
-        dataset = dataset.map(lambda batch: tf.cast(batch, tf.float32) / 255.0)
     # No autotuning: its background thread sleeps ever longer between rounds
     # (10 s and more after a while), and destroying an iterator waits for it,
     # so every epoch of `fit` ended with a stall of up to that long. Batches
@@ -496,3 +579,43 @@ def make_dataset(images, batch_size, shuffle=True, flip=False, seed=None, as_flo
     options = tf.data.Options()
     options.autotune.enabled = False
     return dataset.prefetch(2).with_options(options)
+
+
+@functools.cache
+def _image_batches_class():
+    # Defined on first use: it subclasses a Keras class, and reading images
+    # must not pay for importing Keras.
+    import keras
+
+    class ImageBatches(keras.utils.PyDataset):
+        """Batches gathered from an in-memory uint8 array, in a new order each
+        epoch, with random left-right flips: tf.data's pipeline for backends
+        without TensorFlow. Gathers from memory are cheap, so the batches are
+        made on the training thread."""
+
+        def __init__(self, images, batch_size, shuffle=True, flip=False, seed=None):
+            super().__init__()
+            self.images = images
+            self.batch_size = batch_size
+            self.shuffle = shuffle
+            self.flip = flip
+            self.rng = np.random.default_rng(seed)
+            self.order = np.arange(len(images))
+            self.on_epoch_end()
+
+        def __len__(self):
+            return -(-len(self.images) // self.batch_size)
+
+        def __getitem__(self, index):
+            batch = self.images[self.order[index * self.batch_size:(index + 1) * self.batch_size]]
+            if self.flip:
+                flipped = self.rng.random(len(batch)) < 0.5
+                batch[flipped] = batch[flipped, :, ::-1]
+            return batch
+
+        def on_epoch_end(self):
+            if self.shuffle:
+                self.rng.shuffle(self.order)
+
+    return ImageBatches
+

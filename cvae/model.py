@@ -24,6 +24,8 @@ _DISCRIMINATOR_BETAS = (0.5, 0.9)
 # Bounds the adaptive adversarial scale when the adversarial gradient vanishes.
 _MAX_ADVERSARIAL_SCALE = 1e6
 # What an adversarial training step reports, in the order its branches return them.
+ADVERSARIAL_BACKEND_ERROR = ("the adversarial term trains on the TensorFlow backend only; "
+                             "set --adversarial-weight 0 or KERAS_BACKEND=tensorflow")
 _STEP_TERMS = ("loss", "reconstruction_loss", "kl_loss", "adversarial_loss",
                "discriminator_loss", "adversarial_scale")
 
@@ -67,6 +69,14 @@ class VAE(keras.Model):
         self.discriminator = None
         if config.adversarial_weight > 0:
             self._build_discriminator(compute_dtype)
+        if config.kl_warmup_steps > 0:
+            # The KL warm-up's own step count. Not the optimizer's iterations:
+            # JAX's trainer hands compute_loss the model's variables as state,
+            # but not the optimizer's, which a jitted step would read as a
+            # constant; a model variable is state on every backend.
+            self.kl_warmup_step = self.add_weight(
+                shape=(), name="kl_warmup_step", dtype="float32", trainable=False,
+                initializer="zeros", autocast=False, aggregation="only_first_replica")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_loss_tracker = keras.metrics.Mean(name="kl_loss")
@@ -113,31 +123,68 @@ class VAE(keras.Model):
             self.log_decoder_scale.trainable = False
 
     # --- training -----------------------------------------------------------
+    #
+    # The objective lives in `compute_loss`, so Keras's own train and test
+    # steps, on every backend, differentiate it; only the adversarial term,
+    # whose step drives two optimizers, has a step of its own (TensorFlow).
 
     def call(self, images, training=False):
-        z_mean, _, _ = self.encoder(_to_unit_float(images), training=training)
-        return self.decoder(z_mean, training=training)
+        """The forward pass that `fit` and `evaluate` differentiate: the
+        posterior's mean and log-variance, a code `z` drawn from it, and its
+        `reconstruction`. `reconstruct` is the deterministic round trip."""
+        z_mean, z_log_var, z = self.encoder(_to_unit_float(images), training=training)
+        return {"z_mean": z_mean, "z_log_var": z_log_var, "z": z,
+                "reconstruction": self.decoder(z, training=training)}
 
-    def train_step(self, data):
-        # TensorFlow is imported where it is used: on a machine with JAX alone
-        # the model still builds, loads and saves, and trains through
-        # cvae.jax_training.
-        import tensorflow as tf
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The negative ELBO per image, averaged over the batch (see the class
+        docstring), with the trackers updated from its terms."""
+        images = _to_unit_float(_images_from(x))
+        terms = self.objective(images, y_pred, training)
+        self._update_metrics(terms, batch_size=ops.shape(images)[0])
+        # Under a TensorFlow distribution strategy each replica sees its share
+        # of the global batch and the optimizer sums the replicas' gradients,
+        # so each replica's mean is divided by their number: the update is
+        # that of the mean over the global batch, as on one device.
+        return terms["loss"] / _replicas()
 
+    def objective(self, images, outputs, training):
+        """The objective's terms for unit-float `images` and the forward
+        pass's `outputs` (`call`): loss, reconstruction_loss, kl_loss."""
+        reconstruction_loss = ops.mean(self.reconstruction_term(images, outputs["reconstruction"]))
+        kl_loss = ops.mean(losses.kl_divergence(outputs["z_mean"], outputs["z_log_var"]))
+        return {"loss": self.config.reconstruction_weight * reconstruction_loss
+                + self._kl_weight(training) * kl_loss,
+                "reconstruction_loss": reconstruction_loss,
+                "kl_loss": kl_loss}
+
+    def _kl_weight(self, training):
+        """beta; in training, ramped up over the first `kl_warmup_steps` steps."""
+        if not training or self.config.kl_warmup_steps <= 0:
+            return self.config.beta
+        step = ops.convert_to_tensor(self.kl_warmup_step)
+        self.kl_warmup_step.assign(step + 1.0)
+        return losses.kl_weight(step, self.config.beta, self.config.kl_warmup_steps)
+
+    def train_step(self, *args):
+        if self.discriminator is None:
+            return super().train_step(*args)
+        if keras.backend.backend() != "tensorflow":
+            raise NotImplementedError(ADVERSARIAL_BACKEND_ERROR)
+        (data,) = args
+        return self._adversarial_train_step(_to_unit_float(_images_from(data)), _replicas())
+
+    def test_step(self, *args):
+        if self.discriminator is None:
+            return super().test_step(*args)
+        if keras.backend.backend() != "tensorflow":
+            raise NotImplementedError(ADVERSARIAL_BACKEND_ERROR)
+        (data,) = args
         images = _to_unit_float(_images_from(data))
-        # Under a distribution strategy each replica sees its share of the
-        # global batch and the optimizer sums the replicas' gradients, so each
-        # replica's mean is divided by their number: the update is then that
-        # of the mean over the global batch, as on one device.
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        if self.discriminator is not None:
-            return self._adversarial_train_step(images, replicas)
-        with tf.GradientTape() as tape:
-            terms = self._objective(images, training=True)
-            scaled_loss = self.optimizer.scale_loss(terms["loss"] / replicas)
-        gradients = tape.gradient(scaled_loss, self.trainable_weights)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
-        return self._update_metrics(terms)
+        outputs = self(images, training=False)
+        terms = self.objective(images, outputs, training=False)
+        terms.update(self._adversarial_terms(images, outputs["reconstruction"], training=False))
+        return self._update_metrics(terms, batch_size=ops.shape(images)[0])
 
     def _adversarial_train_step(self, images, replicas):
         """One step of the VAE and one of the discriminator, from one forward
@@ -164,7 +211,7 @@ class VAE(keras.Model):
         else:
             def likelihood_only():
                 with tf.GradientTape() as tape:
-                    terms = self._objective(images, training=True)
+                    terms = self.objective(images, self(images, training=True), training=True)
                 gradients = tape.gradient(terms["loss"], weights, output_gradients=unit)
                 zeros = [ops.zeros_like(weight) for weight in self.discriminator.trainable_weights]
                 nothing = ops.convert_to_tensor(0.0, "float32")
@@ -191,8 +238,10 @@ class VAE(keras.Model):
         # The weighted sums are taken by the tape's output_gradients: the
         # weights are only known after the forward pass has been recorded.
         with tf.GradientTape(persistent=True) as tape:
-            terms = self._objective(images, training=True)
-            terms.update(self._adversarial_terms(images, terms["reconstructions"], training=True))
+            outputs = self(images, training=True)
+            terms = self.objective(images, outputs, training=True)
+            terms.update(self._adversarial_terms(images, outputs["reconstruction"],
+                                                 training=True))
         likelihood_gradient = tape.gradient(terms["reconstruction_loss"], self._last_decoder_kernel)
         adversarial_gradient = tape.gradient(terms["adversarial_loss"], self._last_decoder_kernel)
         ratio = _norm(likelihood_gradient) / (_norm(adversarial_gradient) + 1e-4)
@@ -210,14 +259,6 @@ class VAE(keras.Model):
         return gradients, discriminator_gradients, {name: ops.cast(terms[name], "float32")
                                                     for name in _STEP_TERMS}
 
-    def test_step(self, data):
-        images = _to_unit_float(_images_from(data))
-        terms = self._objective(images, training=False)
-        if self.discriminator is not None:
-            terms.update(self._adversarial_terms(images, terms["reconstructions"],
-                                                 training=False))
-        return self._update_metrics(terms)
-
     def _adversarial_terms(self, images, reconstructions, training):
         # A multi-scale discriminator gives one grid of logits per scale; each
         # scale's loss counts alike, so the mean over them is the term.
@@ -229,39 +270,17 @@ class VAE(keras.Model):
         return {"adversarial_loss": sum(adversarial) / len(adversarial),
                 "discriminator_loss": sum(discriminator) / len(discriminator)}
 
-    def _objective(self, images, training):
-        z_mean, z_log_var, z = self.encoder(images, training=training)
-        reconstructions = self.decoder(z, training=training)
-        reconstruction_loss = ops.mean(self.reconstruction_term(images, reconstructions))
-        kl_loss = ops.mean(losses.kl_divergence(z_mean, z_log_var))
-        if training:
-            weight = losses.kl_weight(self.optimizer.iterations, self.config.beta,
-                                      self.config.kl_warmup_steps)
-        else:
-            weight = self.config.beta
-        return {"loss": self.config.reconstruction_weight * reconstruction_loss + weight * kl_loss,
-                "reconstruction_loss": reconstruction_loss,
-                "kl_loss": kl_loss,
-                "reconstructions": reconstructions}
-
-    def _update_metrics(self, terms, sample_weights=None):
+    def _update_metrics(self, terms, sample_weights=None, batch_size=None):
         """Each tracker named in `terms` takes its value, weighted by
-        `sample_weights[name]` where given; returns the trackers' results."""
-        import tensorflow as tf
-
+        `sample_weights[name]` where given, else by `batch_size`; returns the
+        trackers' results."""
         # The adversarial scale exists in training steps only.
         trackers = [tracker for tracker in self.metrics if tracker.name in terms]
         sample_weights = sample_weights or {}
         for tracker in trackers:
             tracker.update_state(terms[tracker.name],
-                                 sample_weight=sample_weights.get(tracker.name))
-        results = {tracker.name: tracker.result() for tracker in trackers}
-        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
-            # Keras 3 averages each replica's logs across workers along axis 0,
-            # which fails on scalars (tensorflow/tensorflow#72388); shape (1,)
-            # averages to the same scalar.
-            results = {name: ops.reshape(value, (1,)) for name, value in results.items()}
-        return results
+                                 sample_weight=sample_weights.get(tracker.name, batch_size))
+        return {tracker.name: tracker.result() for tracker in trackers}
 
     def reconstruction_term(self, images, reconstructions):
         """The objective's reconstruction term, per image: -log p(x | z) under
@@ -386,6 +405,22 @@ class VAE(keras.Model):
 
     # --- serialization ------------------------------------------------------
 
+    def load_own_variables(self, store):
+        # Files written before the KL warm-up counted its own steps lack the
+        # counter; the models they hold were trained past any warm-up.
+        counter = getattr(self, "kl_warmup_step", None)
+        if counter is not None and len(store.keys()) == len(self._own_variables()) - 1:
+            variables = [v for v in self._own_variables() if v is not counter]
+            for index, variable in enumerate(variables):
+                variable.assign(store[str(index)])
+            counter.assign(float(self.config.kl_warmup_steps))
+            return
+        super().load_own_variables(store)
+
+    def _own_variables(self):
+        # The order Keras saves a layer's own variables in.
+        return [*self._trainable_variables, *self._non_trainable_variables]
+
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable,
                 "dtype": keras.dtype_policies.serialize(self.dtype_policy),
@@ -423,6 +458,16 @@ def default_optimizer():
     defaults = TrainOptions(data=None)
     return keras.optimizers.Adam(learning_rate_schedule(defaults.learning_rate,
                                                         defaults.warmup_steps))
+
+
+def _replicas():
+    """How many replicas share each step: those of TensorFlow's distribution
+    strategy; on other backends a step sees the global batch at once."""
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy().num_replicas_in_sync
 
 
 def _norm(tensor):

@@ -12,9 +12,7 @@ def resolve_precision(name="auto"):
         raise ValueError(f"precision must be one of {PRECISIONS}, got {name!r}")
     if name != "auto":
         return name
-    import tensorflow as tf
-
-    if tf.config.list_physical_devices("GPU"):
+    if has_gpu():
         return "mixed_float16"
     return "mixed_bfloat16" if cpu_has_bfloat16() else "float32"
 
@@ -27,13 +25,29 @@ def native_precision(saved):
     model then computes the same images, to within bfloat16's rounding, at
     about half of float32's speed.
     """
-    if saved == "float32":
-        return saved
-    import tensorflow as tf
-
-    if tf.config.list_physical_devices("GPU"):
+    if saved == "float32" or has_gpu():
         return saved
     return saved if saved == "mixed_bfloat16" and cpu_has_bfloat16() else "float32"
+
+
+def has_gpu():
+    """Whether the Keras backend computes on a GPU."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() == "gpu"
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
 
 
 def cpu_has_bfloat16():

@@ -29,12 +29,16 @@ def stderr_muted():
         os.close(saved)
 
 
-def load_tensorflow_quietly():
-    """Import TensorFlow and let it look for GPUs with its chatter muted.
-    Commands that may not need TensorFlow (compress and decompress on the
+def load_backend_quietly():
+    """Import Keras and its backend (TensorFlow unless $KERAS_BACKEND says
+    otherwise), and let TensorFlow look for GPUs, with their chatter muted.
+    Commands that may not need a backend (compress and decompress on the
     LiteRT runtime) call this only when they do."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with stderr_muted():
-        import tensorflow as tf
+        import keras
 
-        tf.config.list_physical_devices("GPU")
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")

@@ -81,7 +81,7 @@ class TrainOptions:
     verbose: object = "auto"
     # Overrides of the preset's VAEConfig fields (image_size, latent_dim, beta, ...).
     config_overrides: dict = dataclasses.field(default_factory=dict)
-    # "none", "mirrored" (all local GPUs) or "multiworker" (TF_CONFIG).
+    # "none" or "mirrored" (all local GPUs).
     # batch_size is the global batch, split across replicas.
     distribute: str = "none"
     # Fine-tune: start from this saved model's weights and configuration

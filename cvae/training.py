@@ -15,9 +15,9 @@ import numpy as np
 from cvae import data as data_module
 from cvae.atomic import TEMPORARY_PREFIX, atomic_path, write_text
 from cvae.config import get_preset
-from cvae.distribution import distribution_strategy, needs_float_batches
+from cvae.distribution import distribution_strategy
 from cvae.errors import CvaeError
-from cvae.model import VAE, learning_rate_schedule
+from cvae.model import ADVERSARIAL_BACKEND_ERROR, VAE, learning_rate_schedule
 from cvae.plotting import image_grid, plot_history, save_image
 from cvae.precision import resolve_precision
 from cvae.runs import (
@@ -49,7 +49,6 @@ FINE_TUNING_OVERRIDES = {"adversarial_weight", "adversarial_start_step", "discri
 def train(options):
     """Train a VAE as described by `options`; returns (model, keras History)."""
     out = run_directory(options)
-    # First: a multi-worker strategy must exist before TensorFlow runs any op.
     strategy = distribution_strategy(options.distribute)
     # A mistyped --data is the likelier mistake than a finished --out: say so first.
     for source in _sources(options.data) + _sources(options.validation_data or []):
@@ -61,6 +60,8 @@ def train(options):
         config = initial.config.replace(kl_warmup_steps=0, **options.config_overrides)
     else:
         config = get_preset(options.preset).replace(**options.config_overrides)
+    if config.adversarial_weight > 0 and keras.backend.backend() != "tensorflow":
+        raise CvaeError(ADVERSARIAL_BACKEND_ERROR)
     if options.freeze_decoder and config.adversarial_weight > 0:
         raise CvaeError("--freeze-decoder keeps the decoder as it is, and the adversarial "
                         "term trains the decoder; set --adversarial-weight 0")
@@ -79,11 +80,10 @@ def train(options):
     write_text(out / RUN_RECORD_FILE, json.dumps(record, indent=2) + "\n")
     print(f"training on {len(train_images)} images, validating on {len(validation_images)}; "
           f"precision {precision}; {strategy.num_replicas_in_sync} replica(s)", flush=True)
-    as_float = needs_float_batches(options.distribute)
     train_set = data_module.make_dataset(train_images, options.batch_size, shuffle=True,
-                                         flip=options.flip, seed=options.seed, as_float=as_float)
+                                         flip=options.flip, seed=options.seed)
     validation_set = (data_module.make_dataset(validation_images, options.batch_size,
-                                               shuffle=False, as_float=as_float)
+                                               shuffle=False)
                       if len(validation_images) else None)
 
     with strategy.scope():

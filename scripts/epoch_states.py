@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cvae.quiet import load_tensorflow_quietly
+from cvae.quiet import load_backend_quietly
 
 # Before the imports below load TensorFlow, whose start-up lines it mutes.
-load_tensorflow_quietly()
+load_backend_quietly()
 
 from cvae import data
 from cvae.atomic import write_text

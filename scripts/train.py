@@ -11,10 +11,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from cvae.quiet import load_tensorflow_quietly
+from cvae.quiet import load_backend_quietly
 
 # Before the imports below load TensorFlow, whose start-up lines it mutes.
-load_tensorflow_quietly()
+load_backend_quietly()
 
 import keras
 

@@ -102,7 +102,7 @@ def test_training_paths_are_checked_before_tensorflow_loads(tmp_path, monkeypatc
     def refuse():
         raise AssertionError("TensorFlow was loaded before the paths were checked")
 
-    monkeypatch.setattr(cli_main, "load_tensorflow_quietly", refuse)
+    monkeypatch.setattr(cli_main, "load_backend_quietly", refuse)
     (tmp_path / "empty").mkdir()
     (tmp_path / "faces").mkdir()
     (tmp_path / "faces" / "a.png").write_bytes(b"")
@@ -124,7 +124,7 @@ def test_ctrl_c_while_tensorflow_loads_is_one_line(monkeypatch, capsys):
     def interrupted():
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli_main, "load_tensorflow_quietly", interrupted)
+    monkeypatch.setattr(cli_main, "load_backend_quietly", interrupted)
     assert main(["generate", "-n", "1", "-o", "never.png"]) == 130
     assert capsys.readouterr().err.splitlines() == ["cvae: interrupted"]
 

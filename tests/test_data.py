@@ -129,3 +129,64 @@ def test_a_subset_of_a_folder_is_chosen_before_decoding(tmp_path, monkeypatch):
     assert len(data.read_subset(folder, 100, 16)) == 30
     assert len(data.read_subset(folder, None, 16)) == 30  # None: all of them.
     assert data.random_subset(whole, None) is whole
+
+
+def test_image_batches_cover_every_image_once_an_epoch_reshuffled_and_flipped():
+    # The training batches of backends without TensorFlow (make_dataset's
+    # PyDataset): each image once per epoch, in a new order, about half flipped.
+    images = smooth_images(20)
+    batches = data._image_batches_class()(images, batch_size=8, shuffle=True, flip=True, seed=0)
+    assert len(batches) == 3
+
+    def epoch():
+        out = np.concatenate([batches[index] for index in range(len(batches))])
+        batches.on_epoch_end()
+        return out
+
+    first, second = epoch(), epoch()
+    assert first.dtype == np.uint8 and first.shape == images.shape
+
+    def which(batch):
+        # Each output is an image or its mirror image: find which, and whether flipped.
+        found = []
+        for image in batch:
+            for index, original in enumerate(images):
+                if np.array_equal(image, original):
+                    found.append((index, False))
+                elif np.array_equal(image, original[:, ::-1]):
+                    found.append((index, True))
+        return found
+
+    first_found, second_found = which(first), which(second)
+    assert sorted(index for index, _ in first_found) == list(range(20))
+    assert [index for index, _ in first_found] != [index for index, _ in second_found]
+    assert 3 <= sum(flipped for _, flipped in first_found + second_found) <= 37
+    plain = data._image_batches_class()(images, batch_size=8, shuffle=False, flip=False)
+    np.testing.assert_array_equal(np.concatenate([plain[i] for i in range(3)]), images)
+
+
+def test_a_pack_reads_back_as_its_source_with_the_same_split(tmp_path):
+    folder = write_image_folder(tmp_path / "faces", n=30)
+    images, keys = data.read_keyed(folder, 16)
+    pack = tmp_path / "faces.npz"
+    np.savez(pack, **data.encode_pack(images, keys, quality=90))
+    assert data.is_pack(pack) and not data.is_pack(folder)
+    packed, packed_keys = data.read_pack(pack)
+    assert packed_keys == keys and packed.shape == images.shape
+    assert np.abs(packed.astype(int) - images).mean() < 8  # Lossy, but close.
+    train, validation = data.read_dataset(folder, 16, validation_fraction=0.3)
+    packed_train, packed_validation = data.read_dataset(pack, 16, validation_fraction=0.3)
+    assert len(packed_train) == len(train) and len(packed_validation) == len(validation) > 0
+    assert np.abs(packed_validation.astype(int) - validation).mean() < 8
+    assert data.read_dataset(pack, 8)[0].shape == (30, 8, 8, 3)  # Resized like any array.
+
+
+def test_a_damaged_pack_is_one_clear_error(tmp_path):
+    images, keys = data.read_keyed(write_image_folder(tmp_path / "faces", n=4), 16)
+    arrays = data.encode_pack(images, keys)
+    arrays["webp_bytes"] = arrays["webp_bytes"][:-10]
+    np.savez(tmp_path / "cut.npz", **arrays)
+    with pytest.raises(CvaeError, match="damaged pack"):
+        data.read_dataset(tmp_path / "cut.npz", 16)
+    with pytest.raises(CvaeError, match="quality"):
+        data.encode_pack(images, keys, quality=0)

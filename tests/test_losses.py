@@ -6,6 +6,9 @@ from keras import ops
 
 from cvae import losses
 
+# Portable: tests/test_backends.py runs this module under JAX too.
+pytestmark = pytest.mark.backends
+
 
 def test_kl_closed_form_matches_monte_carlo():
     rng = np.random.default_rng(0)

@@ -5,6 +5,9 @@ import pytest
 from cvae.config import PRESETS, VAEConfig
 from cvae.model import VAE
 
+# Portable: tests/test_backends.py runs this module under JAX too.
+pytestmark = pytest.mark.backends
+
 # The reference slides' table (lecture 004), layer by layer.
 SEED_ENCODER = [896, 18496, 73856, 4194432, 8256, 2080, 2080]
 SEED_DECODER = [1081344, 73792, 36928, 18464, 9248, 867]

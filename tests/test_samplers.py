@@ -8,6 +8,9 @@ from cvae import samplers
 from cvae.errors import CvaeError
 from cvae.samplers import resolve_sampler, sample_latents
 
+# Portable: tests/test_backends.py runs this module under JAX too.
+pytestmark = pytest.mark.backends
+
 
 def test_the_mixture_recovers_its_components_and_samples_follow_it():
     rng = np.random.default_rng(1)

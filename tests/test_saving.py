@@ -12,8 +12,12 @@ from cvae.errors import CvaeError
 from cvae.model import VAE
 from cvae.saving import load_model, save_model
 
+# Portable: tests/test_backends.py runs this module under JAX too.
+pytestmark = pytest.mark.backends
+
 FRESH_PROCESS = """
 import sys, numpy as np, cvae
+
 model = cvae.load_model(sys.argv[1])
 images = np.load(sys.argv[2])
 z_mean, z_log_var = model.encode(images)

@@ -14,7 +14,7 @@ from cvae.cli.arguments import (
     warn_if_not_aligned,
 )
 from cvae.errors import CvaeError
-from cvae.quiet import load_tensorflow_quietly
+from cvae.quiet import load_backend_quietly
 
 
 def add_commands(commands):
@@ -173,7 +173,7 @@ def _load_codec(model_path, runtime, refine_steps=0):
                         "gradients (leave out --runtime, or give --runtime keras)")
     if runtime == "keras" or refine_steps or (runtime == "auto"
                                               and not litert_status(model_path)[0]):
-        load_tensorflow_quietly()
+        load_backend_quietly()
     return load_codec(model_path, runtime=runtime, refine_steps=refine_steps)
 
 
@@ -196,7 +196,7 @@ def _compress(args):
     if args.rung is not None and args.rung >= len(RUNGS):
         raise CvaeError(f"--rung {args.rung}: there are {len(RUNGS)} rungs, 0 to {len(RUNGS) - 1}")
     if args.report:
-        load_tensorflow_quietly()  # The report's metrics run on TensorFlow.
+        load_backend_quietly()  # The report's metrics run on TensorFlow.
     codec = _load_codec(model_path, args.runtime, args.refine_steps)
     if args.mode in ("entropy", "detail") and codec.table is None and not args.report:
         raise CvaeError(f"the {args.mode} mode needs {table_path(model_path)}; make it with "

@@ -8,6 +8,7 @@ import sys
 
 from cvae.cli import codec as codec_commands
 from cvae.cli import explore as explore_commands
+from cvae.cli import pack as pack_commands
 from cvae.cli import score as score_commands
 from cvae.cli.arguments import (
     HelpFormatter,
@@ -25,7 +26,7 @@ from cvae.cli.arguments import (
     positive_ints,
 )
 from cvae.errors import CvaeError, Interrupted, run_command
-from cvae.quiet import load_tensorflow_quietly
+from cvae.quiet import load_backend_quietly
 from cvae.runs import CHECKPOINTS, MODEL_FILE, TrainOptions, run_directory
 
 
@@ -42,7 +43,7 @@ def main(argv=None):
         if getattr(args, "check_first", None):
             args.check_first(args)
         if not getattr(args, "starts_light", False):
-            load_tensorflow_quietly()
+            load_backend_quietly()
         return args.handler(args)
 
     # Inside run_command, so that Ctrl-C while TensorFlow loads is one line too.
@@ -114,9 +115,8 @@ def build_parser():
                        help="do not write TensorBoard logs to OUT/logs")
     train.add_argument("--seed", type=int, help="seed for weights, shuffling and sampling")
     train.add_argument("--distribute", default=defaults.distribute, choices=DISTRIBUTIONS,
-                       help="mirrored: every local GPU (tf.distribute.MirroredStrategy); "
-                            "multiworker: the machines in TF_CONFIG "
-                            "(MultiWorkerMirroredStrategy). --batch-size is the global batch")
+                       help="mirrored: every local GPU (tf.distribute.MirroredStrategy). "
+                            "--batch-size is the global batch")
     train.add_argument("--initial-model", metavar="PATH",
                        help="fine-tune: start from this .keras model's weights and configuration "
                             "(the preset does not apply, and of the overrides only the "
@@ -262,6 +262,7 @@ def build_parser():
     codec_commands.add_commands(commands)
     explore_commands.add_commands(commands)
     score_commands.add_commands(commands)
+    pack_commands.add_commands(commands)
 
     serve = commands.add_parser(
         "serve", help="a local web page to compress, decompress and generate faces",
@@ -394,8 +395,16 @@ def _export(args):
                 raise CvaeError(f"{path} exists (use --force to overwrite)")
     written = export_model(args.run_dir, args.out, args.checkpoint)
     print(f"wrote {written} and its training record {Path(written).with_suffix('.json')}")
-    if args.litert:
-        _write_litert(args.out)
+    if not args.litert:
+        return
+    import keras
+
+    if keras.backend.backend() == "jax":
+        # The converter traces the model with TensorFlow (or PyTorch).
+        print(f"no LiteRT files: their converter needs the TensorFlow backend; there, run "
+              f"cvae export-litert --model {args.out}")
+        return
+    _write_litert(args.out)
 
 
 def _export_litert(args):

@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from cvae.quiet import load_tensorflow_quietly  # noqa: E402
+from cvae.quiet import load_backend_quietly  # noqa: E402
 
-load_tensorflow_quietly()
+load_backend_quietly()
 
 from cvae import data, identity, metrics  # noqa: E402
 from cvae.atomic import write_text  # noqa: E402
