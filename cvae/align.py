@@ -51,7 +51,7 @@ _EYE_BAND = 0.6
 # which a face (5,134 of 5,422) and both eyes (4,080) were found. The box is
 # wider than the image: UTKFace's crops are tighter than the cascade's boxes.
 # Produced by:
-#   python scripts/measure_framing.py --data ../shared/faces/utkface/train --max-images 5500
+#   python research/alignment/measure_framing.py --data ../shared/faces/utkface/train --max-images 5500
 FRAMING = {
     "face_center_x": (0.5005, 0.0259),
     "face_center_y": (0.4201, 0.0295),

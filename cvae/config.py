@@ -14,7 +14,7 @@ DECODER_SCALES = ("learned", "calibrated")
 
 
 # The weight of the second-stage VAE's own KL term when `cvae.second_stage`
-# trains one (docs/model_study.md, "Second-stage variants"): below 1 it
+# trains one (research/model/notebook.md, "Second-stage variants"): below 1 it
 # reconstructs the codes more closely, and the fitted map to its aggregate
 # posterior keeps its samples where the codes are.
 SECOND_STAGE_KL_WEIGHT = 0.5
@@ -202,7 +202,7 @@ PRESETS = {
         kl_warmup_steps=2000,
     ),
 }
-# Model v2, chosen by the study in docs/model_study.md (its `residual`
+# Model v2, chosen by the study in research/model/notebook.md (its `residual`
 # candidate): the same widths without normalization, ReLU, a residual block
 # per stage each way (zero-initialised, so training starts stable), a
 # full-resolution output stage, and beta = 1 (a true ELBO; the second stage,

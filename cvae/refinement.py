@@ -39,7 +39,7 @@ SUGGESTED_STEPS = 50
 # held-out training share, 0.05 keeps all but 0.07 dB of plain refinement's
 # gain and leaves each pyramid level's SWD at or below the encoder's own
 # reconstructions', where plain refinement raised the 64 and 32 px levels by
-# a quarter to a half (docs/model_study.md, "Refining with a texture term").
+# a quarter to a half (research/model/notebook.md, "Refining with a texture term").
 TEXTURE_WEIGHT = 0.05
 
 

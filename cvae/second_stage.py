@@ -143,7 +143,7 @@ def with_second_stage(model, trained, match_moments=True, with_noise=True, match
     (match_codes) or not, or mapped onto their mean and whole covariance
     (match_covariance, which replaces match_codes), sampled with its noise
     (`VAEConfig.second_stage_noise`) or without. The defaults are the shipped
-    model's choice (docs/model_study.md, "Second-stage variants" and
+    model's choice (research/model/notebook.md, "Second-stage variants" and
     "Session 17")."""
     # A discriminator only trains the first stage; the combined model samples
     # and codes, so it leaves one behind (it stays in the training run).
@@ -190,7 +190,7 @@ class TrainedSecondStage:
         folded into its first Dense layer, so that eps ~ N(0, I) is mapped onto
         q(u)'s fitted Gaussian (an ex-post fit of q(u), as Ghosh et al. 2020
         fit q(z)) instead of assuming that the KL term made q(u) exactly
-        N(0, I). On the shipped first stage it is not (docs/model_study.md,
+        N(0, I). On the shipped first stage it is not (research/model/notebook.md,
         "Second-stage variants"). With match_codes, also with the last layer
         rescaled so that the codes, with noise of spread `noise` added, spread
         like the training codes (`_matched_to_codes`); with match_covariance
@@ -217,7 +217,7 @@ def _matched_to_codes(units, weights, code_moments, noise, seed=0):
     have the training codes' mean and variance.
 
     A VAE's decoder gives the mean of what its code leaves uncertain, so the
-    drawn codes spread less than the training codes (docs/model_study.md's
+    drawn codes spread less than the training codes (research/model/notebook.md's
     second-stage tables, "code variance"): the faces vary less than real ones.
     The gain per dimension restores the spread; the map is affine, so it
     folds into the last Dense layer and the model file keeps its form."""

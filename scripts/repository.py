@@ -36,9 +36,10 @@ def replace_between_markers(path, name, text):
 
 
 def reproduce_command(script, argv=None):
-    """The command line that reruns a script with these arguments, for the
-    "Reproduce:" line under a table it writes."""
-    return command_line(f"python scripts/{script}", argv)
+    """The command line that reruns a script (its path: pass `__file__`)
+    with these arguments, for the "Reproduce:" line under a table it writes."""
+    relative = Path(script).resolve().relative_to(REPOSITORY_ROOT).as_posix()
+    return command_line(f"python {relative}", argv)
 
 
 def command_line(program, argv=None):

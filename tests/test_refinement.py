@@ -47,7 +47,7 @@ def test_the_texture_term_keeps_the_pyramid_levels_energy(first_stage):
 
     # It descends its own objective, which plain refinement does not look at.
     # (Whether it keeps more detail is measured on the shipped model by
-    # scripts/refinement_study.py: this tiny decoder makes almost none.)
+    # research/refinement/refinement_study.py: this tiny decoder makes almost none.)
     assert np.all(objective(textured) < objective(z_mean))
     assert not np.allclose(textured, plain)
 

@@ -254,7 +254,7 @@ def build_parser():
                         help="hidden widths of the second stage's networks")
     second.add_argument("--kl-weight", type=non_negative_float, default=SECOND_STAGE_KL_WEIGHT,
                         help="weight of the second stage's own KL term (below 1: closer codes; "
-                             "docs/model_study.md, \"Second-stage variants\")")
+                             "research/model/notebook.md, \"Second-stage variants\")")
     second.add_argument("--seed", type=int, default=0, help="seed of the choice and training")
     second.add_argument("--force", action="store_true", help="replace an existing output")
     second.set_defaults(handler=_second_stage)

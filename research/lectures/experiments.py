@@ -16,7 +16,7 @@ Writes docs/results/experiments/ (samples.png, latent_<name>.png,
 experiments.json) and docs/exploration.md between the "experiments" markers. Runs go
 to runs/experiments/<name>; a finished run is reused, an interrupted one resumes.
 
-    python scripts/experiments.py --data ../shared/faces/utkface/train \
+    python research/lectures/experiments.py --data ../shared/faces/utkface/train \
         --val-data ../shared/faces/utkface/val
 
 After the shipped model changes, `--default-only` scores only the last row
@@ -30,6 +30,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+# The studies share the document-writing helpers of scripts/repository.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from PIL import Image
 
 from cvae.quiet import load_backend_quietly

@@ -7,7 +7,7 @@ training data are measured alike) over a folder of training crops and prints
 the mean and standard deviation of the face box's centre and width and of the
 eye distance, as fractions of the image side, ready to paste into FRAMING.
 
-    python scripts/measure_framing.py --data ../shared/faces/utkface/train
+    python research/alignment/measure_framing.py --data ../shared/faces/utkface/train
 """
 
 import argparse

@@ -14,7 +14,7 @@ so a state takes about a minute, not the several of a full `cvae evaluate`.
 Writes RUN_DIR/epoch_states.json, prints the table, and with --doc rewrites
 the table between the --marker markers of that document.
 
-    python scripts/epoch_states.py runs/faces-v2-adversarial-ema \\
+    python research/model/epoch_states.py runs/faces-v2-adversarial-ema \\
         --data ../shared/faces/utkface/train --also saved_models/cvae-faces.keras
 """
 
@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+# The studies share the document-writing helpers of scripts/repository.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
 from cvae.quiet import load_backend_quietly
 
@@ -115,7 +118,7 @@ def _table(result, argv):
         lines.append(f"| `{row['model']}`{refined} | {quality['psnr']:.2f} / {quality['ssim']:.3f} | "
                      + " / ".join(f"{value:.0f}" for value in levels)
                      + f" | {row['reconstruction_swd']['swd']:.1f} |")
-    command = reproduce_command("epoch_states.py", argv)
+    command = reproduce_command(__file__, argv)
     return "\n".join(lines + ["", f"Reproduce: `{command}`."])
 
 

@@ -18,11 +18,11 @@ one source, so these say how much of a sampler's distance at each level is
 the training mixture's own.
 
 Writes docs/results/second_stage_study.json and the table in
-docs/model_study.md between the "second-stage" markers. Variants measured
+research/model/notebook.md between the "second-stage" markers. Variants measured
 before on the same first stage (by its weights' hash) stay in both, so the
 study can be run a few variants at a time.
 
-    python scripts/second_stage_study.py --model /tmp/first-stage.keras \\
+    python research/second_stage/second_stage_study.py --model /tmp/first-stage.keras \\
         --data ../shared/faces/utkface/train --data runs/celeba-train-aligned.npy \\
         --val-data ../shared/faces/utkface/val
 """
@@ -35,6 +35,9 @@ from pathlib import Path
 from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
+
+# The studies share the document-writing helpers of scripts/repository.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
 from cvae.quiet import load_backend_quietly
 
@@ -113,7 +116,7 @@ def main(argv=None):
     parser.add_argument("--out", default=str(REPOSITORY_ROOT / "docs/results"),
                         help="folder for second_stage_study.json")
     parser.add_argument("--marker", default="second-stage",
-                        help="the section of docs/model_study.md that the table replaces")
+                        help="the section of research/model/notebook.md that the table replaces")
     args = parser.parse_args(argv)
     names = list(VARIANTS)
     chosen = args.variants.split(",") if args.variants else names
@@ -215,9 +218,9 @@ def main(argv=None):
         "|---|---|---|---|---|---|---|---|",
         *[_row(row) for row in rows],
         "",
-        f"Reproduce: `{reproduce_command('second_stage_study.py', argv)}`.",
+        f"Reproduce: `{reproduce_command(__file__, argv)}`.",
     ])
-    replace_between_markers(REPOSITORY_ROOT / "docs/model_study.md", args.marker, table)
+    replace_between_markers(REPOSITORY_ROOT / "research/model/notebook.md", args.marker, table)
     print(table)
     return 0
 

@@ -11,8 +11,8 @@ held out (`cvae train --validation-split`), so the test sets play no part
 in choosing the weight. Prints the table, writes --out as JSON, and with
 --doc rewrites the --marker section of that document.
 
-    python scripts/refinement_study.py --data ../shared/faces/utkface/train \\
-        --texture-weights 0,0.03,0.1 --doc docs/model_study.md
+    python research/refinement/refinement_study.py --data ../shared/faces/utkface/train \\
+        --texture-weights 0,0.03,0.1 --doc research/model/notebook.md
 """
 
 import argparse
@@ -22,6 +22,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+# The studies share the document-writing helpers of scripts/repository.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
 from cvae.quiet import load_backend_quietly
 
@@ -118,7 +121,7 @@ def _table(result, argv):
                      + " / ".join(f"{value:.0f}" for value in levels)
                      + f" | {row['reconstruction_swd']['swd']:.1f} | "
                      f"{row['seconds_per_face']:.2f} |")
-    command = reproduce_command("refinement_study.py", argv)
+    command = reproduce_command(__file__, argv)
     return "\n".join(lines + ["", f"Reproduce: `{command}`."])
 
 

@@ -16,10 +16,10 @@ and is scored on utkface/val and the CelebA held-out part:
   the second stage and from the raw N(0, I) prior.
 
 Each candidate writes runs/study/NAME/study.json; every invocation then
-rewrites docs/results/study/study.json and the table in docs/model_study.md
+rewrites docs/results/study/study.json and the table in research/model/notebook.md
 from all finished candidates. Runs resume after a kill; a scored run is reused.
 
-    python scripts/model_study.py --utkface ../shared/faces/utkface \\
+    python research/model/model_study.py --utkface ../shared/faces/utkface \\
         --celeba ../shared/faces/celeba_small --candidates v1-faces,residual
 """
 
@@ -30,6 +30,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+# The studies share the document-writing helpers of scripts/repository.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
 from cvae.quiet import load_backend_quietly
 
@@ -89,7 +92,7 @@ def main(argv=None):
     parser.add_argument("--runs", default="runs/study", help="folder of the runs and data cache")
     parser.add_argument("--out", default=str(REPOSITORY_ROOT / "docs/results/study"),
                         help="folder for study.json and the sample figure")
-    parser.add_argument("--doc", default=str(REPOSITORY_ROOT / "docs/model_study.md"),
+    parser.add_argument("--doc", default=str(REPOSITORY_ROOT / "research/model/notebook.md"),
                         help="the document whose \"study\" section is rewritten")
     args = parser.parse_args(argv)
     names = [name for name in args.candidates.split(",") if name]

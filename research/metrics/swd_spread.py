@@ -20,7 +20,7 @@ level (x1e3, finest first):
 Writes docs/results/swd_spread.json and the table in docs/evaluation.md
 between the "swd-spread" markers.
 
-    python scripts/swd_spread.py --data ../shared/faces/utkface/val \\
+    python research/metrics/swd_spread.py --data ../shared/faces/utkface/val \\
         --train-data ../shared/faces/utkface/train
 """
 
@@ -31,6 +31,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+# The studies share the document-writing helpers of scripts/repository.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
 from cvae.quiet import load_backend_quietly
 
@@ -134,7 +137,7 @@ def _table(result, argv):
                             (column.min(), np.median(column), column.max()))
                  for column in per_level.T]
         rows.append(f"| {ROWS[name]} | " + " | ".join(cells) + " |")
-    command = reproduce_command("swd_spread.py", argv)
+    command = reproduce_command(__file__, argv)
     rows += ["", f"Reproduce: `{command}` ({result['minutes']:g} minutes)."]
     return "\n".join(rows)
 
