@@ -8,8 +8,7 @@ from keras import ops
 
 from cvae import losses
 from cvae.config import VAEConfig
-from cvae.networks import (build_decoder, build_encoder, build_patch_discriminator,
-                           copy_encoder_weights)
+from cvae.networks import build_decoder, build_encoder, build_patch_discriminator
 from cvae.second_stage import build_second_stage_decoder
 
 _INFERENCE_BATCH = 256
@@ -114,13 +113,6 @@ class VAE(keras.Model):
             return self.trainable_weights
         excluded = {id(weight) for weight in self.discriminator.trainable_weights}
         return [weight for weight in self.trainable_weights if id(weight) not in excluded]
-
-    def freeze_decoder(self):
-        """Leave the decoder and its scale out of training: only the encoder
-        learns (the discriminator, if any, would have nothing to train against)."""
-        self.decoder.trainable = False
-        if self.config.decoder_scale == "learned":
-            self.log_decoder_scale.trainable = False
 
     # --- training -----------------------------------------------------------
     #
@@ -372,10 +364,8 @@ class VAE(keras.Model):
         return [ops.convert_to_numpy(variable) for variable in self.first_stage_variables]
 
     def set_first_stage_weights(self, other):
-        """Copy encoder, decoder and decoder scale from a model of the same
-        first stage, or of one whose encoder has fewer residual blocks (this
-        model's extra blocks start as the identity; networks.copy_encoder_weights)."""
-        copy_encoder_weights(other.encoder, other.config, self.encoder, self.config)
+        """Copy encoder, decoder and decoder scale from a model of the same first stage."""
+        self.encoder.set_weights(other.encoder.get_weights())
         self.decoder.set_weights(other.decoder.get_weights())
         if self.config.decoder_scale == "learned":
             self.log_decoder_scale.assign(other.log_decoder_scale)

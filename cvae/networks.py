@@ -84,40 +84,6 @@ def _patch_logits(x, config, dtype, suffix):
     return layers.Conv2D(1, 4, padding="same", name="patch_logits" + suffix, dtype="float32")(x)
 
 
-def copy_encoder_weights(source, source_config, target, target_config):
-    """Copy the encoder `source` (built from `source_config`) into `target`,
-    whose configuration may have more residual blocks per stage (a larger
-    `encoder_extra_convs`, by whole blocks). Each layer goes to the layer in
-    the same place (stage, block, convolution); the blocks only `target` has
-    keep their zero-initialised last convolution, so they start as the
-    identity and the grown encoder computes exactly what `source` did."""
-    sources = dict(zip(_encoder_roles(source_config), _weighted_layers(source), strict=True))
-    for role, layer in zip(_encoder_roles(target_config), _weighted_layers(target), strict=True):
-        if role in sources:
-            layer.set_weights(sources.pop(role).get_weights())
-    if sources:
-        raise ValueError(f"the target encoder has no place for {len(sources)} of the source's "
-                         f"layers, e.g. {next(iter(sources))}")
-
-
-def _encoder_roles(config):
-    """Where each of `build_encoder`'s weighted layers sits, in build order."""
-    parts = (0,) if config.normalization == "none" else (0, 1)  # the conv, then its norm
-    blocks, plain = _refinement_counts(config.encoder_extra_convs, config)
-    roles = []
-    for stage in range(len(config.filters)):
-        convs = ([(stage, "downsample")]
-                 + [(stage, "block", block, conv) for block in range(blocks) for conv in (0, 1)]
-                 + [(stage, "plain", index) for index in range(plain)])
-        roles += [conv + (part,) for conv in convs for part in parts]
-    return roles + [("dense", index) for index in range(len(config.dense_units))] + [
-        ("z_mean",), ("z_log_var",)]
-
-
-def _weighted_layers(model):
-    return [layer for layer in model.layers if layer.weights]
-
-
 def _refinement_counts(convs, config):
     """(residual blocks, plain convolutions) that `convs` extra convolutions make."""
     return (convs // 2, convs % 2) if config.block == "residual" else (0, convs)
@@ -132,8 +98,7 @@ def _refine(x, filters, convs, config, dtype):
         x = _conv_block(x, layers.Conv2D, filters, 1, config, dtype)
         # The branch's last convolution starts at zero, so each block starts
         # as the identity: without normalization, a sum of random branches
-        # grows with depth and the first steps blow up. (It is also what lets
-        # `copy_encoder_weights` grow a trained encoder without changing it.)
+        # grows with depth and the first steps blow up.
         x = _conv_block(x, layers.Conv2D, filters, 1, config, dtype, activate=False,
                         initializer="zeros")
         x = layers.Add(dtype=dtype)([skip, x])

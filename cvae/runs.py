@@ -36,7 +36,7 @@ FINAL_DIR = "final"
 EPOCHS_DIR = "epochs"
 # The weights file (model and optimizers) that Keras' BackupAndRestore writes.
 STATE_WEIGHTS_FILE = "latest.weights.h5"
-CHECKPOINTS = ("best", "last", "raw")
+CHECKPOINTS = ("best", "last")
 # Everything a run directory holds (besides temporary files): --overwrite removes these.
 RUN_FILES = (MODEL_FILE, BEST_RECORD_FILE, RUN_RECORD_FILE, HISTORY_FILE, CURVES_FILE,
              IMAGES_DIR, LOGS_DIR, BACKUP_DIR, FINAL_DIR, EPOCHS_DIR)
@@ -58,7 +58,6 @@ class TrainOptions:
     # momentum (None: none). The saved models (model.keras, epochs/) hold the
     # average; the resume point holds the raw weights, the average inside the
     # optimizer's state.
-    ema_momentum: float = None
     # Raise the learning rate linearly from zero over this many steps first:
     # a fresh Adam otherwise takes full-size steps at once, which blew up
     # some seeds' training from scratch (cvae.model.learning_rate_schedule).
@@ -90,7 +89,6 @@ class TrainOptions:
     # With initial_model: train the encoder alone. The decoder and its scale
     # keep the initial model's weights, so what the model draws is unchanged
     # while its codes move closer to the ones the decoder reconstructs best.
-    freeze_decoder: bool = False
     # Start again in a run directory that holds a finished run (its files are
     # deleted first); without it such a run is never replaced.
     overwrite: bool = False
@@ -126,10 +124,9 @@ def export_model(run_dir, path, checkpoint="best"):
     under "initial", the record of the model a fine-tuning run started from).
 
     checkpoint: "best" (model.keras, the best by the monitored loss), "last"
-    (the state the run last reached, see `load_last_state`), "raw" (with a
-    weight average: the raw weights it last reached, not their average) or
-    an epoch number N (its state after epoch N, kept in epochs/ by runs with
-    the adversarial term or a weight average).
+    (the state the run last reached, see `load_last_state`) or an epoch
+    number N (its state after epoch N, kept in epochs/ by runs with the
+    adversarial term).
     """
     run_dir = Path(run_dir)
     if checkpoint not in CHECKPOINTS and not isinstance(checkpoint, int):
@@ -139,23 +136,16 @@ def export_model(run_dir, path, checkpoint="best"):
         state = epoch_state_path(run_dir, checkpoint)
         if not state.is_file():
             raise CvaeError(f"{run_dir} has no state of epoch {checkpoint} ({state}; runs with "
-                            f"the adversarial term or --ema-momentum keep each epoch's in "
-                            f"{EPOCHS_DIR}/)")
+                            f"the adversarial term keep each epoch's in {EPOCHS_DIR}/)")
         model = load_model(state)
     elif checkpoint == "best":
         model = load_model(run_dir / MODEL_FILE)
-    elif checkpoint == "raw":
-        run_record = read_run_record(run_dir)
-        if run_record is None or run_record["options"].get("ema_momentum") is None:
-            raise CvaeError(f"{run_dir} keeps no weight average (--ema-momentum), so its "
-                            f"raw weights are its last state: use --checkpoint last")
-        model = load_last_state(run_dir, averaged=False)
     else:
         model = load_last_state(run_dir)
     # Read before the write below, which may replace a fine-tuned run's very
     # starting model.
     record = training_record(run_dir)
-    if checkpoint in ("last", "raw"):
+    if checkpoint == "last":
         record["exported"] = {"checkpoint": checkpoint, "epoch": len(record.get("history", []))}
     elif isinstance(checkpoint, int):
         record["history"] = record.get("history", [])[:checkpoint]
@@ -169,8 +159,8 @@ def export_model(run_dir, path, checkpoint="best"):
 
 
 def epoch_state_path(run_dir, epoch):
-    """Where a run with the adversarial term or a weight average keeps its
-    state after `epoch` (counted from 1)."""
+    """Where a run with the adversarial term keeps its state after `epoch`
+    (counted from 1)."""
     return Path(run_dir) / EPOCHS_DIR / f"epoch_{epoch:03d}.keras"
 
 
@@ -183,27 +173,18 @@ def last_state_dir(run_dir):
     return None
 
 
-def load_last_state(run_dir, averaged=True):
+def load_last_state(run_dir):
     """The model as its run last left it, at the end of its last finished epoch.
 
     model.keras is the best epoch by the monitored loss, which is the right
     choice for the likelihood alone; with the adversarial term that loss
     rises while the images sharpen, so the last state is the one to publish.
-    With a weight average (--ema-momentum) it is the average's last state.
-    With averaged=False it is the raw weights beside it (the resume point's).
     """
     from cvae.model import VAE
 
     run_dir = Path(run_dir)
     state = last_state_dir(run_dir)
     record = read_run_record(run_dir)
-    if averaged and record is not None and record["options"].get("ema_momentum") is not None:
-        # The resume point holds the raw weights; the average is what the run
-        # publishes, and epochs/ keeps it for every finished epoch.
-        history = run_dir / HISTORY_FILE
-        averaged = epoch_state_path(run_dir, len(read_history(history)) if history.is_file() else 0)
-        if averaged.is_file():
-            return load_model(averaged)
     if state is None or record is None:
         raise CvaeError(f"{run_dir} has no last state to export ({BACKUP_DIR}/ or "
                         f"{FINAL_DIR}/ with {STATE_WEIGHTS_FILE}, and {RUN_RECORD_FILE})")

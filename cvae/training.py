@@ -1,7 +1,6 @@
 """The training pipeline: data -> model -> `fit` with checkpoints, logs and
 figures, into a run directory whose layout `cvae.runs` owns."""
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -39,11 +38,10 @@ from cvae.saving import load_model, rebuilt, save_model
 
 GRID_IMAGES = 8
 # What a fine-tuning run may change in its initial model's configuration: the
-# objective's adversarial term, which adds a discriminator but leaves the
-# network that the starting weights belong to as it is, and the encoder's
-# depth, grown by residual blocks that start as the identity.
+# objective (the adversarial term, which adds a discriminator but leaves the
+# network that the starting weights belong to as it is, and the face's weight).
 FINE_TUNING_OVERRIDES = {"adversarial_weight", "adversarial_start_step", "discriminator_scales",
-                         "encoder_extra_convs", "face_weight"}
+                         "face_weight"}
 
 
 def train(options):
@@ -62,9 +60,6 @@ def train(options):
         config = get_preset(options.preset).replace(**options.config_overrides)
     if config.adversarial_weight > 0 and keras.backend.backend() != "tensorflow":
         raise CvaeError(ADVERSARIAL_BACKEND_ERROR)
-    if options.freeze_decoder and config.adversarial_weight > 0:
-        raise CvaeError("--freeze-decoder keeps the decoder as it is, and the adversarial "
-                        "term trains the decoder; set --adversarial-weight 0")
     precision = resolve_precision(options.precision)
     if options.seed is not None:
         keras.utils.set_random_seed(options.seed)
@@ -90,12 +85,8 @@ def train(options):
         model = VAE(config, seed=options.seed, dtype=precision)
         if initial is not None:
             model.copy_weights_from(initial)
-        if options.freeze_decoder:
-            model.freeze_decoder()
         learning_rate = _learning_rate(options, steps_per_epoch=len(train_set))
-        average = ({"use_ema": True, "ema_momentum": options.ema_momentum}
-                   if options.ema_momentum is not None else {})
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate, **average),
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                       jit_compile=options.jit_compile)
         # Built now over every trainable weight, as BackupAndRestore builds it
         # before loading a backup: built lazily, it would see only the weights
@@ -115,7 +106,7 @@ def train(options):
     ]
     if options.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(out / LOGS_DIR)))
-    if config.adversarial_weight > 0 or options.ema_momentum is not None:
+    if config.adversarial_weight > 0:
         callbacks.append(EpochStates(out))
     # Last, so an epoch counts as done only after its checkpoint and logs are written.
     callbacks.append(AtomicBackupAndRestore(str(out / BACKUP_DIR)))
@@ -172,32 +163,13 @@ def _prepare_run_directory(out, options):
 
 
 def _load_initial_model(options):
-    if options.freeze_decoder and options.initial_model is None:
-        raise CvaeError("--freeze-decoder trains a trained model's encoder alone; "
-                        "give the model with --initial-model")
     if options.initial_model is None:
         return None
     refused = set(options.config_overrides) - FINE_TUNING_OVERRIDES
     if refused:
         raise CvaeError("a fine-tuned model keeps its initial model's network; drop the "
                         f"overrides {sorted(refused)}")
-    initial = load_model(options.initial_model)
-    if "encoder_extra_convs" in options.config_overrides:
-        _check_encoder_growth(initial.config, options.config_overrides["encoder_extra_convs"])
-    return initial
-
-
-def _check_encoder_growth(config, extra_convs):
-    """A trained encoder grows only by whole residual blocks, which start as
-    the identity when a ReLU follows each block (its input is then >= 0)."""
-    added = extra_convs - config.encoder_extra_convs
-    if config.block != "residual" or config.activation != "relu":
-        raise CvaeError("--encoder-extra-convs grows the encoder of a model with residual "
-                        f"blocks and ReLU; this model has {config.block} blocks and "
-                        f"{config.activation}")
-    if added < 0 or added % 2:
-        raise CvaeError(f"--encoder-extra-convs must add whole residual blocks (2 convolutions "
-                        f"each) to the model's {config.encoder_extra_convs}; got {extra_convs}")
+    return load_model(options.initial_model)
 
 
 def remove_stale_temporaries(out):
@@ -288,26 +260,6 @@ class WallClock(keras.callbacks.Callback):
             print(f"time limit of {self.limit_s / 60:g} minutes reached; stopping", flush=True)
 
 
-@contextlib.contextmanager
-def averaged_weights(model):
-    """Within the block the model holds its optimizer's moving average of
-    its weights, if it keeps one; its own weights come back afterwards."""
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is None or not getattr(optimizer, "use_ema", False):
-        yield model
-        return
-    # The optimizer was built over every trainable variable, in this order
-    # (see train), which is how it pairs them with their averages.
-    variables = model.trainable_variables
-    raw = [variable.numpy() for variable in variables]
-    optimizer.finalize_variable_values(variables)
-    try:
-        yield model
-    finally:
-        for variable, value in zip(variables, raw):
-            variable.assign(value)
-
-
 def _last_wall_time(history_file):
     if history_file is None or not Path(history_file).exists():
         return 0.0
@@ -320,8 +272,7 @@ class EpochStates(keras.callbacks.Callback):
 
     With the adversarial term the decoder's texture moves from epoch to epoch,
     so neither the best state by val_loss nor the last is reliably the one to
-    publish; `cvae export --checkpoint N` exports any of them. With a weight
-    average, the state kept is the average.
+    publish; `cvae export --checkpoint N` exports any of them.
     """
 
     def __init__(self, run_dir):
@@ -331,9 +282,7 @@ class EpochStates(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         path = epoch_state_path(self.run_dir, epoch + 1)
         path.parent.mkdir(exist_ok=True)
-        with averaged_weights(self.model):
-            copy = rebuilt(self.model, self.model.dtype_policy.name)
-        save_model(copy, path)
+        save_model(rebuilt(self.model, self.model.dtype_policy.name), path)
 
 
 class AtomicBestCheckpoint(keras.callbacks.Callback):
@@ -360,14 +309,7 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
         if value is None or not math.isfinite(value) or value >= self.best:
             return
         self.best = float(value)
-        with averaged_weights(self.model):
-            model = self.model
-            if not model.decoder.trainable:
-                # With --freeze-decoder the optimizer trains the encoder alone
-                # and would not fit the model it is loaded into (all of it
-                # trainable), so this model is stored without it, as in epochs/.
-                model = rebuilt(model, model.dtype_policy.name)
-            save_model(model, self.path)
+        save_model(self.model, self.path)
         write_text(self.record, json.dumps({"monitor": self.monitor, "value": self.best,
                                             "epoch": epoch + 1}) + "\n")
 
@@ -422,10 +364,8 @@ class TrainingFigures(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         images = self.out / IMAGES_DIR
-        # The figures show what the run publishes.
-        with averaged_weights(self.model):
-            reconstructions = self.model.reconstruct(self.preview_images)
-            samples = self.model.generate(2 * GRID_IMAGES, seed=self.seed)
+        reconstructions = self.model.reconstruct(self.preview_images)
+        samples = self.model.generate(2 * GRID_IMAGES, seed=self.seed)
         save_image(image_grid([self.preview_images, reconstructions]),
                  images / f"epoch_{epoch + 1:03d}_reconstructions.png")
         save_image(image_grid([samples[:GRID_IMAGES], samples[GRID_IMAGES:]]),

@@ -24,36 +24,6 @@ def test_residual_blocks_add_their_input():
     assert model.decoder.layers[-2].__class__.__name__ == "Conv2D"
 
 
-@pytest.mark.parametrize("source_config", [
-    RESIDUAL,
-    RESIDUAL.replace(normalization="group", dense_units=(6,)),
-    RESIDUAL.replace(encoder_extra_convs=3),  # a plain convolution after the block
-], ids=["residual", "normalized-with-dense", "with-a-plain-conv"])
-def test_a_grown_encoder_computes_what_it_was_grown_from(source_config):
-    source = VAE(source_config, seed=0)
-    # Every weight random, the blocks' zero-initialised convolutions included:
-    # a layer copied to the wrong place would then change the codes.
-    rng = np.random.default_rng(1)
-    source.encoder.set_weights([rng.normal(0, 0.3, w.shape).astype(np.float32)
-                                for w in source.encoder.get_weights()])
-    grown = VAE(source_config.replace(encoder_extra_convs=source_config.encoder_extra_convs + 4),
-                seed=1)
-    grown.copy_weights_from(source)
-    adds = [layer for layer in grown.encoder.layers if layer.__class__.__name__ == "Add"]
-    assert len(adds) == 2 * (source_config.encoder_extra_convs // 2 + 2)
-    images = rng.uniform(0, 1, (3, 16, 16, 3)).astype(np.float32)
-    for mine, theirs in zip(grown.encoder(images)[:2], source.encoder(images)[:2]):
-        np.testing.assert_allclose(np.asarray(mine), np.asarray(theirs), rtol=1e-5, atol=1e-5)
-    for mine, theirs in zip(grown.decoder.get_weights(), source.decoder.get_weights()):
-        np.testing.assert_array_equal(mine, theirs)
-
-
-def test_an_encoder_does_not_shrink_into_a_smaller_one():
-    source = VAE(RESIDUAL.replace(encoder_extra_convs=4))
-    with pytest.raises(ValueError, match="no place for"):
-        VAE(RESIDUAL).copy_weights_from(source)
-
-
 def test_plain_config_builds_the_same_layers_as_before():
     plain = VAE(VAEConfig(image_size=16, filters=(8, 16), dense_units=(), latent_dim=4,
                           decoder_extra_convs=1))

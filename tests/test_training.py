@@ -10,11 +10,9 @@ import pytest
 
 from cvae import training
 from cvae.cli import main
-from cvae.model import VAE
 from cvae.runs import TrainOptions
-from cvae.saving import load_model, save_model
+from cvae.saving import load_model
 from tests.helpers import write_image_folder
-from tests.test_architecture import RESIDUAL
 
 TINY_RUN = ["--preset", "seed", "--image-size", "16", "--latent-dim", "4", "--batch-size", "8",
             "--seed", "0"]
@@ -191,64 +189,6 @@ def test_fine_tuning_starts_from_the_initial_model(tmp_path, capsys):
                                                "['latent_dim']")
     assert main(["train", *common, "--out", str(tuned), "--initial-model",
                  str(tmp_path / "missing.keras")]) == 1
-
-
-def test_freeze_decoder_trains_the_encoder_alone(tmp_path, capsys):
-    folder = write_image_folder(tmp_path / "faces", n=16)
-    first, tuned = tmp_path / "first", tmp_path / "tuned"
-    common = ["--data", str(folder), "--epochs", "1", "--no-tensorboard", "--batch-size", "8"]
-    assert main(["train", *common, "--out", str(first), *TINY_RUN, "--decoder-scale",
-                 "learned"]) == 0
-    assert main(["train", *common, "--out", str(tuned), "--initial-model",
-                 str(first / "model.keras"), "--learning-rate", "1e-2", "--freeze-decoder"]) == 0
-    initial, result = load_model(first / "model.keras"), load_model(tuned / "model.keras")
-    for start, end in zip(initial.decoder.get_weights(), result.decoder.get_weights()):
-        np.testing.assert_array_equal(end, start)
-    assert float(result.log_decoder_scale) == float(initial.log_decoder_scale)
-    assert any(not np.allclose(start, end) for start, end in
-               zip(initial.encoder.get_weights(), result.encoder.get_weights()))
-    assert json.loads((tuned / "run.json").read_text())["options"]["freeze_decoder"] is True
-
-    assert main(["train", *common, "--out", str(tmp_path / "fresh"), *TINY_RUN,
-                 "--freeze-decoder"]) == 1
-    assert capsys.readouterr().err.strip() == (
-        "cvae: error: --freeze-decoder trains a trained model's encoder alone; "
-        "give the model with --initial-model")
-    assert main(["train", *common, "--out", str(tmp_path / "gan"), "--initial-model",
-                 str(first / "model.keras"), "--freeze-decoder",
-                 "--adversarial-weight", "0.5"]) == 1
-    assert "set --adversarial-weight 0" in capsys.readouterr().err
-
-
-def test_fine_tuning_grows_the_encoder_by_residual_blocks(tmp_path, capsys):
-    folder = write_image_folder(tmp_path / "faces", n=16)
-    first, tuned = tmp_path / "first.keras", tmp_path / "tuned"
-    save_model(VAE(RESIDUAL, seed=0), first)
-    common = ["--data", str(folder), "--epochs", "1", "--no-tensorboard", "--batch-size", "8",
-              "--initial-model", str(first)]
-    assert main(["train", *common, "--out", str(tuned), "--freeze-decoder",
-                 "--encoder-extra-convs", "4"]) == 0
-    initial, result = load_model(first), load_model(tuned / "model.keras")
-    assert result.config == initial.config.replace(encoder_extra_convs=4, kl_warmup_steps=0)
-    assert len(result.encoder.get_weights()) == len(initial.encoder.get_weights()) + 2 * 2 * 2
-    for start, end in zip(initial.decoder.get_weights(), result.decoder.get_weights()):
-        np.testing.assert_array_equal(end, start)
-
-    for convs, message in (("3", "must add whole residual blocks (2 convolutions each) to the "
-                                 "model's 2; got 3"),
-                           ("0", "must add whole residual blocks")):
-        assert main(["train", *common, "--out", str(tmp_path / "odd"),
-                     "--encoder-extra-convs", convs]) == 1
-        assert message in capsys.readouterr().err
-    plain = tmp_path / "plain"
-    assert main(["train", "--data", str(folder), "--epochs", "1", "--no-tensorboard",
-                 "--out", str(plain), *TINY_RUN]) == 0
-    assert main(["train", "--data", str(folder), "--epochs", "1", "--no-tensorboard",
-                 "--out", str(tmp_path / "grown-plain"), "--initial-model",
-                 str(plain / "model.keras"), "--encoder-extra-convs", "2"]) == 1
-    assert capsys.readouterr().err.strip().endswith(
-        "grows the encoder of a model with residual blocks and ReLU; this model has plain "
-        "blocks and relu")
 
 
 @pytest.mark.backends

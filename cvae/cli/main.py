@@ -90,11 +90,6 @@ def build_parser():
     train.add_argument("--warmup-steps", type=non_negative_int, default=defaults.warmup_steps,
                        help="raise the learning rate linearly from zero over this many steps "
                             "first: Adam's first full-size steps can blow training up")
-    train.add_argument("--ema-momentum", type=fraction, metavar="M",
-                       help="keep an exponential moving average of the weights (momentum M, "
-                            "e.g. 0.999: about the last 1,000 steps) and publish it: model.keras, "
-                            "epochs/ and `export --checkpoint last` hold the average, which "
-                            "steadies the adversarial term's epoch-to-epoch swings")
     train.add_argument("--time-limit", type=positive_float, metavar="MINUTES",
                        help="stop cleanly after this much training time (counted across "
                             "resumes); the last epoch is cut short but validated and saved")
@@ -122,19 +117,13 @@ def build_parser():
                             "(the preset does not apply, and of the overrides only the "
                             "adversarial ones and --encoder-extra-convs; the KL weight starts at "
                             "full beta) with a fresh optimizer")
-    train.add_argument("--freeze-decoder", action="store_true",
-                       help="with --initial-model: train the encoder alone, the decoder and its "
-                            "scale kept as they are, so that codes move closer to the ones the "
-                            "decoder reconstructs best while samples stay the same")
     overrides = train.add_argument_group("overrides of the preset's configuration")
     overrides.add_argument("--image-size", type=positive_int, help="side of the square images, in pixels")
     overrides.add_argument("--channels", type=int, choices=(1, 3), help="1: grey, 3: RGB")
     overrides.add_argument("--latent-dim", type=positive_int, help="dimensions of the latent code z")
     overrides.add_argument("--encoder-extra-convs", type=non_negative_int, metavar="N",
                            help="3x3 convolutions after each of the encoder's downsamplings "
-                                "(2 per residual block); with --initial-model, a larger number "
-                                "grows the trained encoder by residual blocks that start as the "
-                                "identity")
+                                "(2 per residual block)")
     overrides.add_argument("--likelihood", choices=LIKELIHOODS,
                            help="the decoder's distribution p(x|z) (docs/model.md, \"The model\")")
     overrides.add_argument("--decoder-scale", type=decoder_scale,
@@ -205,14 +194,11 @@ def build_parser():
     export.add_argument("--force", action="store_true",
                         help="replace an existing output (and its .json record)")
     export.add_argument("--checkpoint", type=_checkpoint, default="best",
-                        metavar="{best,last,raw,N}",
+                        metavar="{best,last,N}",
                         help="best: the run's best epoch by its monitored loss (model.keras); "
                              "last: the state it last reached (for the adversarial term, "
-                             "whose sharpening raises that loss); raw: with --ema-momentum, "
-                             "the raw weights it last reached instead of their average; "
-                             "N: its state after epoch N, "
-                             "which runs with the adversarial term or --ema-momentum keep in "
-                             "epochs/")
+                             "whose sharpening raises that loss); N: its state after epoch N, "
+                             "which runs with the adversarial term keep in epochs/")
     export.add_argument("--no-litert", dest="litert", action="store_false",
                         help="do not write the LiteRT encoder and decoder beside OUT")
     export.set_defaults(handler=_export)
@@ -314,14 +300,12 @@ def _train(args):
         data=args.data, out=args.out, preset=args.preset,
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         learning_rate_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
-        ema_momentum=args.ema_momentum,
         time_limit_minutes=args.time_limit,
         precision=args.precision, jit_compile={"on": True, "off": False}.get(args.xla, "auto"),
         validation_data=args.val_data,
         validation_fraction=args.validation_split, crop_box=args.crop_box, align=args.align,
         face_index=args.face_index, flip=args.flip,
         seed=args.seed, tensorboard=args.tensorboard, initial_model=args.initial_model,
-        freeze_decoder=args.freeze_decoder,
         distribute=args.distribute, overwrite=args.overwrite,
         config_overrides={name: getattr(args, name) for name in override_names
                           if getattr(args, name) is not None})
@@ -376,7 +360,7 @@ def _checkpoint(text):
         return text
     if text.isdigit() and int(text) > 0:
         return int(text)
-    raise argparse.ArgumentTypeError(f"expected best, last, raw or an epoch number, "
+    raise argparse.ArgumentTypeError(f"expected best, last or an epoch number, "
                                      f"got {text!r}")
 
 
