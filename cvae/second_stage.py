@@ -135,13 +135,11 @@ def fit_second_stage(model, images, units=DEFAULT_UNITS, epochs=100, batch_size=
                                                        kl_weight))
 
 
-def with_second_stage(model, trained, match_moments=True, with_noise=True, match_codes=True,
-                      match_covariance=False):
+def with_second_stage(model, trained, match_moments=True, with_noise=True, match_codes=True):
     """A copy of the first stage `model` that carries the `TrainedSecondStage`:
     its decoder with q(u)'s fitted Gaussian folded in (match_moments) or as
     trained, its codes rescaled to the training codes' mean and variance
-    (match_codes) or not, or mapped onto their mean and whole covariance
-    (match_covariance, which replaces match_codes), sampled with its noise
+    (match_codes) or not, sampled with its noise
     (`VAEConfig.second_stage_noise`) or without. The defaults are the shipped
     model's choice (research/model/notebook.md, "Second-stage variants" and
     "Session 17")."""
@@ -155,7 +153,7 @@ def with_second_stage(model, trained, match_moments=True, with_noise=True, match
     combined = type(model)(config, seed=model.seed, dtype=model.dtype_policy.name)
     combined.set_first_stage_weights(model)
     combined.second_stage_decoder.set_weights(
-        trained.decoder_weights(match_moments, match_codes, noise, match_covariance))
+        trained.decoder_weights(match_moments, match_codes, noise))
     return combined
 
 
@@ -184,8 +182,7 @@ class TrainedSecondStage:
         """(mean, variance) per dimension of q(z)."""
         return self.code_mean, np.diag(self.code_covariance)
 
-    def decoder_weights(self, match_moments=True, match_codes=False, noise=0.0,
-                        match_covariance=False):
+    def decoder_weights(self, match_moments=True, match_codes=False, noise=0.0):
         """The decoder's weights; with match_moments, with u = centre + lower @ eps
         folded into its first Dense layer, so that eps ~ N(0, I) is mapped onto
         q(u)'s fitted Gaussian (an ex-post fit of q(u), as Ghosh et al. 2020
@@ -193,9 +190,7 @@ class TrainedSecondStage:
         N(0, I). On the shipped first stage it is not (research/model/notebook.md,
         "Second-stage variants"). With match_codes, also with the last layer
         rescaled so that the codes, with noise of spread `noise` added, spread
-        like the training codes (`_matched_to_codes`); with match_covariance
-        instead, so that they have the training codes' whole covariance
-        (`_matched_to_code_covariance`)."""
+        like the training codes (`_matched_to_codes`)."""
         weights = self.weights
         if match_moments:
             centre, lower = self.noise_map
@@ -203,10 +198,7 @@ class TrainedSecondStage:
             kernel, bias, *rest = weights
             weights = [(lower.T @ kernel).astype(np.float32),
                        (centre @ kernel + bias).astype(np.float32), *rest]
-        if match_covariance:
-            weights = _matched_to_code_covariance(self.units, weights, self.code_mean,
-                                                  self.code_covariance, noise)
-        elif match_codes:
+        if match_codes:
             weights = _matched_to_codes(self.units, weights, self.code_moments, noise)
         return weights
 
@@ -221,7 +213,7 @@ def _matched_to_codes(units, weights, code_moments, noise, seed=0):
     second-stage tables, "code variance"): the faces vary less than real ones.
     The gain per dimension restores the spread; the map is affine, so it
     folds into the last Dense layer and the model file keeps its form."""
-    drawn = _calibration_codes(units, weights, seed)
+    drawn = drawn_codes(units, weights, seed)
     *hidden, kernel, bias = weights
     mean, variance = code_moments
     # Var(gain * decoded + noise) = variance.
@@ -230,36 +222,7 @@ def _matched_to_codes(units, weights, code_moments, noise, seed=0):
             (gain * bias + mean - gain * drawn.mean(axis=0)).astype(np.float32)]
 
 
-def _matched_to_code_covariance(units, weights, code_mean, code_covariance, noise, seed=0):
-    """A decoder's weights with its last layer mapped so that its codes of
-    eps ~ N(0, I), with Gaussian noise of spread `noise` added, have the
-    training codes' mean and whole covariance.
-
-    `_matched_to_codes` gives each dimension its variance but leaves the
-    correlations between dimensions as the second stage drew them. The map
-    here is the optimal-transport map between the two Gaussians (the affine
-    map that moves codes least while giving them the target covariance):
-    z -> A (z - m) + mean, A = S^-1/2 (S^1/2 T S^1/2)^1/2 S^-1/2, with S the
-    drawn codes' covariance and T the training codes' less the noise's."""
-    drawn = _calibration_codes(units, weights, seed)
-    *hidden, kernel, bias = weights
-    target = np.asarray(code_covariance, np.float64) - noise ** 2 * np.eye(len(code_covariance))
-    drawn_root, drawn_inverse_root = _square_roots(np.cov(drawn, rowvar=False))
-    target_root, _ = _square_roots(drawn_root @ target @ drawn_root)
-    transport = drawn_inverse_root @ target_root @ drawn_inverse_root  # symmetric
-    return [*hidden, (kernel @ transport).astype(np.float32),
-            ((bias - drawn.mean(axis=0)) @ transport + code_mean).astype(np.float32)]
-
-
-def _square_roots(matrix, floor=1e-9):
-    """The symmetric square root of a covariance matrix and its inverse
-    (eigenvalues below `floor`, rounding's negatives among them, raised to it)."""
-    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
-    roots = np.sqrt(np.maximum(values, floor))
-    return (vectors * roots) @ vectors.T, (vectors / roots) @ vectors.T
-
-
-def _calibration_codes(units, weights, seed):
+def drawn_codes(units, weights, seed):
     """The decoder's codes of `_CALIBRATION_DRAWS` draws of eps ~ N(0, I)."""
     latent_dim = weights[0].shape[0]
     decoder = build_second_stage_decoder(latent_dim, units)

@@ -52,7 +52,7 @@ from cvae.evaluation import samples_entry, split_halves
 from repository import REPOSITORY_ROOT, replace_between_markers, reproduce_command
 from cvae.saving import load_model, weights_sha256
 from cvae.samplers import sample_latents
-from cvae.second_stage import DEFAULT_UNITS, train_second_stage, with_second_stage
+from cvae.second_stage import DEFAULT_UNITS, drawn_codes, train_second_stage, with_second_stage
 
 
 class Variant(NamedTuple):
@@ -190,7 +190,11 @@ def main(argv=None):
             trained_runs[key] = (trained, time.perf_counter() - started)
         trained, seconds = trained_runs[key]
         combined = with_second_stage(model, trained, variant.match_moments, variant.with_noise,
-                                     variant.match_codes, variant.match_covariance)
+                                     variant.match_codes and not variant.match_covariance)
+        if variant.match_covariance:
+            combined.second_stage_decoder.set_weights(matched_to_code_covariance(
+                trained.units, trained.decoder_weights(variant.match_moments),
+                trained.code_mean, trained.code_covariance, combined.config.second_stage_noise))
         codes_drawn = sample_latents(combined, count, seed=0)
         rows.append(score(combined.decode(codes_drawn), name=name, codes=len(z_mean),
                           units=list(variant.units), epochs=variant.epochs, seconds=seconds,
@@ -263,5 +267,37 @@ def _row(row):
             f"{minutes} | {variance} | {100 * row['face_rate']:.1f}% | {levels} |")
 
 
+# --- matching the codes' whole covariance (studied, not shipped) ----------------
+
+def matched_to_code_covariance(units, weights, code_mean, code_covariance, noise, seed=0):
+    """A decoder's weights with its last layer mapped so that its codes of
+    eps ~ N(0, I), with Gaussian noise of spread `noise` added, have the
+    training codes' mean and whole covariance.
+
+    `cvae.second_stage._matched_to_codes` (shipped) gives each dimension its variance but leaves the
+    correlations between dimensions as the second stage drew them. The map
+    here is the optimal-transport map between the two Gaussians (the affine
+    map that moves codes least while giving them the target covariance):
+    z -> A (z - m) + mean, A = S^-1/2 (S^1/2 T S^1/2)^1/2 S^-1/2, with S the
+    drawn codes' covariance and T the training codes' less the noise's."""
+    drawn = drawn_codes(units, weights, seed)
+    *hidden, kernel, bias = weights
+    target = np.asarray(code_covariance, np.float64) - noise ** 2 * np.eye(len(code_covariance))
+    drawn_root, drawn_inverse_root = _square_roots(np.cov(drawn, rowvar=False))
+    target_root, _ = _square_roots(drawn_root @ target @ drawn_root)
+    transport = drawn_inverse_root @ target_root @ drawn_inverse_root  # symmetric
+    return [*hidden, (kernel @ transport).astype(np.float32),
+            ((bias - drawn.mean(axis=0)) @ transport + code_mean).astype(np.float32)]
+
+
+def _square_roots(matrix, floor=1e-9):
+    """The symmetric square root of a covariance matrix and its inverse
+    (eigenvalues below `floor`, rounding's negatives among them, raised to it)."""
+    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
+    roots = np.sqrt(np.maximum(values, floor))
+    return (vectors * roots) @ vectors.T, (vectors / roots) @ vectors.T
+
+
 if __name__ == "__main__":
     sys.exit(run_script(main))
+

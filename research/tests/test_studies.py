@@ -5,6 +5,7 @@ testpaths): `python3 -m pytest research/tests`."""
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cvae.errors import run_command
@@ -226,3 +227,45 @@ def test_refinement_study_scores_each_texture_weight_on_the_held_out_share(tmp_p
     with pytest.raises(SystemExit):
         main(["--data", str(faces), "--texture-weights", "0,-1"])
     assert "weights must be >= 0" in capsys.readouterr().err
+
+
+def test_matching_the_codes_covariance_gives_samples_the_training_codes_correlations(
+        first_stage):
+    from cvae.samplers import sample_latents
+    from cvae.second_stage import train_second_stage, with_second_stage
+
+    matched_to_code_covariance = _script(
+        "research/second_stage/second_stage_study.py").matched_to_code_covariance
+
+    model, _ = first_stage
+    latent_dim = model.config.latent_dim
+    rng = np.random.default_rng(4)
+    # Correlated codes: each dimension mixes all of a few independent factors
+    # (one of them most), so none of their directions is nearly flat.
+    mixing = np.eye(latent_dim) + 0.5 * rng.normal(size=(latent_dim, latent_dim))
+    z_mean = rng.normal(size=(512, latent_dim)) @ mixing + 1.0
+    z_log_var = np.full_like(z_mean, np.log(0.04))
+    trained = train_second_stage(z_mean, z_log_var, units=(16,), epochs=2, batch_size=64)
+    covariance = trained.code_covariance  # Of q(z): the means' plus the posterior's.
+    np.testing.assert_allclose(covariance,
+                               np.cov(z_mean, rowvar=False, bias=True) + 0.04 * np.eye(latent_dim))
+
+    def drawn_covariance(whole_covariance):
+        combined = with_second_stage(model, trained)
+        if whole_covariance:
+            combined.second_stage_decoder.set_weights(matched_to_code_covariance(
+                trained.units, trained.decoder_weights(), trained.code_mean,
+                trained.code_covariance, combined.config.second_stage_noise))
+        drawn = sample_latents(combined, 20000, seed=3)
+        return drawn.mean(axis=0), np.cov(drawn, rowvar=False)
+
+    # Its own noise included, the default sampler's codes then have the
+    # training codes' mean and covariance, correlations and all ...
+    mean, matched = drawn_covariance(whole_covariance=True)
+    scale = np.sqrt(np.outer(np.diag(covariance), np.diag(covariance)))
+    assert np.all(np.abs(mean - trained.code_moments[0]) < 0.05 * np.sqrt(np.diag(covariance)))
+    assert np.abs((matched - covariance) / scale).max() < 0.05
+    # ... which matching each dimension's variance alone does not give.
+    _, per_dimension = drawn_covariance(whole_covariance=False)
+    np.testing.assert_allclose(np.diag(per_dimension), np.diag(covariance), rtol=0.05)
+    assert np.abs((per_dimension - covariance) / scale).max() > 0.1
