@@ -41,27 +41,29 @@ def score_path(model_path):
     return Path(model_path).with_suffix(SCORE_SUFFIX)
 
 
-def score_terms(model, images, code_mean=None, code_precision=None):
+def scorer_beside(model_path):
+    """The `Scorer` stored beside a model (MODEL.score.npz), or None if it has none."""
+    path = score_path(model_path)
+    return Scorer.load(path) if path.is_file() else None
+
+
+def score_terms(model, images, likelihood, scale, code_mean=None, code_precision=None):
     """Each candidate score of uint8 images (N, H, W, C), as a dict of arrays.
-    `typicality` needs the training codes' mean and precision matrix."""
-    from keras import ops
 
-    from cvae import losses
-
+    `model` is anything with numpy `encode` and `decode`: a VAE, or the
+    codec's LiteRT model, which runs without TensorFlow. `likelihood` and
+    `scale` are the decoder's (`Scorer` stores them); `typicality` needs the
+    training codes' mean and precision matrix."""
     images = np.asarray(images)
     terms = {name: [] for name in SCORES}
     for start in range(0, len(images), _BATCH):
         batch = images[start:start + _BATCH]
         unit = batch.astype(np.float32) / 255.0
-        z_mean, z_log_var, _ = model.encoder(unit, training=False)
-        z_mean = ops.convert_to_numpy(ops.cast(z_mean, "float32"))
-        z_log_var = ops.convert_to_numpy(ops.cast(z_log_var, "float32"))
-        decoded = model.decoder(z_mean, training=False)
-        nll = ops.convert_to_numpy(losses.reconstruction_loss(
-            unit, decoded, model.config.likelihood, model.decoder_scale(unit, decoded)))
-        kl = ops.convert_to_numpy(losses.kl_divergence(z_mean, z_log_var))
-        error = np.mean((ops.convert_to_numpy(ops.cast(decoded, "float32")) - unit) ** 2,
-                        axis=(1, 2, 3))
+        z_mean, z_log_var = (np.asarray(part, np.float64) for part in model.encode(batch))
+        decoded = np.asarray(model.decode(z_mean), np.float64)
+        nll = reconstruction_nll(unit, decoded, likelihood, scale)
+        kl = kl_divergence(z_mean, z_log_var)
+        error = np.mean((decoded - unit) ** 2, axis=(1, 2, 3))
         png_bits = np.array([8.0 * len(_png(image)) for image in batch])
         # The density of 8-bit pixels: -log p(x) of the [0, 1] density plus
         # D log 255, in bits, so that it compares with a lossless file's bits.
@@ -79,6 +81,41 @@ def score_terms(model, images, code_mean=None, code_precision=None):
             for name, values in terms.items() if values}
 
 
+# The objective's two terms in numpy, for scoring without a Keras backend:
+# `cvae.losses` defines them for training, and a test holds the two equal.
+
+def reconstruction_nll(images, reconstructions, likelihood, scale):
+    """-log p(images | reconstructions) per image, as `losses.reconstruction_loss`."""
+    images = np.asarray(images, np.float64)
+    reconstructions = np.asarray(reconstructions, np.float64)
+    if likelihood == "gaussian":
+        per_pixel = (0.5 * ((images - reconstructions) / scale) ** 2 + math.log(scale)
+                     + 0.5 * math.log(2.0 * math.pi))
+    elif likelihood == "l1":
+        per_pixel = np.abs(images - reconstructions) / scale + math.log(2.0 * scale)
+    elif likelihood == "bernoulli":
+        p = np.clip(reconstructions, 1e-6, 1.0 - 1e-6)
+        per_pixel = -(images * np.log(p) + (1.0 - images) * np.log(1.0 - p))
+    else:
+        raise ValueError(f"unknown likelihood {likelihood!r}")
+    return per_pixel.reshape(len(per_pixel), -1).sum(axis=1)
+
+
+def kl_divergence(z_mean, z_log_var):
+    """KL(N(z_mean, exp(z_log_var)) || N(0, I)) per image, as `losses.kl_divergence`."""
+    return 0.5 * np.sum(z_mean ** 2 + np.exp(z_log_var) - 1.0 - z_log_var, axis=-1)
+
+
+def decoder_scale(model, images):
+    """The model's decoder scale as one number: its learned or fixed scale,
+    or for a calibrated one the value on these images' reconstructions."""
+    from keras import ops
+
+    unit = np.asarray(images[:_BATCH], np.float32) / 255.0
+    reconstructions = model.decode(model.encode(images[:_BATCH])[0])
+    return float(ops.convert_to_numpy(model.decoder_scale(unit, reconstructions)))
+
+
 def _png(image):
     from PIL import Image
 
@@ -89,24 +126,34 @@ def _png(image):
 
 @dataclasses.dataclass
 class Scorer:
-    """A model's anomaly score: which score, its threshold, and the training
-    codes' Gaussian that `typicality` needs."""
+    """A model's anomaly score: which score, its threshold, the decoder's
+    likelihood and scale, and the training codes' Gaussian that `typicality`
+    needs: all that scoring needs besides the model's encode and decode."""
 
     score: str
     threshold: float
     code_mean: np.ndarray
     code_precision: np.ndarray
+    likelihood: str
+    scale: float
     false_alarm_rate: float = FALSE_ALARM_RATE
 
     def __call__(self, model, images):
         """Scores of uint8 images, higher meaning less like the training faces."""
-        return score_terms(model, images, self.code_mean, self.code_precision)[self.score]
+        return score_terms(model, images, self.likelihood, self.scale, self.code_mean,
+                           self.code_precision)[self.score]
+
+    def outliers(self, model, images):
+        """(scores, whether each is over the threshold)."""
+        scores = self(model, images)
+        return scores, scores > self.threshold
 
     def save(self, path):
         with atomic_path(path) as temporary:
             with open(temporary, "wb") as handle:
                 np.savez(handle, score=self.score, threshold=self.threshold,
                          code_mean=self.code_mean, code_precision=self.code_precision,
+                         likelihood=self.likelihood, scale=self.scale,
                          false_alarm_rate=self.false_alarm_rate)
 
     @classmethod
@@ -115,8 +162,12 @@ class Scorer:
             with np.load(path, allow_pickle=False) as stored:
                 scorer = cls(str(stored["score"]), float(stored["threshold"]),
                              stored["code_mean"], stored["code_precision"],
+                             str(stored["likelihood"]), float(stored["scale"]),
                              float(stored["false_alarm_rate"]))
-        except (OSError, KeyError, ValueError) as error:
+        except KeyError as error:
+            raise CvaeError(f"{path} is from an older cvae (it lacks {error}); make it again "
+                            f"with `cvae calibrate-score --force`") from None
+        except (OSError, ValueError) as error:
             raise CvaeError(f"cannot read the score file {path}: {error}") from None
         if scorer.score not in SCORES:
             raise CvaeError(f"{path}: unknown score {scorer.score!r}")
@@ -135,7 +186,8 @@ def calibrate_scorer(model, training_faces, held_out_faces, score=DEFAULT_SCORE,
     # A little shrinkage keeps the precision finite for dimensions the codes barely use.
     covariance = np.cov(z_mean, rowvar=False) + 1e-3 * np.eye(z_mean.shape[1])
     scorer = Scorer(score, 0.0, mean.astype(np.float32),
-                    np.linalg.inv(covariance).astype(np.float32), false_alarm_rate)
+                    np.linalg.inv(covariance).astype(np.float32), model.config.likelihood,
+                    decoder_scale(model, held_out_faces), false_alarm_rate)
     values = scorer(model, held_out_faces)
     scorer.threshold = float(np.quantile(values, 1.0 - false_alarm_rate))
     return scorer

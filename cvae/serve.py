@@ -37,9 +37,11 @@ BACKLOG = 64
 PAGE = Path(__file__).resolve().parent / "web" / "index.html"
 
 
-def create_app(codec, mixture=None):
+def create_app(codec, mixture=None, scorer=None):
     """The Starlette application around one `cvae.codec.Codec` (and its model);
-    `mixture`, the model's ex-post Gaussian mixture, enables sampler=gmm."""
+    `mixture`, the model's ex-post Gaussian mixture, enables sampler=gmm;
+    `scorer`, the model's `cvae.anomaly.Scorer`, says whether an upload looks
+    like a face."""
     try:
         from starlette.applications import Starlette
         from starlette.concurrency import run_in_threadpool
@@ -81,7 +83,7 @@ def create_app(codec, mixture=None):
         form = await request.form()
         upload = await _read_upload(form, "image")
         image = _decode_image(upload, config)
-        return await locked(_compress, codec, image)
+        return await locked(_compress, codec, image, scorer)
 
     async def decompress(request):
         form = await request.form()
@@ -138,7 +140,7 @@ def create_app(codec, mixture=None):
     ])
 
 
-def _compress(codec, image):
+def _compress(codec, image, scorer=None):
     # The entropy mode needs the model's codec table; without one, int8.
     mode = "entropy" if codec.table is not None else "int8"
     content = codec.compress_batch(image[None], mode)[0]
@@ -148,7 +150,14 @@ def _compress(codec, image):
     return {"original": _png(image), "decompressed": _png(decompressed),
             "bytes": len(content), "raw_bytes": raw, "ratio": raw / len(content),
             "psnr": psnr, "mode": mode, "refine_steps": codec.refine_steps,
-            "cvae": base64.b64encode(content).decode("ascii")}
+            "cvae": base64.b64encode(content).decode("ascii"),
+            **({} if scorer is None else _face_check(codec, image, scorer))}
+
+
+def _face_check(codec, image, scorer):
+    scores, flagged = scorer.outliers(codec.model, image[None])
+    return {"looks_like_a_face": not bool(flagged[0]), "anomaly_score": float(scores[0]),
+            "anomaly_threshold": scorer.threshold}
 
 
 async def _read_upload(form, name):
@@ -227,13 +236,13 @@ def listening_socket(host, port):
     return listener
 
 
-def serve(codec, mixture, listener):
+def serve(codec, mixture, listener, scorer=None):
     """Serve the demo on an already listening socket until Ctrl-C."""
     try:
         import uvicorn
     except ImportError:
         raise CvaeError("the web demo needs its extra: pip install -e '.[demo]'") from None
-    app = create_app(codec, mixture)
+    app = create_app(codec, mixture, scorer)
     config = uvicorn.Config(app, log_level="warning", limit_concurrency=MAX_CONNECTIONS,
                             timeout_keep_alive=5)
     host, port = listener.getsockname()[:2]

@@ -33,7 +33,8 @@ def trained():
 def test_only_the_complexity_correction_ranks_a_plain_image_as_the_odd_one(trained):
     face_like = smooth_images(8, seed=2)
     plain = np.full_like(face_like, 26)  # The blobs' background alone: simple, and familiar
-    terms = {name: anomaly.score_terms(trained, images)
+    scale = anomaly.decoder_scale(trained, face_like)
+    terms = {name: anomaly.score_terms(trained, images, trained.config.likelihood, scale)
              for name, images in (("face", face_like), ("plain", plain))}
     # The trap: a plain image is "likelier" than the training-like ones ...
     assert terms["plain"]["elbo"].mean() < terms["face"]["elbo"].mean()
@@ -70,6 +71,32 @@ def test_a_calibrated_threshold_flags_its_share_and_the_cli_ranks_and_speaks_jso
     errors = err.strip().splitlines()
     assert any("broken.png" in e for e in errors) and all(e.startswith("cvae: ") for e in errors)
 
+    # compress warns of what does not look like a face, and compresses it still.
+    (folder / "broken.png").unlink()
+    assert main(["calibrate", "--model", str(model_path), "--data", str(training)]) == 0
+    capsys.readouterr()
+    assert main(["compress", str(folder), "--model", str(model_path), "-o",
+                 str(tmp_path / "out"), "--align", "off", "--runtime", "keras"]) == 0
+    warned = {line.split(": ")[2].split("/")[-1] for line in capsys.readouterr().err.splitlines()
+              if "does not look like a face" in line}
+    # Exactly the files that `cvae score` called outliers, the plain one among them.
+    outliers = {line["file"].split("/")[-1] for line in lines if line["outlier"]}
+    assert warned == outliers and "plain.png" in warned
+    assert len(list((tmp_path / "out").glob("*.cvae"))) == len(lines)  # Compressed still.
+
+    # So does the web demo, beside its result.
+    from starlette.testclient import TestClient
+
+    from cvae import serve
+    from cvae.codec import load_codec
+
+    client = TestClient(serve.create_app(load_codec(model_path, runtime="keras"),
+                                         scorer=anomaly.scorer_beside(model_path)))
+    for name in ("plain.png", "face_001.png"):
+        result = client.post("/api/compress",
+                             files={"image": (name, (folder / name).read_bytes())}).json()
+        assert result["looks_like_a_face"] is (name not in outliers)
+
 
 def test_scoring_without_a_threshold_says_how_to_make_one(tmp_path, capsys):
     model_path = tmp_path / "bare.keras"
@@ -77,3 +104,24 @@ def test_scoring_without_a_threshold_says_how_to_make_one(tmp_path, capsys):
     assert main(["score", str(tmp_path), "--model", str(model_path)]) == 1
     error = capsys.readouterr().err.strip()
     assert error.startswith("cvae: error: no anomaly threshold") and "calibrate-score" in error
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "l1", "bernoulli"])
+def test_the_numpy_terms_are_the_objectives(likelihood):
+    # Scoring runs without a Keras backend (the LiteRT runtime); its terms
+    # must stay those that training optimises (cvae.losses).
+    from keras import ops
+
+    from cvae import losses
+
+    rng = np.random.default_rng(0)
+    images = rng.random((3, 8, 8, 3)).astype(np.float32)
+    reconstructions = rng.random((3, 8, 8, 3)).astype(np.float32)
+    z_mean, z_log_var = rng.normal(size=(2, 3, 5)).astype(np.float32)
+    np.testing.assert_allclose(
+        anomaly.reconstruction_nll(images, reconstructions, likelihood, 0.3),
+        ops.convert_to_numpy(losses.reconstruction_loss(images, reconstructions, likelihood, 0.3)),
+        rtol=1e-5)
+    np.testing.assert_allclose(anomaly.kl_divergence(z_mean, z_log_var),
+                               ops.convert_to_numpy(losses.kl_divergence(z_mean, z_log_var)),
+                               rtol=1e-5)

@@ -163,7 +163,7 @@ def add_runtime(parser, runtimes):
                              "are there and match the model")
 
 
-def _load_codec(model_path, runtime, refine_steps=0):
+def load_codec_quietly(model_path, runtime, refine_steps=0):
     """load_codec, loading TensorFlow (quietly) only when the Keras runtime runs."""
     from cvae.codec import load_codec
     from cvae.codec.litert import litert_status
@@ -197,7 +197,7 @@ def _compress(args):
         raise CvaeError(f"--rung {args.rung}: there are {len(RUNGS)} rungs, 0 to {len(RUNGS) - 1}")
     if args.report:
         load_backend_quietly()  # The report's metrics run on TensorFlow.
-    codec = _load_codec(model_path, args.runtime, args.refine_steps)
+    codec = load_codec_quietly(model_path, args.runtime, args.refine_steps)
     if args.mode in ("entropy", "detail") and codec.table is None and not args.report:
         raise CvaeError(f"the {args.mode} mode needs {table_path(model_path)}; make it with "
                         f"`cvae calibrate --model {model_path} --data TRAINING_IMAGES`, "
@@ -213,7 +213,8 @@ def _compress(args):
         codec, args.inputs, args.out, args.mode, step, args.force, photo_framing,
         max_bytes=args.max_bytes, rung=args.rung,
         on_error=failures,
-        on_fallback=lambda path, placement: warn_if_not_aligned(path, photo_framing, placement))
+        on_fallback=lambda path, placement: warn_if_not_aligned(path, photo_framing, placement),
+        scorer=scorer_or_warning(model_path), on_outlier=_warn_outlier)
     if args.json:
         import json
 
@@ -227,6 +228,26 @@ def _compress(args):
         print(f"compressed {len(written)} image(s) to {args.out} ({how}, "
               f"{mean_bytes:.1f} bytes on average; {aligned} face(s) aligned)")
     failures.exit_if_any(len(written))
+
+
+def scorer_or_warning(model_path):
+    """The model's anomaly scorer (MODEL.score.npz), or None, with a warning
+    when it has one that does not load: the check is a courtesy, never a
+    reason to stop."""
+    from cvae.anomaly import scorer_beside
+
+    try:
+        return scorer_beside(model_path)
+    except CvaeError as error:
+        print(f"cvae: warning: not checking that the images are faces: {error}",
+              file=sys.stderr, flush=True)
+        return None
+
+
+def _warn_outlier(path, score, threshold):
+    print(f"cvae: warning: {path}: does not look like a face (anomaly score {score:.4g}, "
+          f"over the model's threshold {threshold:.4g}); its code may decode to a face "
+          f"that is not there", file=sys.stderr, flush=True)
 
 
 def _compression_report(args, codec, step):
@@ -253,7 +274,7 @@ def _decompress(args):
     from cvae.codec.batch import decompress_files
     from cvae.saving import default_model_path
 
-    codec = _load_codec(args.model or default_model_path(), args.runtime)
+    codec = load_codec_quietly(args.model or default_model_path(), args.runtime)
     paste = _paste_target(args, codec.config) if args.paste_into else None
     failures = FailureLog()
     written = decompress_files(codec, args.inputs, args.out, args.force, on_error=failures,
@@ -267,7 +288,7 @@ def _reconstruct(args):
     from cvae.codec.batch import reconstruct_files
     from cvae.saving import default_model_path
 
-    codec = _load_codec(args.model or default_model_path(), args.runtime, args.refine_steps)
+    codec = load_codec_quietly(args.model or default_model_path(), args.runtime, args.refine_steps)
     failures = FailureLog()
     photo_framing = framing(args)
     written = reconstruct_files(

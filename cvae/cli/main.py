@@ -472,4 +472,4 @@ def _serve(args):
     model_path = args.model or default_model_path()
     # The demo also generates, so it needs the Keras model, not only its LiteRT codec.
     serve(load_codec(model_path, runtime="keras", refine_steps=args.refine_steps),
-          mixture_beside(model_path), listener)
+          mixture_beside(model_path), listener, codec_commands.scorer_or_warning(model_path))

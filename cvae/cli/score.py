@@ -4,7 +4,7 @@
 import json
 
 from cvae.cli.arguments import HelpFormatter, add_framing, fraction, framing, positive_int
-from cvae.cli.codec import FailureLog
+from cvae.cli.codec import FailureLog, load_codec_quietly, add_runtime
 from cvae.errors import CvaeError
 
 _MODEL_HELP = "a .keras model (default: the shipped faces model, or $CVAE_MODEL)"
@@ -27,7 +27,10 @@ def add_commands(commands):
     score.add_argument("--json", action="store_true",
                        help="one JSON object per line: file, score, outlier, threshold")
     add_framing(score)
-    score.set_defaults(handler=_score)
+    from cvae.codec import RUNTIMES
+
+    add_runtime(score, RUNTIMES)
+    score.set_defaults(handler=_score, starts_light=True)
 
     calibrate = commands.add_parser(
         "calibrate-score", help="set a model's anomaly threshold on its training faces",
@@ -53,7 +56,7 @@ def _score(args):
     from cvae import data
     from cvae.anomaly import Scorer, score_path
     from cvae.codec.batch import expand_inputs
-    from cvae.saving import default_model_path, load_model
+    from cvae.saving import default_model_path
 
     model_path = args.model or default_model_path()
     if not score_path(model_path).is_file():
@@ -62,7 +65,8 @@ def _score(args):
     scorer = Scorer.load(score_path(model_path))
     failed = FailureLog()
     paths = expand_inputs(args.inputs, failed, data.IMAGE_EXTENSIONS)
-    model = load_model(model_path, precision="float32")
+    # The codec's model: its LiteRT files where they are, which start without TensorFlow.
+    model = load_codec_quietly(model_path, args.runtime).model
     size, photo_framing = model.config.image_size, framing(args)
     images, readable = [], []
     for path in paths:

@@ -67,17 +67,23 @@ class _Outputs:
 
 
 def compress_files(codec, inputs, out_dir, mode, step=None, force=False, framing=None,
-                   on_error=None, on_fallback=None, max_bytes=None, rung=None):
+                   on_error=None, on_fallback=None, max_bytes=None, rung=None, scorer=None,
+                   on_outlier=None):
     """Compress images to `out_dir/<stem>.cvae`, a batch at a time (read on
     several threads, encoded together), with a progress bar for more than one
     batch; returns the list of (source, target, bytes, placement).
     `on_fallback(path, placement)` hears of each photo that --align auto could
-    not align."""
+    not align; with a `cvae.anomaly.Scorer`, `on_outlier(path, score,
+    threshold)` of each image that does not look like the training faces."""
     written = []
     outputs = _Outputs(out_dir, COMPRESSED_SUFFIX, force)
     for ready in _framed_batches(inputs, outputs, codec.config, framing, on_error, on_fallback):
         images = np.stack([image for _, _, image, _ in ready])
         contents = codec.compress_batch(images, mode, step, max_bytes, rung, errors="return")
+        if scorer is not None:
+            scores, flagged = scorer.outliers(codec.model, images)
+            for index in np.flatnonzero(flagged):
+                on_outlier(ready[index][0], float(scores[index]), scorer.threshold)
         for (path, target, _, placement), content in zip(ready, contents):
             if isinstance(content, CvaeError):
                 on_error(path, str(content))

@@ -61,8 +61,8 @@ def main(argv=None):
     training = train[rng.choice(len(train), min(3000, len(train)), replace=False)]
     scorer = anomaly.calibrate_scorer(model, training, held_out[:args.max_images])
     thresholds = {}
-    held_out_terms = anomaly.score_terms(model, held_out[:args.max_images], scorer.code_mean,
-                                         scorer.code_precision)
+    held_out_terms = anomaly.score_terms(model, held_out[:args.max_images], scorer.likelihood,
+                                         scorer.scale, scorer.code_mean, scorer.code_precision)
     for name, values in held_out_terms.items():
         thresholds[name] = float(np.quantile(values, 1.0 - anomaly.FALSE_ALARM_RATE))
 
@@ -79,7 +79,8 @@ def main(argv=None):
                  "noise": _noise(rng, 60),
                  "stripes and checks": _patterns(rng, 60)}
     started = time.perf_counter()
-    terms = {name: anomaly.score_terms(model, images, scorer.code_mean, scorer.code_precision)
+    terms = {name: anomaly.score_terms(model, images, scorer.likelihood, scorer.scale,
+                                       scorer.code_mean, scorer.code_precision)
              for name, images in {**faces, **non_faces}.items()}
     scored = sum(len(images) for images in {**faces, **non_faces}.values())
     rate = scored / (time.perf_counter() - started)
