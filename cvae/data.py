@@ -227,6 +227,11 @@ def _crop_rectangle(size, crop_box):
     return (left, top, left + box_width, top + box_height)
 
 
+def _reader_threads():
+    # Decoding and encoding images release the GIL for most of their time.
+    return min(8, (os.cpu_count() or 1) * 2)
+
+
 def load_images(paths, image_size, channels=3, framing=None, workers=None, progress=False,
                 warn=True):
     """Decode many files in parallel -> (uint8 array (N, H, W, C), skipped).
@@ -241,7 +246,7 @@ def load_images(paths, image_size, channels=3, framing=None, workers=None, progr
     framing = as_framing(framing)
     cache = PlacementCache(framing) if framing.aligning else None
     fallbacks = []
-    workers = workers or min(8, (os.cpu_count() or 1) * 2)
+    workers = workers or _reader_threads()
     progress_bar = _progress_bar(len(paths)) if progress else None
     # Filled in place: stacking a list of arrays would briefly need twice the memory.
     images = np.empty((len(paths), image_size, image_size, channels), np.uint8)
@@ -471,10 +476,15 @@ def is_pack(path):
         return False
 
 
-def encode_pack(images, keys, quality=PACK_QUALITY):
-    """uint8 images and their keys -> the pack's arrays (see `write_pack`)."""
+def require_pack_quality(quality):
     if not 1 <= quality <= 100:
         raise CvaeError(f"the WebP quality must be 1 to 100, got {quality}")
+
+
+def encode_pack(images, keys, quality=PACK_QUALITY):
+    """uint8 images and their keys -> the pack's arrays, which `read_pack`
+    reads back from an .npz of them (`cvae pack` writes one)."""
+    require_pack_quality(quality)
 
     def webp(image):
         buffer = io.BytesIO()
@@ -482,7 +492,7 @@ def encode_pack(images, keys, quality=PACK_QUALITY):
             buffer, "WEBP", quality=quality)
         return buffer.getvalue()
 
-    with concurrent.futures.ThreadPoolExecutor(min(8, (os.cpu_count() or 1) * 2)) as pool:
+    with concurrent.futures.ThreadPoolExecutor(_reader_threads()) as pool:
         encoded = list(pool.map(webp, images))
     return {"webp_bytes": np.frombuffer(b"".join(encoded), np.uint8),
             "webp_offsets": np.cumsum([0] + [len(piece) for piece in encoded]).astype(np.int64),
@@ -505,7 +515,7 @@ def read_pack(path):
             return np.asarray(image)
 
     try:
-        with concurrent.futures.ThreadPoolExecutor(min(8, (os.cpu_count() or 1) * 2)) as pool:
+        with concurrent.futures.ThreadPoolExecutor(_reader_threads()) as pool:
             images = list(pool.map(decoded, range(len(keys))))
     except (OSError, ValueError, SyntaxError) as error:
         raise CvaeError(f"{path}: a damaged pack ({error})") from None

@@ -72,6 +72,12 @@ def _script(relative_path):
     ("benchmarks/benchmark.py", ["--data", "{missing}"]),
 ])
 def test_scripts_reject_a_missing_data_folder_in_one_line(script, arguments, tmp_path, capsys):
+    assert_rejects_a_missing_data_folder(script, arguments, tmp_path, capsys)
+
+
+def assert_rejects_a_missing_data_folder(script, arguments, tmp_path, capsys):
+    """`script` run with `arguments` ({missing}: a folder that does not exist,
+    {runs}: a runs folder) ends in one line naming it, and writes nothing."""
     missing = tmp_path / "no-such-folder"
     argv = [argument.format(missing=missing, runs=tmp_path / "runs") for argument in arguments]
     main = _script(script).main

@@ -32,13 +32,12 @@ def _check(args):
     from pathlib import Path
 
     from cvae.atomic import refuse_inside_installed_package
-    from cvae.data import require_exists
+    from cvae.data import require_exists, require_pack_quality
 
     require_exists(args.data)
     if not args.out.endswith(".npz"):
         raise CvaeError(f"the pack must end in .npz, got {args.out}")
-    if not 1 <= args.quality <= 100:
-        raise CvaeError(f"--quality must be 1 to 100, got {args.quality}")
+    require_pack_quality(args.quality)
     if Path(args.out).exists() and not args.force:
         raise CvaeError(f"{args.out} exists (use --force to overwrite)")
     refuse_inside_installed_package(args.out)

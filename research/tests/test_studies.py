@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cvae.errors import run_command
-from tests.test_scripts import _script
+from tests.test_scripts import _script, assert_rejects_a_missing_data_folder
 
 
 @pytest.mark.parametrize("script, arguments", [
@@ -18,12 +18,7 @@ from tests.test_scripts import _script
     ("research/metrics/swd_spread.py", ["--data", "{missing}", "--train-data", "{missing}"]),
 ])
 def test_studies_reject_a_missing_data_folder_in_one_line(script, arguments, tmp_path, capsys):
-    missing = tmp_path / "no-such-folder"
-    argv = [argument.format(missing=missing, runs=tmp_path / "runs") for argument in arguments]
-    main = _script(script).main
-    assert run_command(Path(script).name, lambda: main(argv)) == 1
-    assert capsys.readouterr().err == f"{Path(script).name}: error: no such file or directory: {missing}\n"
-    assert not (tmp_path / "runs").exists()
+    assert_rejects_a_missing_data_folder(script, arguments, tmp_path, capsys)
 
 
 def test_the_second_stage_study_keeps_earlier_rows_only_from_the_same_precision(tmp_path):
