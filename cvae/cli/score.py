@@ -54,15 +54,15 @@ def _score(args):
     import numpy as np
 
     from cvae import data
-    from cvae.anomaly import Scorer, score_path
+    from cvae.anomaly import scorer_beside
     from cvae.codec.batch import expand_inputs
     from cvae.saving import default_model_path
 
     model_path = args.model or default_model_path()
-    if not score_path(model_path).is_file():
+    scorer = scorer_beside(model_path)
+    if scorer is None:
         raise CvaeError(f"no anomaly threshold for {model_path}: make one with `cvae "
                         f"calibrate-score --model {model_path} --data TRAINING_IMAGES`")
-    scorer = Scorer.load(score_path(model_path))
     failed = FailureLog()
     paths = expand_inputs(args.inputs, failed, data.IMAGE_EXTENSIONS)
     # The codec's model: its LiteRT files where they are, which start without TensorFlow.
