@@ -161,18 +161,12 @@ class VAE(keras.Model):
     def train_step(self, *args):
         if self.discriminator is None:
             return super().train_step(*args)
-        if keras.backend.backend() != "tensorflow":
-            raise NotImplementedError(ADVERSARIAL_BACKEND_ERROR)
-        (data,) = args
-        return self._adversarial_train_step(_to_unit_float(_images_from(data)), _replicas())
+        return self._adversarial_train_step(_adversarial_images(args), _replicas())
 
     def test_step(self, *args):
         if self.discriminator is None:
             return super().test_step(*args)
-        if keras.backend.backend() != "tensorflow":
-            raise NotImplementedError(ADVERSARIAL_BACKEND_ERROR)
-        (data,) = args
-        images = _to_unit_float(_images_from(data))
+        images = _adversarial_images(args)
         outputs = self(images, training=False)
         terms = self.objective(images, outputs, training=False)
         terms.update(self._adversarial_terms(images, outputs["reconstruction"], training=False))
@@ -466,6 +460,15 @@ def _norm(tensor):
 
 def _as_list(outputs):
     return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def _adversarial_images(step_arguments):
+    """The unit-float images of a TensorFlow step's arguments: the
+    adversarial steps exist for TensorFlow alone."""
+    if keras.backend.backend() != "tensorflow":
+        raise NotImplementedError(ADVERSARIAL_BACKEND_ERROR)
+    (data,) = step_arguments
+    return _to_unit_float(_images_from(data))
 
 
 def _images_from(data):
