@@ -28,8 +28,8 @@ from cvae.quiet import load_backend_quietly
 load_backend_quietly()
 
 from cvae.cli.arguments import HelpFormatter, positive_int
-from cvae.config import PRESETS, get_preset
 from cvae.errors import run_script
+from cvae.model.config import PRESETS, get_preset
 from cvae.precision import resolve_precision
 from scripts.repository import REPOSITORY_ROOT, command_line, replace_between_markers
 
@@ -54,7 +54,7 @@ def step_milliseconds(config, precision, batch_size, steps):
     """Median milliseconds of `steps` timed training steps, after the warm-up."""
     import keras
 
-    from cvae.model import VAE
+    from cvae.model.vae import VAE
 
     model = VAE(config, seed=0, dtype=precision)
     model.compile(optimizer=keras.optimizers.Adam(1e-4))

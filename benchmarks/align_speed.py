@@ -1,10 +1,10 @@
 #!/usr/bin/env python
-"""Speed of the face aligner (`cvae.align`) on this machine.
+"""Speed of the face aligner (`cvae.data.align`) on this machine.
 
   1. one 1-megapixel photo (the public-domain astronaut, scaled and placed
      off centre in a 1200x850 canvas): median time of `find_face` plus the
      warp to 128x128, over --repeats runs after one warm-up;
-  2. a folder of such photos read with alignment (`cvae.data.load_images`,
+  2. a folder of such photos read with alignment (`cvae.data.image_files.load_images`,
      no placement cache) by one worker thread and by the default pool:
      photos per second, and the speed-up from running in parallel.
 
@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cvae import data
-from cvae.align import find_face, warp
 from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter, positive_int
+from cvae.data import image_files
+from cvae.data.align import find_face, warp
 from cvae.errors import CvaeError, run_script
 from scripts.repository import REPOSITORY_ROOT, SHOWCASE_IMAGE, replace_between_markers
 
@@ -70,8 +70,8 @@ def main(argv=None):
         for workers in (1, None):
             os.environ["CVAE_CACHE"] = str(Path(folder) / f"cache-{workers}")  # A fresh cache.
             start = time.perf_counter()
-            images, skipped = data.load_images(paths, 128, framing=data.Framing(align="on"),
-                                               workers=workers)
+            images, skipped = image_files.load_images(paths, 128, framing=image_files.Framing(align="on"),
+                                                      workers=workers)
             rates[workers] = len(paths) / (time.perf_counter() - start)
             if skipped:
                 raise CvaeError(f"{len(skipped)} benchmark photos had no face found")

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cvae import data
 from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter, positive_int
+from cvae.data import datasets
 from cvae.errors import CvaeError, run_script
 from scripts.repository import REPOSITORY_ROOT, replace_between_markers
 
@@ -48,7 +48,7 @@ def main(argv=None):
                         help="document with a backends marked section ('' for none)")
     args = parser.parse_args(argv)
     backends = [name for name, module in BACKENDS.items() if importlib.util.find_spec(module)]
-    images = data.read_subset(args.data, args.images, 128)
+    images = datasets.read_subset(args.data, args.images, 128)
     results = {name: [] for name in backends}
     with tempfile.TemporaryDirectory() as folder:
         faces = Path(folder) / "faces.npy"

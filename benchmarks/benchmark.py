@@ -38,16 +38,16 @@ from cvae.quiet import load_backend_quietly
 # Before the imports below load TensorFlow, whose start-up lines it mutes.
 load_backend_quietly()
 
-from cvae import data
 from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter, positive_int
-from cvae.config import get_preset
+from cvae.data import datasets, image_files
 from cvae.errors import CvaeError, run_script
-from cvae.model import VAE
-from cvae.plotting import save_image
+from cvae.figures import save_image
+from cvae.model.config import get_preset
+from cvae.model.saving import load_model
+from cvae.model.vae import VAE
 from cvae.precision import resolve_precision
 from scripts.repository import REPOSITORY_ROOT, replace_between_markers
-from cvae.saving import load_model
 
 BATCH = 64
 
@@ -118,8 +118,8 @@ def main(argv=None):
 
 def _images(args):
     if args.data:
-        paths = data.list_image_files(args.data)[:args.images]
-        images, _ = data.load_images(paths, 128)
+        paths = image_files.list_image_files(args.data)[:args.images]
+        images, _ = image_files.load_images(paths, 128)
     else:
         images = np.random.default_rng(0).integers(0, 256, (args.images, 128, 128, 3),
                                                    dtype=np.uint8)
@@ -171,7 +171,7 @@ def _project_trainer(preset, images):
 
     model = VAE(get_preset(preset), seed=0, dtype=resolve_precision("auto"))
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    return _Timer(model, data.make_dataset(images, BATCH, shuffle=True, flip=True, seed=0),
+    return _Timer(model, datasets.make_dataset(images, BATCH, shuffle=True, flip=True, seed=0),
                   len(images))
 
 
@@ -181,7 +181,7 @@ def _baseline_trainer(images, keras):
 
 
 def _pipeline_rate(images, batches=200):
-    dataset = data.make_dataset(images, BATCH, shuffle=True, flip=True, seed=0).repeat()
+    dataset = datasets.make_dataset(images, BATCH, shuffle=True, flip=True, seed=0).repeat()
     iterator = iter(dataset)
     next(iterator)
     started = time.perf_counter()

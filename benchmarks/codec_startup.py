@@ -27,8 +27,8 @@ from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.codec.litert import litert_status
 from cvae.errors import CvaeError, run_script
+from cvae.model.saving import default_model_path
 from scripts.repository import REPOSITORY_ROOT, SHOWCASE_IMAGE, replace_between_markers
-from cvae.saving import default_model_path
 
 TARGET_SECONDS = 1.0
 

@@ -24,10 +24,10 @@ import time
 import numpy as np
 
 from benchmarks import arithmetic_coder
-from cvae import data
 from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter
 from cvae.codec import entropy_coding, load_codec
+from cvae.data import datasets
 from cvae.errors import CvaeError, run_script
 from scripts.repository import REPOSITORY_ROOT, replace_between_markers
 
@@ -48,7 +48,7 @@ def main(argv=None):
     codec = load_codec(args.model)
     if codec.table is None:
         raise CvaeError("the model has no codec table (run `cvae calibrate`)")
-    images, _ = data.read_dataset(args.data, codec.config.image_size, codec.config.channels)
+    images, _ = datasets.read_dataset(args.data, codec.config.image_size, codec.config.channels)
     z_mean, _ = codec.model.encode(images)
     steps, spreads, bound = codec._entropy_model(float(np.float16(codec.table.step)))
     active = np.asarray(codec.table.active, bool)

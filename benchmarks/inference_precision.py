@@ -29,7 +29,7 @@ load_backend_quietly()
 from cvae import precision
 from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.errors import run_script
-from cvae.saving import default_model_path, load_model
+from cvae.model.saving import default_model_path, load_model
 from scripts.repository import REPOSITORY_ROOT, command_line, replace_between_markers
 
 

@@ -24,8 +24,8 @@ import time
 from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.errors import CvaeError, run_script
+from cvae.model.saving import DEFAULT_MODEL_PATH
 from scripts.repository import REPOSITORY_ROOT, replace_between_markers
-from cvae.saving import DEFAULT_MODEL_PATH
 
 FACE = REPOSITORY_ROOT / "data" / "astronaut_face.png"
 CLIENTS = (1, 4, 16)

@@ -27,11 +27,11 @@ from cvae.quiet import load_backend_quietly
 # Before the imports below load TensorFlow, whose start-up lines it mutes.
 load_backend_quietly()
 
-from cvae import data
 from cvae.cli.arguments import HelpFormatter, positive_int
-from cvae.config import PRESETS, get_preset
+from cvae.data import datasets
 from cvae.errors import run_script
-from cvae.model import VAE
+from cvae.model.config import PRESETS, get_preset
+from cvae.model.vae import VAE
 from scripts.repository import REPOSITORY_ROOT, replace_between_markers
 
 BATCH = 64  # What the docs' tables were traced at.
@@ -78,7 +78,7 @@ def _traced_op_times(preset, precision, images, steps, batch_size):
 
     model = VAE(get_preset(preset), seed=0, dtype=precision)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    dataset = data.make_dataset(images, batch_size, shuffle=True, flip=True, seed=0)
+    dataset = datasets.make_dataset(images, batch_size, shuffle=True, flip=True, seed=0)
     # The dataset shuffles itself; this epoch traces and warms up outside the profile.
     model.fit(dataset, epochs=1, verbose=0, shuffle=False)
     with tempfile.TemporaryDirectory() as trace_folder:

@@ -82,7 +82,7 @@ def score_terms(model, images, likelihood, scale, code_mean=None, code_precision
 
 
 # The objective's two terms in numpy, for scoring without a Keras backend:
-# `cvae.losses` defines them for training, and a test holds the two equal.
+# `cvae.model.losses` defines them for training, and a test holds the two equal.
 
 def reconstruction_nll(images, reconstructions, likelihood, scale):
     """-log p(images | reconstructions) per image, as `losses.reconstruction_loss`."""

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 # Temporary files start with this; a rerun of training deletes those a killed
-# process left behind (cvae.training.remove_stale_temporaries).
+# process left behind (cvae.training.trainer.remove_stale_temporaries).
 TEMPORARY_PREFIX = ".tmp-"
 
 

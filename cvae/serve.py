@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cvae import data, metrics
+from cvae.data import image_files
 from cvae.errors import CvaeError
-from cvae.plotting import tiled
-from cvae.samplers import available_samplers, sample_latents
+from cvae.evaluation import metrics
+from cvae.figures import tiled
+from cvae.sampling.samplers import available_samplers, sample_latents
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_FACES = 64
@@ -119,7 +120,7 @@ def create_app(codec, mixture=None, scorer=None):
         return JSONResponse({"samplers": offered})
 
     async def interpolate(request):
-        from cvae.exploration import interpolation
+        from cvae.sampling.exploration import interpolation
 
         form = await request.form()
         first = _decode_image(await _read_upload(form, "first"), config)
@@ -180,10 +181,10 @@ def _decode_image(upload, config):
     try:
         # Uploads are a person's own photos: the face is found and framed like
         # the training data, or the centred square is used when none is found.
-        return data.load_image(io.BytesIO(content), config.image_size, config.channels,
-                               data.Framing(align="auto"))
+        return image_files.load_image(io.BytesIO(content), config.image_size, config.channels,
+                                      image_files.Framing(align="auto"))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise CvaeError(f"{name}: {data.describe_image_error(error)}") from None
+        raise CvaeError(f"{name}: {image_files.describe_image_error(error)}") from None
 
 
 def _number(values, name, convert, default, minimum=None):
@@ -206,7 +207,7 @@ def _number(values, name, convert, default, minimum=None):
 def _png(image):
     from PIL import Image
 
-    from cvae.plotting import to_uint8
+    from cvae.figures import to_uint8
 
     array = to_uint8(image)
     buffer = io.BytesIO()

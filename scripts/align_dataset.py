@@ -17,12 +17,12 @@ import argparse
 import sys
 
 import numpy as np
+from repository import CELEBA_HELD_OUT
 
-from cvae import data
 from cvae.atomic import atomic_path
 from cvae.cli.arguments import HelpFormatter, positive_int
+from cvae.data import datasets, image_files
 from cvae.errors import CvaeError, run_script
-from repository import CELEBA_HELD_OUT
 
 
 def main(argv=None):
@@ -38,9 +38,9 @@ def main(argv=None):
         raise CvaeError(f"--out must end in .npy, got {args.out}")
     if not 0 <= args.held_out < 1:
         raise CvaeError(f"--held-out must be in [0, 1), got {args.held_out}")
-    train, held_out = data.read_dataset(args.source, args.image_size,
-                                        framing=data.Framing(align="on"),
-                                        validation_fraction=args.held_out, progress=True)
+    train, held_out = datasets.read_dataset(args.source, args.image_size,
+                                            framing=image_files.Framing(align="on"),
+                                            validation_fraction=args.held_out, progress=True)
     with atomic_path(args.out) as path:
         with open(path, "wb") as file:
             np.save(file, train)

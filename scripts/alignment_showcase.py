@@ -33,16 +33,18 @@ from cvae.quiet import load_backend_quietly
 # Before the imports below load TensorFlow, whose start-up lines it mutes.
 load_backend_quietly()
 
-from cvae import data, metrics
-from cvae.align import paste_into
+from repository import REPOSITORY_ROOT, SHOWCASE_IMAGE, replace_between_markers
+
 from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.codec import load_codec
-from cvae.detection import contains_face
+from cvae.data import image_files
+from cvae.data.align import paste_into
+from cvae.data.detection import contains_face
 from cvae.errors import CvaeError, run_script
-from cvae.plotting import image_grid, save_image
-from repository import REPOSITORY_ROOT, SHOWCASE_IMAGE, replace_between_markers
-from cvae.saving import DEFAULT_MODEL_PATH
+from cvae.evaluation import metrics
+from cvae.figures import image_grid, save_image
+from cvae.model.saving import DEFAULT_MODEL_PATH
 
 
 def main(argv=None):
@@ -64,14 +66,14 @@ def main(argv=None):
     config = codec.config
     results, rows = [], []
     for photo_path in args.photos:
-        photo = np.asarray(data.open_photo(photo_path, config.channels))
+        photo = np.asarray(image_files.open_photo(photo_path, config.channels))
         entry = {"photo": Path(photo_path).name}
         row = []
         for mode in ("off", "on"):
             try:
-                crop, placement = data.load_face(photo_path, config.image_size, config.channels,
-                                                 data.Framing(align=mode))
-            except data.NoFaceError:
+                crop, placement = image_files.load_face(photo_path, config.image_size, config.channels,
+                                                        image_files.Framing(align=mode))
+            except image_files.NoFaceError:
                 raise CvaeError(f"{photo_path}: no face found to align") from None
             content = codec.compress_batch(crop[None])[0]
             decoded = codec.decompress_batch([content])[0]
@@ -121,7 +123,7 @@ def main(argv=None):
 def measure_folder(codec, folder, count):
     """Both crops of up to `count` photos of a folder, compressed and decoded."""
     config = codec.config
-    paths = data.list_image_files(folder)
+    paths = image_files.list_image_files(folder)
     if not paths:
         raise CvaeError(f"no images found in {folder}")
     if len(paths) > count:
@@ -132,11 +134,11 @@ def measure_folder(codec, folder, count):
         crops, found = [], []
         for path in paths:
             try:
-                crop, _ = data.load_face(path, config.image_size, config.channels,
-                                         data.Framing(align=mode))
+                crop, _ = image_files.load_face(path, config.image_size, config.channels,
+                                                image_files.Framing(align=mode))
                 crops.append(crop)
                 found.append(True)
-            except data.NoFaceError:
+            except image_files.NoFaceError:
                 found.append(False)
         crops = np.stack(crops)
         decoded = codec.decompress_batch(codec.compress_batch(crops))

@@ -33,16 +33,22 @@ from cvae.quiet import load_backend_quietly
 # Before the imports below load TensorFlow, whose start-up lines it mutes.
 load_backend_quietly()
 
-from cvae import data, metrics
+from repository import (
+    REPOSITORY_ROOT,
+    add_showcase_arguments,
+    load_showcase_face,
+    replace_between_markers,
+)
+
 from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter, non_negative_int, positive_int
 from cvae.codec import load_codec
 from cvae.codec.report import comparison_figure, compression_report, pillow_round_trip
+from cvae.data import datasets
 from cvae.errors import CvaeError, run_script
-from cvae.refinement import SUGGESTED_STEPS
-from repository import (REPOSITORY_ROOT, add_showcase_arguments, load_showcase_face,
-                        replace_between_markers)
-from cvae.saving import DEFAULT_MODEL_PATH
+from cvae.evaluation import metrics
+from cvae.model.refinement import SUGGESTED_STEPS
+from cvae.model.saving import DEFAULT_MODEL_PATH
 
 RD_STEPS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 RD_BUDGETS = (24, 32, 40, 48, 64, 96, 128, 192)
@@ -73,11 +79,11 @@ def main(argv=None):
     if codec.table is None:
         raise CvaeError(f"{args.model} has no codec table; run `cvae calibrate` first")
     config = model.config
-    images, _ = data.read_dataset(args.data, config.image_size, config.channels)
+    images, _ = datasets.read_dataset(args.data, config.image_size, config.channels)
     report = compression_report(codec, images)
     report.pop("examples")
     report["default_step"] = codec.table.step
-    subset = data.random_subset(images, args.rd_images)
+    subset = datasets.random_subset(images, args.rd_images)
     refined = (load_codec(args.model, runtime="keras", refine_steps=args.refine_steps)
                if args.refine_steps else None)
     report["rate_distortion"] = _rate_distortion(codec, subset, refined)
@@ -148,7 +154,7 @@ def _point(label, originals, files, decoded):
 
 
 def _rate_distortion_figure(rate_distortion, path):
-    from cvae.plotting import pyplot, save_figure
+    from cvae.figures import pyplot, save_figure
 
     plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))

@@ -8,9 +8,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from cvae import data
 from cvae.atomic import write_text
 from cvae.cli.arguments import crop_box
+from cvae.data import image_files
 from cvae.errors import CvaeError
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
@@ -18,7 +18,7 @@ REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 # published).
 SHOWCASE_IMAGE = REPOSITORY_ROOT / "data" / "astronaut.png"
 # The share of CelebA held out from training, chosen by a hash of the file
-# name (cvae.data.in_validation): the same tenth in the study, the training
+# name (cvae.data.datasets.in_validation): the same tenth in the study, the training
 # command (--validation-split) and the results.
 CELEBA_HELD_OUT = 0.1
 
@@ -61,5 +61,5 @@ def add_showcase_arguments(parser):
 def load_showcase_face(path=SHOWCASE_IMAGE, size=128, channels=3, crop_box=None):
     """The showcase face as the models see a user's photo: framed by the
     aligner like the training data, or by a fixed crop box."""
-    framing = data.Framing(crop_box=crop_box, align="on")
-    return data.load_image(path, size, channels, framing=framing)
+    framing = image_files.Framing(crop_box=crop_box, align="on")
+    return image_files.load_image(path, size, channels, framing=framing)

@@ -40,13 +40,6 @@ from cvae.quiet import load_backend_quietly
 # Before the imports below load TensorFlow, whose start-up lines it mutes.
 load_backend_quietly()
 
-from cvae import data
-from cvae.atomic import write_text
-from cvae.cli.arguments import HelpFormatter, positive_int
-from cvae.errors import run_script
-from cvae.evaluation import evaluate, fit_pca, reconstruction_metrics, split_halves, swd_entry
-from cvae.plotting import image_grid, save_image, tiled
-from cvae.refinement import SUGGESTED_STEPS
 from repository import (
     CELEBA_HELD_OUT,
     REPOSITORY_ROOT,
@@ -54,8 +47,22 @@ from repository import (
     load_showcase_face,
     replace_between_markers,
 )
-from cvae.samplers import mixture_beside
-from cvae.saving import DEFAULT_MODEL_PATH, load_model
+
+from cvae.atomic import write_text
+from cvae.cli.arguments import HelpFormatter, positive_int
+from cvae.data import datasets, image_files
+from cvae.errors import run_script
+from cvae.evaluation.evaluate import (
+    evaluate,
+    fit_pca,
+    reconstruction_metrics,
+    split_halves,
+    swd_entry,
+)
+from cvae.figures import image_grid, save_image, tiled
+from cvae.model.refinement import SUGGESTED_STEPS
+from cvae.model.saving import DEFAULT_MODEL_PATH, load_model
+from cvae.sampling.samplers import mixture_beside
 
 SHOWN = 8
 
@@ -79,7 +86,7 @@ def main(argv=None):
                         help="importance samples per image for the IWAE bound")
     parser.add_argument("--refine-steps", type=positive_int, default=SUGGESTED_STEPS,
                         help="also score the shipped model's reconstructions from codes "
-                             "refined by this many steps (cvae.refinement)")
+                             "refined by this many steps (cvae.model.refinement)")
     parser.add_argument("--celeba", help="CelebA folder: its fixed held-out tenth (by a hash "
                         "of the file name), its faces aligned, is a second test set")
     add_showcase_arguments(parser)
@@ -100,13 +107,13 @@ def main(argv=None):
     previous = _previous_results(out) if args.reuse_baselines else {}
     models = {"faces": load_model(args.model), "seed": load_model(args.seed_model)}
     size = models["faces"].config.image_size
-    images, _ = data.read_dataset(args.data, size)
-    train_images, _ = data.read_dataset(args.train_data, size)
+    images, _ = datasets.read_dataset(args.data, size)
+    train_images, _ = datasets.read_dataset(args.train_data, size)
     celeba = None
     if args.celeba:
         # The held-out tenth, never trained on; PCA fitted on training faces as below.
-        _, celeba = data.read_dataset(args.celeba, size, framing=data.Framing(align="on"),
-                                      validation_fraction=CELEBA_HELD_OUT)
+        _, celeba = datasets.read_dataset(args.celeba, size, framing=image_files.Framing(align="on"),
+                                          validation_fraction=CELEBA_HELD_OUT)
     results, pcas = {}, {}
     for name, model in models.items():
         path = Path(args.model if name == "faces" else args.seed_model)
@@ -161,7 +168,7 @@ def main(argv=None):
     if "samples_gmm" in results["faces"]:
         save_image(tiled(gmm_samples[:4 * SHOWN], SHOWN), out / "samples_gmm.png")
     save_image(image_grid([samples[:SHOWN], models["seed"].generate(SHOWN, seed=0),
-                         pcas["faces"].sample(SHOWN, seed=0)]), out / "samples_compared.png")
+                           pcas["faces"].sample(SHOWN, seed=0)]), out / "samples_compared.png")
 
     write_documents(results, args)
     return 0

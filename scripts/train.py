@@ -18,13 +18,14 @@ load_backend_quietly()
 
 import keras
 
-from cvae import data
 from cvae.cli.arguments import HelpFormatter, positive_int
-from cvae.config import DEFAULT_PRESET, PRESETS, get_preset
+from cvae.data import datasets
 from cvae.errors import run_script
-from cvae.model import VAE, default_optimizer
-from cvae.plotting import image_grid, save_image
-from cvae.training import AtomicBestCheckpoint
+from cvae.figures import image_grid, save_image
+from cvae.model.config import DEFAULT_PRESET, PRESETS, get_preset
+from cvae.model.vae import VAE
+from cvae.training.schedules import default_optimizer
+from cvae.training.trainer import AtomicBestCheckpoint
 
 
 def main(argv=None):
@@ -40,14 +41,14 @@ def main(argv=None):
 
     config = get_preset(args.preset)
     # 5 % of the files, chosen by a hash of their names, are held out.
-    train_images, validation_images = data.read_dataset(
+    train_images, validation_images = datasets.read_dataset(
         args.data, config.image_size, config.channels, validation_fraction=0.05, progress=True)
     model = VAE(config, seed=0)
     model.compile(optimizer=default_optimizer())  # Adam after a learning-rate warm-up
     out = Path(args.out)
-    model.fit(data.make_dataset(train_images, args.batch_size, shuffle=True, flip=True, seed=0),
-              validation_data=data.make_dataset(validation_images, args.batch_size,
-                                                shuffle=False),
+    model.fit(datasets.make_dataset(train_images, args.batch_size, shuffle=True, flip=True, seed=0),
+              validation_data=datasets.make_dataset(validation_images, args.batch_size,
+                                                    shuffle=False),
               epochs=args.epochs, shuffle=False,  # The dataset shuffles itself.
               callbacks=[keras.callbacks.TerminateOnNaN(),
                          AtomicBestCheckpoint(out / "model.keras", monitor="val_loss")])

@@ -2,7 +2,7 @@
 """Attribute vectors from UTKFace's labels, and edits along them.
 
 UTKFace file names read `age_gender_race_date.jpg` (gender 0 = male, 1 =
-female). This builds, with `cvae.exploration.attribute`:
+female). This builds, with `cvae.sampling.exploration.attribute`:
 
   older   faces aged 55-80 minus faces aged 20-35
   female  female faces minus male faces (ages 20-60)
@@ -30,15 +30,16 @@ from cvae.quiet import load_backend_quietly
 # Before the imports below load TensorFlow, whose start-up lines it mutes.
 load_backend_quietly()
 
-from cvae import data
+from repository import REPOSITORY_ROOT, load_showcase_face
+
 from cvae.atomic import atomic_path
 from cvae.cli.arguments import HelpFormatter, positive_int
+from cvae.data import datasets, image_files
 from cvae.errors import run_script
-from cvae.exploration import attribute, edited
-from cvae.plotting import image_grid, save_image
-from repository import REPOSITORY_ROOT, load_showcase_face
-from cvae.samplers import mixture_beside, sample_latents
-from cvae.saving import default_model_path, load_model
+from cvae.figures import image_grid, save_image
+from cvae.model.saving import default_model_path, load_model
+from cvae.sampling.exploration import attribute, edited
+from cvae.sampling.samplers import mixture_beside, sample_latents
 
 SCALES = (-2.0, -1.0, 0.0, 1.0, 2.0)
 GROUPS = {
@@ -73,7 +74,7 @@ def main(argv=None):
 
     model = load_model(args.model)
     size = model.config.image_size
-    labelled = [(path, utkface_labels(path)) for path in data.list_image_files(args.data)]
+    labelled = [(path, utkface_labels(path)) for path in image_files.list_image_files(args.data)]
     labelled = [(path, labels) for path, labels in labelled if labels is not None]
     print(f"{len(labelled)} labelled faces in {args.data}", flush=True)
     out = Path(args.out)
@@ -83,7 +84,7 @@ def main(argv=None):
         for belongs in (is_positive, is_negative):
             paths = [path for path, labels in labelled if belongs(*labels)]
             chosen = np.random.default_rng(0).permutation(len(paths))[:args.per_group]
-            images, _ = data.load_images([paths[i] for i in sorted(chosen)], size)
+            images, _ = image_files.load_images([paths[i] for i in sorted(chosen)], size)
             sides.append(images)
         vectors[name] = attribute(model, *sides)
         with atomic_path(out / f"{name}.npy") as temporary:
@@ -92,7 +93,7 @@ def main(argv=None):
               f"{np.linalg.norm(vectors[name]):.2f}", flush=True)
 
     if args.faces:
-        faces, _ = data.read_dataset(args.faces, size)
+        faces, _ = datasets.read_dataset(args.faces, size)
         faces = faces[:6]
     else:
         astronaut = load_showcase_face(size=size)

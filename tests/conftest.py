@@ -24,7 +24,7 @@ def first_stage():
     """A tiny model trained for two epochs, and its images (read-only: shared)."""
     import keras
 
-    from cvae.model import VAE
+    from cvae.model.vae import VAE
 
     keras.utils.set_random_seed(0)
     model = VAE(TINY, seed=0)

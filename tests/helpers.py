@@ -4,7 +4,7 @@
 import numpy as np
 from PIL import Image
 
-from cvae.config import VAEConfig
+from cvae.model.config import VAEConfig
 
 TINY = VAEConfig(image_size=16, filters=(8, 16), dense_units=(16,), latent_dim=4,
                  likelihood="gaussian", decoder_scale=0.1)
@@ -34,8 +34,8 @@ def write_image_folder(folder, n=12, size=(24, 20), seed=0):
 def tiny_model_file(folder):
     """A tiny untrained model saved in `folder`, with a codec table beside it."""
     from cvae.codec import CodecTable, table_path, weights_sha256
-    from cvae.model import VAE
-    from cvae.saving import save_model
+    from cvae.model.saving import save_model
+    from cvae.model.vae import VAE
 
     model = VAE(TINY, seed=0)
     path = folder / "tiny.keras"

@@ -7,10 +7,10 @@ import keras
 import numpy as np
 import pytest
 
-from cvae.model import VAE
-from cvae.runs import TrainOptions
-from cvae.saving import load_model
-from cvae.training import train
+from cvae.model.saving import load_model
+from cvae.model.vae import VAE
+from cvae.training.runs import TrainOptions
+from cvae.training.trainer import train
 from tests.helpers import smooth_images
 
 
@@ -36,7 +36,7 @@ def _discriminator_weights(model):
 
 
 def test_the_discriminator_waits_for_its_start_step_then_trains(adversarial_config,
-                                                                  tiny_images):
+                                                                tiny_images):
     model = VAE(adversarial_config, seed=0)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     initial = _discriminator_weights(model)
@@ -64,7 +64,7 @@ def test_the_discriminator_waits_for_its_start_step_then_trains(adversarial_conf
 
 def test_a_multi_scale_discriminator_judges_each_scale_with_its_own_weights(
         adversarial_config, tiny_images):
-    from cvae.networks import build_patch_discriminator
+    from cvae.model.networks import build_patch_discriminator
 
     config = adversarial_config.replace(adversarial_start_step=0, discriminator_scales=2)
     grids = build_patch_discriminator(config)(tiny_images[:2])
@@ -101,7 +101,7 @@ def test_the_adversarial_term_changes_the_decoder_update(adversarial_config, tin
 
 
 def test_an_adversarial_model_saves_and_resumes_both_optimizers(adversarial_config, tmp_path,
-                                                                 monkeypatch):
+                                                                monkeypatch):
     options = _run_options(adversarial_config, tmp_path, images=32)
     saved = {}
     real_save = VAE.save_weights
@@ -136,7 +136,7 @@ def test_an_adversarial_model_saves_and_resumes_both_optimizers(adversarial_conf
 
 
 def test_an_adversarial_run_keeps_each_epochs_state_for_export(adversarial_config, tmp_path,
-                                                                capsys):
+                                                               capsys):
     from cvae.cli.main import main
 
     run = tmp_path / "run"

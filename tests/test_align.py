@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cvae.align import Placement, find_face, locate_face, paste_into, warp
+from cvae.data.align import Placement, find_face, locate_face, paste_into, warp
 
 ASTRONAUT = Path(__file__).resolve().parent.parent / "data" / "astronaut.png"
 
@@ -110,7 +110,7 @@ def test_placement_report_and_box():
 def test_a_face_framed_already_comes_back_in_its_own_frame(tmp_path):
     from PIL import Image
 
-    from cvae.data import Framing, load_face
+    from cvae.data.image_files import Framing, load_face
 
     astronaut = Path(__file__).resolve().parent.parent / "data" / "astronaut.png"
     crop, placement = load_face(astronaut, 128, framing=Framing(align="on"))

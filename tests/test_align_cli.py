@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cvae import data
 from cvae.cli import main
+from cvae.data import datasets, image_files
 from tests.helpers import tiny_model_file
 
 ASTRONAUT = Path(__file__).resolve().parent.parent / "data" / "astronaut.png"
@@ -37,7 +37,7 @@ def photos(tmp_path, monkeypatch):
 
 
 def test_auto_aligns_faces_and_warns_once_per_file_without_one(tmp_path, model_path, photos,
-                                                             capsys):
+                                                               capsys):
     out = tmp_path / "out"
     assert main(["compress", str(photos / "portrait.jpg"), str(photos / "landscape.png"),
                  "-o", str(out), "--model", str(model_path), "--json"]) == 0
@@ -86,26 +86,26 @@ def test_paste_into_writes_the_whole_photo(tmp_path, model_path, photos, capsys)
 
 
 def test_folders_are_searched_once_then_read_from_the_cache(photos, monkeypatch):
-    framing = data.Framing(align="auto")
+    framing = image_files.Framing(align="auto")
     paths = sorted(photos.iterdir())
-    with pytest.warns(data.NoFaceWarning, match="no face found in 1 file"):
-        first, skipped = data.load_images(paths, 32, framing=framing)
+    with pytest.warns(image_files.NoFaceWarning, match="no face found in 1 file"):
+        first, skipped = image_files.load_images(paths, 32, framing=framing)
     assert len(first) == 2 and not skipped
 
     def no_search(*args, **kwargs):
         raise AssertionError("searched again")
 
-    monkeypatch.setattr("cvae.align.find_face", no_search)
+    monkeypatch.setattr("cvae.data.align.find_face", no_search)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", data.NoFaceWarning)
-        again, _ = data.load_images(paths, 32, framing=framing)
+        warnings.simplefilter("ignore", image_files.NoFaceWarning)
+        again, _ = image_files.load_images(paths, 32, framing=framing)
     np.testing.assert_array_equal(first, again)
 
 
 def test_align_on_skips_training_files_without_a_face(photos):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        images, _ = data.read_dataset(photos, 32, framing=data.Framing(align="on"))
+        images, _ = datasets.read_dataset(photos, 32, framing=image_files.Framing(align="on"))
     assert len(images) == 1
     assert any("no face found" in str(warning.message) for warning in caught)
 

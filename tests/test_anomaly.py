@@ -8,8 +8,8 @@ import pytest
 
 from cvae import anomaly
 from cvae.cli import main
-from cvae.model import VAE
-from cvae.saving import save_model
+from cvae.model.saving import save_model
+from cvae.model.vae import VAE
 from tests.helpers import TINY, smooth_images, write_image_folder
 
 
@@ -109,10 +109,10 @@ def test_scoring_without_a_threshold_says_how_to_make_one(tmp_path, capsys):
 @pytest.mark.parametrize("likelihood", ["gaussian", "l1", "bernoulli"])
 def test_the_numpy_terms_are_the_objectives(likelihood):
     # Scoring runs without a Keras backend (the LiteRT runtime); its terms
-    # must stay those that training optimises (cvae.losses).
+    # must stay those that training optimises (cvae.model.losses).
     from keras import ops
 
-    from cvae import losses
+    from cvae.model import losses
 
     rng = np.random.default_rng(0)
     images = rng.random((3, 8, 8, 3)).astype(np.float32)

@@ -4,9 +4,9 @@ full-resolution output stage, and the Laplacian-pyramid loss term."""
 import numpy as np
 import pytest
 
-from cvae import losses
-from cvae.config import VAEConfig
-from cvae.model import VAE
+from cvae.model import losses
+from cvae.model.config import VAEConfig
+from cvae.model.vae import VAE
 
 RESIDUAL = VAEConfig(image_size=16, filters=(8, 16), dense_units=(), latent_dim=4,
                      block="residual", encoder_extra_convs=2, decoder_extra_convs=2,
@@ -71,7 +71,7 @@ def test_bad_architecture_options_are_refused(field, value):
 
 
 def test_the_v2_preset_is_the_studys_residual_design():
-    from cvae.config import get_preset
+    from cvae.model.config import get_preset
 
     v2 = get_preset("faces-v2")
     assert (v2.block, v2.normalization, v2.output_filters, v2.beta) == ("residual", "none", 16, 1.0)

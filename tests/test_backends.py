@@ -17,8 +17,8 @@ import keras
 import numpy as np
 import pytest
 
-from cvae.model import VAE
-from cvae.saving import load_model, save_model
+from cvae.model.saving import load_model, save_model
+from cvae.model.vae import VAE
 from tests.helpers import TINY, smooth_images, write_image_folder
 
 REPOSITORY = Path(__file__).resolve().parents[1]

@@ -16,8 +16,8 @@ from benchmarks import (  # noqa: E402
     inference_precision,
     step_profile,
 )
-from cvae.config import get_preset  # noqa: E402
-from cvae.model import VAE  # noqa: E402
+from cvae.model.config import get_preset  # noqa: E402
+from cvae.model.vae import VAE  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -35,7 +35,7 @@ def test_sub_pixel_rewrite_equals_conv2d_transpose(filters, activation):
     native = keras.layers.Conv2DTranspose(filters, 3, strides=2, padding="same",
                                           activation=activation, dtype="float32")
     rewritten = conv_transpose.sub_pixel_layer_class()(filters, activation=activation,
-                                                        dtype="float32")
+                                                       dtype="float32")
     native(inputs), rewritten(inputs)
     rewritten.kernel.assign(native.kernel)
     rewritten.bias.assign(np.linspace(-1, 1, filters))
@@ -108,7 +108,7 @@ def test_the_adversarial_step_benchmark_times_each_case(tmp_path):
 def test_the_inference_precision_benchmark_times_the_saved_and_the_auto_model(
         tmp_path, monkeypatch):
     from cvae import precision
-    from cvae.saving import save_model
+    from cvae.model.saving import save_model
     from tests.helpers import TINY
 
     monkeypatch.setattr(precision, "cpu_has_bfloat16", lambda: False)

@@ -22,8 +22,8 @@ from cvae.codec import (
 from cvae.codec import format as codec_format
 from cvae.codec.format import FormatError, Header
 from cvae.errors import CvaeError
-from cvae.model import VAE
-from cvae.saving import load_model, save_model
+from cvae.model.saving import load_model, save_model
+from cvae.model.vae import VAE
 from tests.helpers import TINY, smooth_images
 
 
@@ -261,8 +261,8 @@ def test_a_bfloat16_model_decodes_alike_on_both_runtimes(tmp_path):
 
 
 def test_the_detail_layer_brings_the_face_back_closer(model, table):
-    from cvae import metrics
     from cvae.codec import detail
+    from cvae.evaluation import metrics
 
     codec = Codec(model, table)
     images = smooth_images(4, seed=6)
@@ -287,7 +287,7 @@ def test_the_detail_layer_brings_the_face_back_closer(model, table):
 
 
 def test_a_larger_budget_climbs_the_ladder_and_every_file_fits(model, table):
-    from cvae import metrics
+    from cvae.evaluation import metrics
 
     codec = Codec(model, table)
     images = smooth_images(4, seed=7)

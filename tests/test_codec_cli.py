@@ -6,8 +6,8 @@ from PIL import Image
 
 from cvae.cli import main
 from cvae.codec import CodecTable, table_path, weights_sha256
-from cvae.model import VAE
-from cvae.saving import save_model
+from cvae.model.saving import save_model
+from cvae.model.vae import VAE
 from tests.helpers import TINY, tiny_model_file, write_image_folder
 
 
@@ -192,11 +192,11 @@ def test_a_huge_image_fails_alone_with_the_limit(tmp_path, model_path, capsys):
 
 
 def test_a_large_image_under_pillows_limit_gets_its_size(tmp_path):
-    from cvae import data
+    from cvae.data import image_files
 
     Image.new("1", (9000, 6000)).save(tmp_path / "large.png")
-    with pytest.raises(data.ImageTooLargeError, match=r"54 megapixels \(9000x6000\), the limit"):
-        data.load_image(tmp_path / "large.png", 16)
+    with pytest.raises(image_files.ImageTooLargeError, match=r"54 megapixels \(9000x6000\), the limit"):
+        image_files.load_image(tmp_path / "large.png", 16)
 
 
 def test_decompress_reads_only_cvae_files_from_a_folder(tmp_path, model_path, capsys):
@@ -272,7 +272,7 @@ def test_the_litert_runtime_reads_and_writes_the_same_files_as_keras(tmp_path, c
 
 
 def test_reconstruct_writes_what_the_model_decodes_and_names_bad_files(tmp_path, first_stage,
-                                                                          capsys):
+                                                                       capsys):
     from cvae.codec import codec_for
 
     model, images = first_stage

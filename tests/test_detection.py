@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cvae.detection import contains_face, detect_faces, face_rate, gray
+from cvae.data.detection import contains_face, detect_faces, face_rate, gray
 
 ASTRONAUT = Path(__file__).resolve().parent.parent / "data" / "astronaut.png"
 
@@ -36,7 +36,7 @@ def test_faces_are_found_in_a_photo_largest_first():
 
 _CONCURRENT_FIRST_USE = """
 import threading
-from cvae import detection
+from cvae.data import detection
 
 errors = []
 

@@ -16,10 +16,10 @@ MIRRORED = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from cvae import layers
+    from cvae.model import layers
     layers.keras.random.normal = lambda shape, dtype=None, seed=None: keras.ops.zeros(shape, dtype)
-    from cvae.distribution import distribution_strategy
-    from cvae.model import VAE
+    from cvae.training.strategies import distribution_strategy
+    from cvae.model.vae import VAE
     from tests.helpers import TINY, smooth_images
 
     images = smooth_images(16)

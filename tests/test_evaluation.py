@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from cvae.cli import main
-from cvae.evaluation import evaluate, likelihood_bounds, load_inception
-from cvae.model import VAE
-from cvae.saving import save_model
+from cvae.evaluation.evaluate import evaluate, likelihood_bounds, load_inception
+from cvae.model.saving import save_model
+from cvae.model.vae import VAE
 from tests.helpers import TINY, smooth_images, write_image_folder
 
 
@@ -79,13 +79,13 @@ def test_evaluate_json_on_a_folder_reports_every_field(tmp_path, capsys):
 
 
 def test_evaluate_validation_split_scores_only_the_part_training_held_out(tmp_path, capsys):
-    from cvae import data
+    from cvae.data import datasets, image_files
 
     model_path = tmp_path / "tiny.keras"
     save_model(VAE(TINY, seed=0), model_path)
     folder = write_image_folder(tmp_path / "faces", n=40)
-    held_out = sum(data.in_validation(path.relative_to(folder).as_posix(), 0.3)
-                   for path in data.list_image_files(folder))
+    held_out = sum(datasets.in_validation(path.relative_to(folder).as_posix(), 0.3)
+                   for path in image_files.list_image_files(folder))
     assert 4 <= held_out < 40
     assert main(["evaluate", "--data", str(folder), "--model", str(model_path), "--json",
                  "--iwae-samples", "2", "--validation-split", "0.3"]) == 0

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cvae import exploration
 from cvae.cli import main
-from cvae.model import VAE
-from cvae.saving import save_model
+from cvae.model.saving import save_model
+from cvae.model.vae import VAE
+from cvae.sampling import exploration
 from tests.helpers import TINY, smooth_images
 
 
@@ -162,7 +162,7 @@ def test_every_command_writes_its_picture(tmp_path, model_file):
 
 def test_generate_runs_float32_where_bfloat16_would_be_emulated(tmp_path, monkeypatch):
     from cvae import precision
-    from cvae.saving import load_model
+    from cvae.model.saving import load_model
 
     path = tmp_path / "bfloat16.keras"
     save_model(VAE(TINY, seed=0, dtype="mixed_bfloat16"), path)

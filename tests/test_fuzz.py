@@ -13,12 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from cvae import data
 from cvae.codec import Codec, CodecTable, entropy_coding, weights_sha256
 from cvae.codec import format as codec_format
 from cvae.codec.format import FormatError, Header
+from cvae.data import image_files
 from cvae.errors import CvaeError
-from cvae.model import VAE
+from cvae.model.vae import VAE
 from tests.helpers import TINY, smooth_images
 
 FAST = settings(max_examples=300, deadline=None,
@@ -114,7 +114,7 @@ def test_the_image_loader_fails_only_with_the_errors_it_documents(seed, position
     else:
         content = noise + seed
     try:
-        image = data.load_image(io.BytesIO(content), 16)
+        image = image_files.load_image(io.BytesIO(content), 16)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return
     assert image.shape == (16, 16, 3) and image.dtype == np.uint8

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from cvae import identity
+from cvae.evaluation import identity
 
 pytestmark = pytest.mark.skipif(not identity.available(),
                                 reason='the judge is optional: pip install "cvae[identity]"')
@@ -17,7 +17,7 @@ ASTRONAUT = Path(__file__).resolve().parent.parent / "data" / "astronaut.png"
 def _face():
     """The public-domain astronaut's face, framed by the aligner as every
     command frames a photo (the judge expects the training data's framing)."""
-    from cvae.data import Framing, load_face
+    from cvae.data.image_files import Framing, load_face
 
     face, _ = load_face(ASTRONAUT, 128, framing=Framing(align="on"))
     return face
@@ -56,9 +56,9 @@ def test_metrics_count_matches_against_their_own_original():
 
 
 def test_evaluate_reports_whether_reconstructions_are_the_same_person():
-    from cvae.config import VAEConfig
-    from cvae.evaluation import evaluate, format_report
-    from cvae.model import VAE
+    from cvae.evaluation.evaluate import evaluate, format_report
+    from cvae.model.config import VAEConfig
+    from cvae.model.vae import VAE
 
     faces = np.stack([_face(), _face()[:, ::-1], _thumbnail(_face(), 24), _face()])
     config = VAEConfig(image_size=128, filters=(8, 16, 16, 16), dense_units=(16,), latent_dim=4)

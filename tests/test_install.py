@@ -46,7 +46,7 @@ def test_a_built_wheel_generates_with_its_default_model_from_anywhere(tmp_path):
                    check=True)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    located = subprocess.run([str(python), "-c", "import cvae.saving as f; print(f.__file__); "
+    located = subprocess.run([str(python), "-c", "import cvae.model.saving as f; print(f.__file__); "
                               "print(f.default_model_path())"], cwd=elsewhere, check=True,
                              capture_output=True, text=True).stdout.split()
     assert all(path.startswith(str(environment)) for path in located), located

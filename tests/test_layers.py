@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from cvae.layers import Sampling, SoftClamp
+from cvae.model.layers import Sampling, SoftClamp
 
 # Portable: tests/test_backends.py runs this module under JAX too.
 pytestmark = pytest.mark.backends

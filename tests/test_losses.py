@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from cvae import losses
+from cvae.model import losses
 
 # Portable: tests/test_backends.py runs this module under JAX too.
 pytestmark = pytest.mark.backends
@@ -97,7 +97,7 @@ def test_band_energy_gap_measures_missing_detail_not_misplaced_detail():
 
 
 def test_face_weights_move_the_reconstruction_term_toward_the_face():
-    from cvae.align import face_region_weights
+    from cvae.data.align import face_region_weights
 
     weights = face_region_weights(32, 2.0)
     assert weights.shape == (32, 32) and weights.mean() == pytest.approx(1.0, rel=1e-5)

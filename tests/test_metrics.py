@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from cvae import metrics
-from cvae.baselines import PCA
+from cvae.evaluation import metrics
+from cvae.evaluation.baselines import PCA
 from tests.helpers import smooth_images
 
 

@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from cvae.config import PRESETS, VAEConfig
-from cvae.model import VAE
+from cvae.model.config import PRESETS, VAEConfig
+from cvae.model.vae import VAE
 
 # Portable: tests/test_backends.py runs this module under JAX too.
 pytestmark = pytest.mark.backends
@@ -126,14 +126,13 @@ def test_generate_is_seeded_and_temperature_scales_the_prior(tiny_config):
 
 
 def test_the_default_optimizer_keeps_the_first_steps_from_blowing_the_posterior_up():
-    from cvae.model import default_optimizer
-
     # Adam's first steps move every weight by about the full learning rate;
     # the default preset's latent heads read 4,096 features at 128x128, so
     # without a warm-up two steps threw the log-variance to about +16 (the
     # KL to millions of nats) in some seeds. Seed 2 here goes to about +4.6
     # with a constant 1e-3 (and further with Keras's default RMSprop).
-    from cvae.config import get_preset
+    from cvae.model.config import get_preset
+    from cvae.training.schedules import default_optimizer
     from tests.helpers import smooth_images
 
     images = smooth_images(16, size=128, seed=0)

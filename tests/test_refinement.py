@@ -1,13 +1,13 @@
-"""Refining codes against the decoder (cvae.refinement) on a tiny trained model."""
+"""Refining codes against the decoder (cvae.model.refinement) on a tiny trained model."""
 
 import numpy as np
 import pytest
 from keras import ops
 
 from cvae.codec import Codec
-from cvae.evaluation import evaluate
-from cvae.losses import band_energy_gap
-from cvae.refinement import refine_codes
+from cvae.evaluation.evaluate import evaluate
+from cvae.model.losses import band_energy_gap
+from cvae.model.refinement import refine_codes
 
 
 def _map_objective(model, images, codes):

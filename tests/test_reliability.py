@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cvae import data
 from cvae.cli import main
+from cvae.data import datasets, image_files
 from cvae.errors import CvaeError
-from cvae.model import VAE
-from cvae.saving import load_model, save_model
+from cvae.model.saving import load_model, save_model
+from cvae.model.vae import VAE
 from tests.helpers import TINY, smooth_images
 
 TINY_RUN = ["--preset", "seed", "--image-size", "16", "--latent-dim", "4", "--seed", "0",
@@ -95,8 +95,8 @@ def _messy_folder(root, good=1500):
 def test_a_messy_folder_trains_and_reports_what_it_skipped(tmp_path, capsys):
     folder = _messy_folder(tmp_path / "messy")
     started = time.monotonic()
-    with pytest.warns(data.SkippedFilesWarning) as warned:
-        images, _ = data.read_dataset(folder, 16)
+    with pytest.warns(image_files.SkippedFilesWarning) as warned:
+        images, _ = datasets.read_dataset(folder, 16)
     assert time.monotonic() - started < 60  # The pipe and the link loop do not hang it.
     assert len(images) == 1501  # 1,500 faces and the good link, each once.
     message = str(warned[0].message)
@@ -129,7 +129,7 @@ def test_fuzzed_image_files_only_ever_fail_cleanly(tmp_path):
         path.write_bytes(content)
         paths.append(path)
     started = time.monotonic()
-    images, skipped = data.load_images(paths, 16, warn=False)
+    images, skipped = image_files.load_images(paths, 16, warn=False)
     assert time.monotonic() - started < 60
     assert len(images) + len(skipped) == len(paths)
     assert all(isinstance(reason, str) and reason for _, reason in skipped)

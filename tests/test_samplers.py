@@ -4,9 +4,9 @@ ex-post Gaussian mixture (the second stage itself is in test_second_stage.py).""
 import numpy as np
 import pytest
 
-from cvae import samplers
 from cvae.errors import CvaeError
-from cvae.samplers import resolve_sampler, sample_latents
+from cvae.sampling import samplers
+from cvae.sampling.samplers import resolve_sampler, sample_latents
 
 # Portable: tests/test_backends.py runs this module under JAX too.
 pytestmark = pytest.mark.backends

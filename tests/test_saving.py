@@ -9,8 +9,8 @@ import pytest
 import cvae
 from cvae import precision
 from cvae.errors import CvaeError
-from cvae.model import VAE
-from cvae.saving import load_model, save_model
+from cvae.model.saving import load_model, save_model
+from cvae.model.vae import VAE
 
 # Portable: tests/test_backends.py runs this module under JAX too.
 pytestmark = pytest.mark.backends

@@ -3,10 +3,10 @@ model, and the default sampler of a model that has one."""
 
 import numpy as np
 
-from cvae.model import VAE
-from cvae.samplers import default_sampler, sample_latents
-from cvae.saving import load_model, save_model
-from cvae.second_stage import build_second_stage_decoder, fit_second_stage
+from cvae.model.saving import load_model, save_model
+from cvae.model.second_stage import build_second_stage_decoder, fit_second_stage
+from cvae.model.vae import VAE
+from cvae.sampling.samplers import default_sampler, sample_latents
 
 
 def test_second_stage_is_stored_in_the_model_and_sampled_by_default(first_stage, tmp_path):
@@ -80,7 +80,7 @@ def test_a_retrained_second_stage_keeps_the_codec_fingerprint_and_its_files(firs
 
 
 def test_the_matched_decoder_maps_noise_through_q_u_and_sampling_adds_its_spread(first_stage):
-    from cvae.second_stage import train_second_stage, with_second_stage
+    from cvae.model.second_stage import train_second_stage, with_second_stage
 
     rng = np.random.default_rng(1)
     z_mean = rng.normal(size=(128, 4)) * [3.0, 1.0, 0.5, 1.0]
@@ -114,7 +114,7 @@ def test_the_matched_decoder_maps_noise_through_q_u_and_sampling_adds_its_spread
 
 def test_matching_the_codes_spread_gives_samples_the_training_codes_mean_and_variance(
         first_stage):
-    from cvae.second_stage import train_second_stage, with_second_stage
+    from cvae.model.second_stage import train_second_stage, with_second_stage
 
     model, _ = first_stage
     latent_dim = model.config.latent_dim
@@ -152,7 +152,7 @@ def test_the_second_stage_command_copies_the_first_stage_codec_table(tmp_path):
 
 
 def test_the_kl_weight_changes_what_the_second_stage_learns():
-    from cvae.second_stage import train_second_stage
+    from cvae.model.second_stage import train_second_stage
 
     z_mean = np.random.default_rng(2).normal(size=(64, 4))
     trained = [train_second_stage(z_mean, np.full_like(z_mean, -10.0), units=(8,), epochs=5,

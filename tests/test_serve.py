@@ -21,7 +21,7 @@ from PIL import Image
 
 from cvae import serve
 from cvae.codec import Codec, CodecTable, weights_sha256
-from cvae.model import VAE
+from cvae.model.vae import VAE
 from tests.helpers import TINY, smooth_images, tiny_model_file
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

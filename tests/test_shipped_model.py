@@ -3,10 +3,10 @@ scripts/results.py, not here)."""
 
 import numpy as np
 
-from cvae.config import DEFAULT_PRESET, get_preset
-from cvae.model import VAE
-from cvae.samplers import default_sampler
-from cvae.saving import DEFAULT_MODEL_PATH, load_model, save_model
+from cvae.model.config import DEFAULT_PRESET, get_preset
+from cvae.model.saving import DEFAULT_MODEL_PATH, load_model, save_model
+from cvae.model.vae import VAE
+from cvae.sampling.samplers import default_sampler
 from tests.helpers import TINY
 
 
@@ -38,7 +38,6 @@ def test_cvae_model_overrides_the_default(tmp_path, monkeypatch):
 
 def test_the_shipped_model_carries_its_codec_table():
     import cvae
-
     from cvae.codec.litert import LiteModel, litert_status
 
     # Its LiteRT files match it, so compress and decompress start without TensorFlow.

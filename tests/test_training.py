@@ -8,10 +8,10 @@ import keras
 import numpy as np
 import pytest
 
-from cvae import training
 from cvae.cli import main
-from cvae.runs import TrainOptions
-from cvae.saving import load_model
+from cvae.model.saving import load_model
+from cvae.training import trainer
+from cvae.training.runs import TrainOptions
 from tests.helpers import write_image_folder
 
 TINY_RUN = ["--preset", "seed", "--image-size", "16", "--latent-dim", "4", "--batch-size", "8",
@@ -25,14 +25,14 @@ def _epochs_logged(run):
 
 def _interrupt_in_second_epoch(monkeypatch):
     """Ctrl-C at the end of epoch 2, after its metrics are logged, before its backup."""
-    real_end_of_epoch = training.TrainingFigures.on_epoch_end
+    real_end_of_epoch = trainer.TrainingFigures.on_epoch_end
 
     def crash_in_second_epoch(self, epoch, logs=None):
         if epoch == 1:
             raise KeyboardInterrupt
         real_end_of_epoch(self, epoch, logs)
 
-    monkeypatch.setattr(training.TrainingFigures, "on_epoch_end", crash_in_second_epoch)
+    monkeypatch.setattr(trainer.TrainingFigures, "on_epoch_end", crash_in_second_epoch)
 
 
 @pytest.mark.backends
@@ -92,7 +92,7 @@ def test_a_nan_stops_training_and_keeps_the_last_good_state(tmp_path, monkeypatc
             self.model.decoder.layers[1].kernel.assign(
                 np.full(self.model.decoder.layers[1].kernel.shape, np.nan))
 
-    monkeypatch.setattr(training.TrainingFigures, "on_epoch_begin", poison_the_second_epoch,
+    monkeypatch.setattr(trainer.TrainingFigures, "on_epoch_begin", poison_the_second_epoch,
                         raising=False)
     assert main(command) == 1
     assert "loss became NaN" in capsys.readouterr().err
@@ -275,8 +275,8 @@ def test_a_finished_cosine_run_is_fine_tuned_not_trained_on(tmp_path, capsys):
 @pytest.mark.parametrize("schedule, final_rate", [("cosine", 0.0), ("constant", 1e-3)])
 def test_the_warm_up_rises_from_zero_to_the_learning_rate(schedule, final_rate):
     options = TrainOptions(data=None, epochs=2, learning_rate=1e-3,
-                                    learning_rate_schedule=schedule, warmup_steps=10)
-    rate = training._learning_rate(options, steps_per_epoch=50)
+                           learning_rate_schedule=schedule, warmup_steps=10)
+    rate = trainer._learning_rate(options, steps_per_epoch=50)
     assert float(rate(0)) == 0.0
     assert float(rate(5)) == pytest.approx(5e-4)
     assert float(rate(10)) == pytest.approx(1e-3)
@@ -285,10 +285,10 @@ def test_the_warm_up_rises_from_zero_to_the_learning_rate(schedule, final_rate):
 
 def test_without_a_warm_up_the_schedules_are_unchanged():
     options = TrainOptions(data=None, epochs=2, learning_rate=1e-3, warmup_steps=0)
-    assert training._learning_rate(options, steps_per_epoch=50) == 1e-3
-    cosine = training._learning_rate(
+    assert trainer._learning_rate(options, steps_per_epoch=50) == 1e-3
+    cosine = trainer._learning_rate(
         TrainOptions(data=None, epochs=2, learning_rate=1e-3, warmup_steps=0,
-                              learning_rate_schedule="cosine"), steps_per_epoch=50)
+                     learning_rate_schedule="cosine"), steps_per_epoch=50)
     assert float(cosine(0)) == pytest.approx(1e-3)
     assert float(cosine(50)) == pytest.approx(5e-4)
 
@@ -326,10 +326,10 @@ def test_export_publishes_the_best_or_the_last_state(tmp_path, capsys):
     options = TrainOptions(data=str(folder), out=str(run), preset="seed", epochs=2,
                            batch_size=8, seed=0, tensorboard=False, verbose=0,
                            config_overrides={"image_size": 16, "latent_dim": 4})
-    trained, _ = training.train(options)
+    trained, _ = trainer.train(options)
     # Stand in a best checkpoint that is not the last state.
-    from cvae.model import VAE
-    from cvae.saving import save_model
+    from cvae.model.saving import save_model
+    from cvae.model.vae import VAE
 
     save_model(VAE(trained.config, seed=5), run / "model.keras")
     best, last = tmp_path / "best.keras", tmp_path / "last.keras"
@@ -367,13 +367,13 @@ def test_train_on_several_sources_together(tmp_path, capsys):
 
 
 def test_a_one_epoch_history_plots_visible_points(tmp_path, monkeypatch):
-    from cvae import plotting
+    from cvae.training import runs
 
     history = tmp_path / "history.csv"
     history.write_text("epoch,kl_loss,loss,reconstruction_loss\n0,1.0,2.0,1.0\n")
     drawn = {}
-    monkeypatch.setattr(plotting, "save_figure", lambda figure, path: drawn.update(figure=figure))
-    plotting.plot_history(history, tmp_path / "curves.png")
+    monkeypatch.setattr(runs, "save_figure", lambda figure, path: drawn.update(figure=figure))
+    runs.plot_history(history, tmp_path / "curves.png")
     lines = [line for axis in drawn["figure"].axes for line in axis.get_lines()]
     assert lines and all(line.get_marker() not in (None, "None", "") for line in lines)
 

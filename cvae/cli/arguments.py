@@ -126,7 +126,7 @@ def add_framing(parser, align="auto"):
     default; those that read training sets (already framed) do not."""
     parser.add_argument("--crop-box", type=crop_box, metavar="LEFT,TOP,WIDTH,HEIGHT",
                         help="crop every image to this box before resizing (wins over --align)")
-    from cvae.data import ALIGN_MODES
+    from cvae.data.image_files import ALIGN_MODES
 
     parser.add_argument("--align", choices=ALIGN_MODES, default=align,
                         help="frame the face like the training data: auto falls back to the "
@@ -147,7 +147,7 @@ def warn_if_not_aligned(path, photo_framing, placement):
 
 
 def framing(args):
-    """The `cvae.data.Framing` that add_framing's options ask for."""
-    from cvae.data import Framing
+    """The `cvae.data.image_files.Framing` that add_framing's options ask for."""
+    from cvae.data.image_files import Framing
 
     return Framing(crop_box=args.crop_box, align=args.align, face_index=args.face_index)

@@ -21,8 +21,8 @@ def add_commands(commands):
     from cvae.codec import (
         CALIBRATION_STEPS,
         DEFAULT_MODE,
-        DEFAULT_RUNG,
         DEFAULT_QUALITY,
+        DEFAULT_RUNG,
         QUALITY_LEVELS,
         RUNTIMES,
         TABLE_SUFFIX,
@@ -180,7 +180,7 @@ def load_codec_quietly(model_path, runtime, refine_steps=0):
 def _compress(args):
     from cvae.codec import table_path
     from cvae.codec.batch import compress_files
-    from cvae.saving import default_model_path
+    from cvae.model.saving import default_model_path
 
     if not args.report and (args.figure or args.max_images):
         raise CvaeError("--figure and --max-images go with --report")
@@ -255,14 +255,14 @@ def _compression_report(args, codec, step):
 
     import numpy
 
-    from cvae import data
     from cvae.codec.report import comparison_figure, compression_report, format_report
+    from cvae.data import datasets
 
     config = codec.config
-    images = numpy.concatenate([data.read_subset(source, args.max_images, config.image_size,
-                                                 config.channels, framing(args))
+    images = numpy.concatenate([datasets.read_subset(source, args.max_images, config.image_size,
+                                                     config.channels, framing(args))
                                 for source in args.inputs])
-    images = data.random_subset(images, args.max_images)
+    images = datasets.random_subset(images, args.max_images)
     report = compression_report(codec, images, step=step)
     if args.figure:
         comparison_figure(report, images, args.figure)
@@ -272,7 +272,7 @@ def _compression_report(args, codec, step):
 
 def _decompress(args):
     from cvae.codec.batch import decompress_files
-    from cvae.saving import default_model_path
+    from cvae.model.saving import default_model_path
 
     codec = load_codec_quietly(args.model or default_model_path(), args.runtime)
     paste = _paste_target(args, codec.config) if args.paste_into else None
@@ -286,7 +286,7 @@ def _decompress(args):
 
 def _reconstruct(args):
     from cvae.codec.batch import reconstruct_files
-    from cvae.saving import default_model_path
+    from cvae.model.saving import default_model_path
 
     codec = load_codec_quietly(args.model or default_model_path(), args.runtime, args.refine_steps)
     failures = FailureLog()
@@ -302,10 +302,10 @@ def _reconstruct(args):
 
 
 def _calibrate(args):
-    from cvae import data
     from cvae.atomic import refuse_inside_installed_package
     from cvae.codec import calibrate, table_path
-    from cvae.saving import load_model
+    from cvae.data import datasets, image_files
+    from cvae.model.saving import load_model
 
     target = table_path(args.model)
     # Checked before the model and the images are read: both take a while.
@@ -313,10 +313,10 @@ def _calibrate(args):
     if target.exists() and not args.force:
         raise CvaeError(f"{target} exists, and files compressed with it would no longer "
                         f"decode (use --force to replace it)")
-    data.require_exists(args.data)
+    image_files.require_exists(args.data)
     model = load_model(args.model)
-    images = data.read_subset(args.data, args.max_images, model.config.image_size,
-                              model.config.channels, framing(args), args.seed)
+    images = datasets.read_subset(args.data, args.max_images, model.config.image_size,
+                                  model.config.channels, framing(args), args.seed)
     print(f"calibrating on {len(images)} images, {len(args.steps)} steps "
           f"(each compresses and decompresses them all)", flush=True)
     table = calibrate(model, images, args.steps,
@@ -332,7 +332,7 @@ def _paste_target(args, config):
 
     import numpy
 
-    from cvae import data
+    from cvae.data import image_files
 
     if len(args.inputs) != 1 or not Path(args.inputs[0]).is_file():
         raise CvaeError("--paste-into takes exactly one .cvae file")
@@ -340,10 +340,10 @@ def _paste_target(args, config):
     if not original.is_file():
         raise CvaeError(f"no such image file: {original}")
     try:
-        photo = data.open_photo(original, config.channels)
-        placement = data.face_placement(photo, framing(args))
+        photo = image_files.open_photo(original, config.channels)
+        placement = image_files.face_placement(photo, framing(args))
     except (OSError, ValueError, SyntaxError) as error:
-        raise CvaeError(f"{original}: {data.describe_image_error(error)}") from None
+        raise CvaeError(f"{original}: {image_files.describe_image_error(error)}") from None
     warn_if_not_aligned(original, framing(args), placement)
     return numpy.asarray(photo), placement
 

@@ -1,7 +1,7 @@
 """`cvae generate`, `interpolate`, `traverse`, `attribute`, `edit` and `latent-stats`.
 
 Each writes a PNG (or, for `attribute`, a .npy vector) and calls the library:
-`cvae.samplers` and `cvae.exploration`.
+`cvae.sampling.samplers` and `cvae.sampling.exploration`.
 """
 
 import json
@@ -20,7 +20,7 @@ from cvae.cli.arguments import (
     warn_if_not_aligned,
 )
 from cvae.errors import CvaeError
-from cvae.plotting import check_image_path
+from cvae.figures import check_image_path
 
 # A grid PNG of more faces would be tens of thousands of pixels a side.
 MAX_GRID_FACES = 4096
@@ -30,9 +30,9 @@ _MODEL_HELP = "a .keras model (default: the shipped faces model, or $CVAE_MODEL)
 
 
 def add_commands(commands):
-    from cvae.exploration import INTERPOLATIONS
     from cvae.precision import PRECISIONS
-    from cvae.samplers import MIXTURE_SUFFIX, SAMPLERS
+    from cvae.sampling.exploration import INTERPOLATIONS
+    from cvae.sampling.samplers import MIXTURE_SUFFIX, SAMPLERS
 
     def command(name, help, description):
         parser = commands.add_parser(name, help=help, description=description,
@@ -157,8 +157,8 @@ def add_commands(commands):
 
 
 def _generate(args):
-    from cvae import samplers
-    from cvae.plotting import save_image, tiled
+    from cvae.figures import save_image, tiled
+    from cvae.sampling import samplers
 
     if not args.out and not args.separate:
         raise CvaeError("give -o GRID.png, --separate DIR, or both")
@@ -189,15 +189,16 @@ def _generate(args):
 
 
 def _mixture(args, model, model_path):
-    from cvae import data, samplers
+    from cvae.data import datasets
+    from cvae.sampling import samplers
 
     path = Path(args.mixture) if args.mixture else samplers.mixture_path(model_path)
     if args.fit_data:
         if path.exists() and not args.force:
             raise CvaeError(f"{path} exists (use --force to replace it, or --mixture "
                             f"NEW_PATH to write another)")
-        images = data.read_subset(args.fit_data, args.max_fit_images, model.config.image_size,
-                                  model.config.channels, seed=args.seed)
+        images = datasets.read_subset(args.fit_data, args.max_fit_images, model.config.image_size,
+                                      model.config.channels, seed=args.seed)
         samplers.check_mixture_data(len(images), args.components, model.config.latent_dim)
         print(f"fitting {args.components} components to {len(images)} posterior means", flush=True)
         mixture = samplers.fit_mixture(model, images, args.components, args.seed,
@@ -211,8 +212,8 @@ def _mixture(args, model, model_path):
 
 
 def _interpolate(args):
-    from cvae.exploration import interpolation
-    from cvae.plotting import image_grid, save_image
+    from cvae.figures import image_grid, save_image
+    from cvae.sampling.exploration import interpolation
 
     check_image_path(args.out, args.force)
     if args.steps < 2:
@@ -225,8 +226,8 @@ def _interpolate(args):
 
 
 def _traverse(args):
-    from cvae.exploration import traversal
-    from cvae.plotting import image_grid, save_image
+    from cvae.figures import image_grid, save_image
+    from cvae.sampling.exploration import traversal
 
     check_image_path(args.out, args.force)
     if args.steps < 2:
@@ -246,9 +247,9 @@ def _traverse(args):
 
 
 def _attribute(args):
-    from cvae import data
     from cvae.atomic import atomic_path
-    from cvae.exploration import attribute
+    from cvae.data import datasets
+    from cvae.sampling.exploration import attribute
 
     if not args.out.endswith(".npy"):
         raise CvaeError(f"the output must end in .npy, got {args.out}")
@@ -257,9 +258,9 @@ def _attribute(args):
     model, _ = _load(args)
     sets = []
     for folder in (args.positive, args.negative):
-        images, _ = data.read_dataset(folder, model.config.image_size, model.config.channels,
-                                      framing(args))
-        sets.append(data.random_subset(images, args.max_images))
+        images, _ = datasets.read_dataset(folder, model.config.image_size, model.config.channels,
+                                          framing(args))
+        sets.append(datasets.random_subset(images, args.max_images))
     vector = attribute(model, *sets)
     with atomic_path(args.out) as temporary:
         np.save(temporary, vector.astype(np.float32))
@@ -268,8 +269,8 @@ def _attribute(args):
 
 
 def _edit(args):
-    from cvae.exploration import edited
-    from cvae.plotting import image_grid, save_image
+    from cvae.figures import image_grid, save_image
+    from cvae.sampling.exploration import edited
 
     check_image_path(args.out, args.force)
     model, _ = _load(args)
@@ -290,14 +291,14 @@ def _edit(args):
 
 
 def _latent_stats(args):
-    from cvae import data
     from cvae.atomic import write_text
-    from cvae.exploration import latent_statistics
-    from cvae.plotting import plot_kl_per_dimension, plot_latent_histograms
+    from cvae.data import datasets
+    from cvae.figures import plot_kl_per_dimension, plot_latent_histograms
+    from cvae.sampling.exploration import latent_statistics
 
     model, _ = _load(args)
-    images = data.read_subset(args.data, args.max_images, model.config.image_size,
-                              model.config.channels, framing(args), args.seed)
+    images = datasets.read_subset(args.data, args.max_images, model.config.image_size,
+                                  model.config.channels, framing(args), args.seed)
     z_mean, z_log_var = model.encode(images)
     stats = latent_statistics(z_mean, z_log_var)
     codes = z_mean + np.exp(0.5 * z_log_var) * np.random.default_rng(args.seed).standard_normal(
@@ -314,22 +315,22 @@ def _latent_stats(args):
 
 
 def _load(args):
-    from cvae.saving import default_model_path, load_model
+    from cvae.model.saving import default_model_path, load_model
 
     path = args.model or default_model_path()
     return load_model(path, precision=args.precision), path
 
 
 def _image(model, path, photo_framing):
-    from cvae import data
+    from cvae.data import image_files
 
     if not Path(path).is_file():
         raise CvaeError(f"no such image file: {path}")
     try:
-        image, placement = data.load_face(path, model.config.image_size, model.config.channels,
-                                          photo_framing)
+        image, placement = image_files.load_face(path, model.config.image_size, model.config.channels,
+                                                 photo_framing)
     except (OSError, ValueError, SyntaxError) as error:
-        raise CvaeError(f"{path}: {data.describe_image_error(error)}") from None
+        raise CvaeError(f"{path}: {image_files.describe_image_error(error)}") from None
     warn_if_not_aligned(path, photo_framing, placement)
     return image
 
@@ -338,7 +339,7 @@ def _image(model, path, photo_framing):
 def _endpoint(model, text, photo_framing, name):
     """An image file's code, or seed:N for a draw from N(0, I); `name` is the
     argument's, for the error."""
-    from cvae.samplers import sample_latents
+    from cvae.sampling.samplers import sample_latents
 
     if text.startswith("seed:"):
         try:

@@ -27,7 +27,7 @@ from cvae.cli.arguments import (
 )
 from cvae.errors import CvaeError, Interrupted, run_command
 from cvae.quiet import load_backend_quietly
-from cvae.runs import CHECKPOINTS, MODEL_FILE, TrainOptions, run_directory
+from cvae.training.runs import CHECKPOINTS, MODEL_FILE, TrainOptions, run_directory
 
 
 def main(argv=None):
@@ -52,9 +52,9 @@ def main(argv=None):
 
 def build_parser():
     from cvae import __version__
-    from cvae.config import LIKELIHOODS, PRESETS, SECOND_STAGE_KL_WEIGHT
-    from cvae.distribution import DISTRIBUTIONS
+    from cvae.model.config import LIKELIHOODS, PRESETS, SECOND_STAGE_KL_WEIGHT
     from cvae.precision import PRECISIONS
+    from cvae.training.strategies import DISTRIBUTIONS
 
     parser = Parser(
         prog="cvae", description="Convolutional VAE for 128x128 faces: train, compress, generate.")
@@ -272,7 +272,7 @@ def _check_training_paths(args):
     import os
     from pathlib import Path
 
-    from cvae.data import IMAGE_EXTENSIONS
+    from cvae.data.image_files import IMAGE_EXTENSIONS
 
     for option, sources in (("--data", args.data), ("--val-data", args.val_data or [])):
         for source in sources:
@@ -289,7 +289,7 @@ def _check_training_paths(args):
 
 
 def _train(args):
-    from cvae.training import train
+    from cvae.training.trainer import train
 
     override_names = ("image_size", "channels", "latent_dim", "encoder_extra_convs",
                       "likelihood", "decoder_scale",
@@ -321,28 +321,28 @@ def _evaluate(args):
     import json
     from pathlib import Path
 
-    from cvae import data
     from cvae.cli.arguments import framing
-    from cvae.evaluation import evaluate, format_report, load_inception
-    from cvae.saving import load_model
+    from cvae.data import datasets
+    from cvae.evaluation.evaluate import evaluate, format_report, load_inception
+    from cvae.model.saving import load_model
 
     if args.inception_weights and not Path(args.inception_weights).is_file():
         raise CvaeError(f"no such Inception weights file: {args.inception_weights}")
     model = load_model(args.model, precision=args.precision)
     size, channels = model.config.image_size, model.config.channels
-    images, held_out = data.read_dataset(args.data, size, channels, framing(args),
-                                         validation_fraction=args.validation_split or 0.0)
+    images, held_out = datasets.read_dataset(args.data, size, channels, framing(args),
+                                             validation_fraction=args.validation_split or 0.0)
     if args.validation_split:
         if len(held_out) < 4:
             raise CvaeError(f"--validation-split {args.validation_split} holds out "
                             f"{len(held_out)} of the images in {args.data}; evaluation needs 4")
         images = held_out
-    images = data.random_subset(images, args.max_images, args.seed)
+    images = datasets.random_subset(images, args.max_images, args.seed)
     train_images = None
     if args.train_data:
         # The same images the PCA would pick from the whole folder, decoded alone.
-        train_images = data.read_subset(args.train_data, args.pca_images, size, channels,
-                                        framing(args), args.seed)
+        train_images = datasets.read_subset(args.train_data, args.pca_images, size, channels,
+                                            framing(args), args.seed)
         # Checked now, not after the model's metrics: PCA needs as many images as components.
         if len(train_images) < model.config.latent_dim:
             raise CvaeError(f"--train-data: {len(train_images)} readable images are too few for "
@@ -367,7 +367,7 @@ def _checkpoint(text):
 def _export(args):
     from pathlib import Path
 
-    from cvae.runs import MODEL_FILE, export_model
+    from cvae.training.runs import MODEL_FILE, export_model
 
     if not Path(args.run_dir, MODEL_FILE).is_file():
         raise CvaeError(f"{args.run_dir} is not a training run (it has no {MODEL_FILE})")
@@ -392,14 +392,14 @@ def _export(args):
 
 
 def _export_litert(args):
-    from cvae.saving import default_model_path
+    from cvae.model.saving import default_model_path
 
     _write_litert(args.model or default_model_path())
 
 
 def _write_litert(model_path):
     from cvae.codec.litert import write_litert_files
-    from cvae.saving import load_model
+    from cvae.model.saving import load_model
 
     for path in write_litert_files(load_model(model_path), model_path):
         print(f"wrote {path}")
@@ -410,9 +410,9 @@ def _second_stage(args):
 
     import numpy as np
 
-    from cvae import data
-    from cvae.saving import default_model_path, load_model, save_model
-    from cvae.second_stage import fit_second_stage
+    from cvae.data import datasets
+    from cvae.model.saving import default_model_path, load_model, save_model
+    from cvae.model.second_stage import fit_second_stage
 
     if not args.out.endswith(".keras"):
         raise CvaeError(f"the output must end in .keras, got {args.out}")
@@ -420,8 +420,8 @@ def _second_stage(args):
         raise CvaeError(f"{args.out} exists (use --force to overwrite)")
     model = load_model(args.model)
     config = model.config
-    images = np.concatenate([data.read_subset(source, args.max_images, config.image_size,
-                                              config.channels, seed=args.seed)
+    images = np.concatenate([datasets.read_subset(source, args.max_images, config.image_size,
+                                                  config.channels, seed=args.seed)
                              for source in args.data])
     print(f"training the second stage on the codes of {len(images)} images", flush=True)
     combined = fit_second_stage(model, images, units=args.units, epochs=args.epochs,
@@ -445,7 +445,7 @@ def _copy_first_stage_files(source_model, target_model, force):
 
     from cvae.atomic import atomic_path
     from cvae.codec import table_path
-    from cvae.samplers import mixture_path
+    from cvae.sampling.samplers import mixture_path
 
     for beside in (table_path, mixture_path):
         source, target = Path(beside(source_model)), Path(beside(target_model))
@@ -462,8 +462,8 @@ def _copy_first_stage_files(source_model, target_model, force):
 
 def _serve(args):
     from cvae.codec import load_codec
-    from cvae.samplers import mixture_beside
-    from cvae.saving import default_model_path
+    from cvae.model.saving import default_model_path
+    from cvae.sampling.samplers import mixture_beside
     from cvae.serve import listening_socket, serve
 
     # Bound first: a busy port or an unknown host fails at once, before the

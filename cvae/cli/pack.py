@@ -5,7 +5,7 @@ from cvae.errors import CvaeError
 
 
 def add_commands(commands):
-    from cvae.data import PACK_QUALITY
+    from cvae.data.datasets import PACK_QUALITY
 
     pack = commands.add_parser(
         "pack", help="write a training set as one small file, to train on another machine",
@@ -32,7 +32,8 @@ def _check(args):
     from pathlib import Path
 
     from cvae.atomic import refuse_inside_installed_package
-    from cvae.data import require_exists, require_pack_quality
+    from cvae.data.datasets import require_pack_quality
+    from cvae.data.image_files import require_exists
 
     require_exists(args.data)
     if not args.out.endswith(".npz"):
@@ -48,16 +49,16 @@ def _pack(args):
 
     import numpy as np
 
-    from cvae import data
     from cvae.atomic import atomic_path
+    from cvae.data import datasets
 
-    images, keys = data.read_keyed(args.data, args.image_size, framing=framing(args),
-                                   progress=True)
-    arrays = data.encode_pack(images, keys, args.quality)
+    images, keys = datasets.read_keyed(args.data, args.image_size, framing=framing(args),
+                                       progress=True)
+    arrays = datasets.encode_pack(images, keys, args.quality)
     with atomic_path(args.out) as temporary:
         with open(temporary, "wb") as file:
             np.savez(file, **arrays)
-    packed, _ = data.read_pack(args.out)
+    packed, _ = datasets.read_pack(args.out)
     errors = np.mean((packed.astype(np.float64) - images) ** 2, axis=(1, 2, 3))
     psnr = np.mean(10 * np.log10(255.0 ** 2 / np.maximum(errors, 1e-10)))
     print(f"wrote {args.out}: {len(images)} faces, "

@@ -4,7 +4,7 @@
 import json
 
 from cvae.cli.arguments import HelpFormatter, add_framing, fraction, framing, positive_int
-from cvae.cli.codec import FailureLog, load_codec_quietly, add_runtime
+from cvae.cli.codec import FailureLog, add_runtime, load_codec_quietly
 from cvae.errors import CvaeError
 
 _MODEL_HELP = "a .keras model (default: the shipped faces model, or $CVAE_MODEL)"
@@ -53,10 +53,10 @@ def add_commands(commands):
 def _score(args):
     import numpy as np
 
-    from cvae import data
     from cvae.anomaly import scorer_beside
     from cvae.codec.batch import expand_inputs
-    from cvae.saving import default_model_path
+    from cvae.data import image_files
+    from cvae.model.saving import default_model_path
 
     model_path = args.model or default_model_path()
     scorer = scorer_beside(model_path)
@@ -64,17 +64,17 @@ def _score(args):
         raise CvaeError(f"no anomaly threshold for {model_path}: make one with `cvae "
                         f"calibrate-score --model {model_path} --data TRAINING_IMAGES`")
     failed = FailureLog()
-    paths = expand_inputs(args.inputs, failed, data.IMAGE_EXTENSIONS)
+    paths = expand_inputs(args.inputs, failed, image_files.IMAGE_EXTENSIONS)
     # The codec's model: its LiteRT files where they are, which start without TensorFlow.
     model = load_codec_quietly(model_path, args.runtime).model
     size, photo_framing = model.config.image_size, framing(args)
     images, readable = [], []
     for path in paths:
         try:
-            images.append(data.load_face(path, size, model.config.channels, photo_framing)[0])
+            images.append(image_files.load_face(path, size, model.config.channels, photo_framing)[0])
             readable.append(path)
         except (CvaeError, OSError, ValueError) as error:
-            failed(path, data.describe_image_error(error))
+            failed(path, image_files.describe_image_error(error))
     if images:
         values = scorer(model, np.stack(images))
         for index in np.argsort(-values, kind="stable"):
@@ -89,22 +89,22 @@ def _score(args):
 
 
 def _calibrate_score(args):
-    from cvae import data
     from cvae.anomaly import calibrate_scorer, score_path
     from cvae.atomic import refuse_inside_installed_package
-    from cvae.saving import load_model
+    from cvae.data import datasets
+    from cvae.model.saving import load_model
 
     target = score_path(args.model)
     refuse_inside_installed_package(target)
     if target.exists() and not args.force:
         raise CvaeError(f"{target} exists (use --force to replace it)")
     model = load_model(args.model, precision="float32")
-    training, held_out = data.read_dataset(args.data, model.config.image_size,
-                                           model.config.channels, validation_fraction=0.05)
+    training, held_out = datasets.read_dataset(args.data, model.config.image_size,
+                                               model.config.channels, validation_fraction=0.05)
     if len(held_out) < 10:
         raise CvaeError(f"{args.data}: {len(held_out)} held-out faces (5 %) are too few to "
                         f"set a threshold; give at least 200 training images")
-    training = data.random_subset(training, args.max_images)
+    training = datasets.random_subset(training, args.max_images)
     print(f"fitting the codes of {len(training)} faces; threshold on {len(held_out)} "
           f"held-out faces at {100 * args.false_alarms:g} % false alarms", flush=True)
     scorer = calibrate_scorer(model, training, held_out, args.score, args.false_alarms)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cvae import data
 from cvae.atomic import atomic_path
-from cvae.detection import opencv
+from cvae.data import image_files
+from cvae.data.detection import opencv
 from cvae.errors import CvaeError
-from cvae.plotting import save_image
+from cvae.figures import save_image
 
 COMPRESSED_SUFFIX = ".cvae"
 _BATCH = 64
@@ -102,9 +102,9 @@ def reconstruct_files(codec, inputs, out_dir, force=False, framing=None, on_erro
 
     side_by_side: write the framed input and its reconstruction next to each other.
     paste_back: write the whole photo with the reconstructed face put back
-    where it was framed (`cvae.align.paste_into`); with side_by_side, the
+    where it was framed (`cvae.data.align.paste_into`); with side_by_side, the
     photo and that result next to each other."""
-    from cvae.align import paste_into
+    from cvae.data.align import paste_into
 
     written = []
     outputs = _Outputs(out_dir, ".png", force)
@@ -116,9 +116,9 @@ def reconstruct_files(codec, inputs, out_dir, force=False, framing=None, on_erro
                 try:
                     # Opened again rather than kept: a batch of large photos
                     # would otherwise all stay in memory.
-                    image = np.asarray(data.open_photo(path, codec.config.channels))
+                    image = np.asarray(image_files.open_photo(path, codec.config.channels))
                 except (OSError, ValueError) as error:
-                    on_error(path, data.describe_image_error(error))
+                    on_error(path, image_files.describe_image_error(error))
                     continue
                 reconstruction = paste_into(image, reconstruction, placement)
             if side_by_side:
@@ -134,14 +134,14 @@ def _framed_batches(inputs, outputs, config, framing, on_error, on_fallback):
     threads), with a progress bar; each failure goes to `on_error`."""
     import concurrent.futures
 
-    paths = expand_inputs(inputs, on_error, data.IMAGE_EXTENSIONS)
+    paths = expand_inputs(inputs, on_error, image_files.IMAGE_EXTENSIONS)
 
     def read(path):
         try:
-            image, placement = data.load_face(path, config.image_size, config.channels, framing)
+            image, placement = image_files.load_face(path, config.image_size, config.channels, framing)
             return image, placement, None
         except (CvaeError, OSError, ValueError) as error:
-            return None, None, data.describe_image_error(error)
+            return None, None, image_files.describe_image_error(error)
 
     # Outputs are claimed here, in order, not in the reader threads: which of
     # two inputs with one stem wins must not depend on thread timing.
@@ -151,8 +151,8 @@ def _framed_batches(inputs, outputs, config, framing, on_error, on_fallback):
             claimed.append((path, outputs.claim(path)))
         except CvaeError as error:
             on_error(path, str(error))
-    if data.as_framing(framing).aligning:
-        opencv()  # imported whole before the readers start (see cvae.detection)
+    if image_files.as_framing(framing).aligning:
+        opencv()  # imported whole before the readers start (see cvae.data.detection)
     with _progress(len(claimed)) as progress, \
             concurrent.futures.ThreadPoolExecutor(_READERS) as pool:
         for start in range(0, len(claimed), _BATCH):
@@ -183,8 +183,8 @@ def decompress_files(codec, inputs, out_dir, force=False, on_error=None, paste=N
     """Decompress `.cvae` files to `out_dir/<stem>.png`; returns the list of (source, target).
 
     paste: (photo uint8 array, Placement): the decoded face is put back into
-    this photo at the placement (see `cvae.align.paste_into`) instead."""
-    from cvae.align import paste_into
+    this photo at the placement (see `cvae.data.align.paste_into`) instead."""
+    from cvae.data.align import paste_into
 
     outputs = _Outputs(out_dir, ".png", force)
     ready = []

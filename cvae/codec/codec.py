@@ -35,8 +35,8 @@ from cvae.codec import format as codec_format
 from cvae.codec.format import FormatError, Header
 from cvae.codec.litert import LiteModel, litert_status
 from cvae.errors import CvaeError
-from cvae.plotting import to_uint8
-from cvae.saving import weights_sha256
+from cvae.figures import to_uint8
+from cvae.model.saving import weights_sha256
 
 DEFAULT_MODE = "entropy"
 # The modes whose files need the codec table (and carry its digest).
@@ -123,9 +123,9 @@ def table_path(model_path):
 class Codec:
     """Compresses and decompresses images with one model (and its codec table).
 
-    `model` is a `cvae.model.VAE` or a `cvae.codec.litert.LiteModel` (which
+    `model` is a `cvae.model.vae.VAE` or a `cvae.codec.litert.LiteModel` (which
     carries the hash of the weights it was converted from). A VAE saved in
-    mixed precision is run as a float32 copy (`cvae.saving.in_float32`), as
+    mixed precision is run as a float32 copy (`cvae.model.saving.in_float32`), as
     the LiteRT files are: a file decodes to the same image on either runtime
     and on every CPU."""
 
@@ -135,7 +135,7 @@ class Codec:
                 raise CvaeError("refining codes needs the Keras runtime (--runtime keras): "
                                 "the LiteRT files cannot take gradients")
         else:
-            from cvae.saving import in_float32
+            from cvae.model.saving import in_float32
 
             model = in_float32(model)
         self.model = model
@@ -221,7 +221,7 @@ class Codec:
 
     def encode(self, images):
         """images (N, H, W, C) -> the codes that compression quantizes: the
-        encoder's means, refined by `refine_steps` steps (`cvae.refinement`)."""
+        encoder's means, refined by `refine_steps` steps (`cvae.model.refinement`)."""
         if self.refine_steps:
             return self.model.encode(images, refine_steps=self.refine_steps)[0]
         return self.model.encode(images)[0]
@@ -366,8 +366,8 @@ def calibrate(model, images, steps=CALIBRATION_STEPS, log=None):
     reconstruction's (the finest step if none does); the default step is
     "medium"'s.
     """
-    from cvae import metrics  # Deferred: it loads TensorFlow.
-    from cvae.saving import in_float32
+    from cvae.evaluation import metrics  # Deferred: it loads TensorFlow.
+    from cvae.model.saving import in_float32
 
     log = log or (lambda message: None)
     model = in_float32(model)  # What the codec computes in.
@@ -422,7 +422,7 @@ def load_codec(path=None, runtime="auto", refine_steps=0):
     (see `Codec.encode`) needs the Keras model, so "auto" picks it then."""
     import warnings
 
-    from cvae.saving import default_model_path, load_model
+    from cvae.model.saving import default_model_path, load_model
 
     if runtime not in RUNTIMES:
         raise CvaeError(f"unknown runtime {runtime!r}; choose one of {RUNTIMES}")

@@ -67,7 +67,7 @@ def write_litert_files(model, model_path):
     interpreter has no bfloat16 kernels."""
     import keras
 
-    from cvae.saving import in_float32, weights_sha256
+    from cvae.model.saving import in_float32, weights_sha256
 
     model = in_float32(model)
     config = model.config
@@ -111,7 +111,7 @@ def litert_status(model_path):
 
 class LiteModel:
     """A VAE's encode and decode, run by the LiteRT interpreter: the part of
-    `cvae.model.VAE`'s interface that the codec uses (config, encode, decode)."""
+    `cvae.model.vae.VAE`'s interface that the codec uses (config, encode, decode)."""
 
     def __init__(self, model_path):
         from ai_edge_litert.interpreter import Interpreter

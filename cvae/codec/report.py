@@ -13,8 +13,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from cvae import metrics
 from cvae.codec import format as codec_format
+from cvae.evaluation import metrics
 
 LOWEST_QUALITY = {"JPEG": 1, "WEBP": 0}
 _SIDES = tuple(range(128, 7, -8))
@@ -101,7 +101,7 @@ def format_report(report):
 
 def comparison_figure(report, images, path, count=6):
     """original | cvae (default mode) | JPEG lowest quality | WebP size-matched, with bytes."""
-    from cvae.plotting import pyplot, save_figure
+    from cvae.figures import pyplot, save_figure
 
     plt = pyplot()
     columns = [f"cvae {report['default_mode']}", "JPEG q1", "WebP q0, size-matched"]

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Where the aligner's detector puts the face box and the eyes in training
-images: the numbers behind `cvae.align.FRAMING`.
+images: the numbers behind `cvae.data.align.FRAMING`.
 
-Runs `cvae.align.locate_face` (the aligner's own detection, so photo and
+Runs `cvae.data.align.locate_face` (the aligner's own detection, so photo and
 training data are measured alike) over a folder of training crops and prints
 the mean and standard deviation of the face box's centre and width and of the
 eye distance, as fractions of the image side, ready to paste into FRAMING.
@@ -18,9 +18,9 @@ import sys
 import numpy as np
 from PIL import Image
 
-from cvae.align import locate_face
 from cvae.cli.arguments import HelpFormatter, positive_int
-from cvae.data import list_image_files
+from cvae.data.align import locate_face
+from cvae.data.image_files import list_image_files
 from cvae.errors import CvaeError, run_script
 
 

@@ -31,12 +31,17 @@ from cvae.quiet import load_backend_quietly  # noqa: E402
 
 load_backend_quietly()
 
-from cvae import anomaly, data  # noqa: E402
+from repository import CELEBA_HELD_OUT, SHOWCASE_IMAGE, replace_between_markers  # noqa: E402
+
+from cvae import anomaly
 from cvae.atomic import write_text  # noqa: E402
 from cvae.cli.arguments import HelpFormatter, positive_int  # noqa: E402
+from cvae.data import (
+    datasets,
+    image_files,  # noqa: E402
+)
 from cvae.errors import run_script  # noqa: E402
-from cvae.saving import load_model  # noqa: E402
-from repository import CELEBA_HELD_OUT, SHOWCASE_IMAGE, replace_between_markers  # noqa: E402
+from cvae.model.saving import load_model  # noqa: E402
 
 SIZE = 128
 
@@ -56,7 +61,7 @@ def main(argv=None):
                         help="document with an anomaly-scores marked section ('' for none)")
     args = parser.parse_args(argv)
     model = load_model(args.model, precision="float32")
-    train, held_out = data.read_dataset(args.train_data, SIZE, validation_fraction=0.05)
+    train, held_out = datasets.read_dataset(args.train_data, SIZE, validation_fraction=0.05)
     rng = np.random.default_rng(0)
     training = train[rng.choice(len(train), min(3000, len(train)), replace=False)]
     scorer = anomaly.calibrate_scorer(model, training, held_out[:args.max_images])
@@ -68,9 +73,9 @@ def main(argv=None):
 
     celeba_photos = [np.asarray(Image.open(path).convert("RGB"))
                      for path in sorted(Path(args.celeba).glob("*.jpg"))[:args.max_images]]
-    faces = {"utkface/val": data.read_dataset(args.data, SIZE)[0][:args.max_images],
-             "CelebA held-out tenth": data.read_dataset(
-                 args.celeba, SIZE, framing=data.Framing(align="on"),
+    faces = {"utkface/val": datasets.read_dataset(args.data, SIZE)[0][:args.max_images],
+             "CelebA held-out tenth": datasets.read_dataset(
+                 args.celeba, SIZE, framing=image_files.Framing(align="on"),
                  validation_fraction=CELEBA_HELD_OUT)[1][:args.max_images]}
     non_faces = {"CelebA photo corners": _corners(celeba_photos),
                  "demo photo away from the face": _away_from_face(rng),

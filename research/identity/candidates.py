@@ -25,12 +25,17 @@ from cvae.quiet import load_backend_quietly  # noqa: E402
 
 load_backend_quietly()
 
-from cvae import data, identity, metrics  # noqa: E402
+from repository import CELEBA_HELD_OUT, replace_between_markers  # noqa: E402
+
 from cvae.atomic import write_text  # noqa: E402
 from cvae.cli.arguments import HelpFormatter, positive_int  # noqa: E402
+from cvae.data import datasets, image_files
 from cvae.errors import CvaeError, run_script  # noqa: E402
-from cvae.saving import load_model  # noqa: E402
-from repository import CELEBA_HELD_OUT, replace_between_markers  # noqa: E402
+from cvae.evaluation import (
+    identity,
+    metrics,  # noqa: E402
+)
+from cvae.model.saving import load_model  # noqa: E402
 
 
 def main(argv=None):
@@ -52,10 +57,10 @@ def main(argv=None):
         if not path or not Path(path).is_file():
             raise CvaeError(f"--model {entry}: expected NAME=PATH to a .keras file")
         models[name] = path
-    sets = {"utkface/val": data.read_dataset(args.data, 128)[0][:args.max_images]}
+    sets = {"utkface/val": datasets.read_dataset(args.data, 128)[0][:args.max_images]}
     if args.celeba:
-        sets["CelebA held-out tenth"] = data.read_dataset(
-            args.celeba, 128, framing=data.Framing(align="on"),
+        sets["CelebA held-out tenth"] = datasets.read_dataset(
+            args.celeba, 128, framing=image_files.Framing(align="on"),
             validation_fraction=CELEBA_HELD_OUT)[1][:args.max_images]
     embeddings = {name: identity.embed(faces) for name, faces in sets.items()}
     rows = []

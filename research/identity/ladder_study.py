@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """The rate ladder against the standard codecs: bytes, PSNR, SSIM and
-whether each face is still the same person (cvae.identity), at budgets from
+whether each face is still the same person (cvae.evaluation.identity), at budgets from
 about 50 to 400 bytes.
 
 Two jobs:
@@ -36,13 +36,17 @@ from cvae.quiet import load_backend_quietly  # noqa: E402
 
 load_backend_quietly()
 
-from cvae import data, identity, metrics  # noqa: E402
-from cvae.atomic import write_text  # noqa: E402
-from cvae.cli.arguments import (HelpFormatter, positive_floats, positive_int,  # noqa: E402
-                                 positive_ints)
-from cvae.codec import detail, load_codec  # noqa: E402
-from cvae.errors import CvaeError, run_script  # noqa: E402
 from repository import CELEBA_HELD_OUT, load_showcase_face, replace_between_markers  # noqa: E402
+
+from cvae.atomic import write_text  # noqa: E402
+from cvae.cli.arguments import HelpFormatter, positive_floats, positive_int, positive_ints  # noqa: E402
+from cvae.codec import detail, load_codec  # noqa: E402
+from cvae.data import datasets, image_files
+from cvae.errors import CvaeError, run_script  # noqa: E402
+from cvae.evaluation import (
+    identity,
+    metrics,  # noqa: E402
+)
 
 BUDGETS = (48, 64, 96, 128, 160, 200, 256, 320, 400)
 THUMBNAILS = tuple((side, quality) for side in (16, 24, 32, 48) for quality in (10, 30, 70))
@@ -90,15 +94,15 @@ def main(argv=None):
         _showcase_figure(codec, Path(args.faces_figure))
         return 0
     if args.job == "choose":
-        _, faces = data.read_dataset(args.data, size, validation_fraction=0.05)
+        _, faces = datasets.read_dataset(args.data, size, validation_fraction=0.05)
         candidates = [(side, quality) for side, quality in CANDIDATE_RUNGS
                       if (not args.sides or side in args.sides)
                       and (not args.qualities or quality in args.qualities)]
         return _choose(codec, faces[:args.max_images], candidates, args.base_steps or [None])
-    sets = {"utkface/val": data.read_dataset(args.data, size)[0][:args.max_images]}
+    sets = {"utkface/val": datasets.read_dataset(args.data, size)[0][:args.max_images]}
     if args.celeba:
-        sets["CelebA held-out tenth"] = data.read_dataset(
-            args.celeba, size, framing=data.Framing(align="on"),
+        sets["CelebA held-out tenth"] = datasets.read_dataset(
+            args.celeba, size, framing=image_files.Framing(align="on"),
             validation_fraction=CELEBA_HELD_OUT)[1][:args.max_images]
     results = {name: _compare(codec, faces, name) for name, faces in sets.items()}
     write_text(args.out, json.dumps(results, indent=2) + "\n")

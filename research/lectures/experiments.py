@@ -40,16 +40,18 @@ from cvae.quiet import load_backend_quietly
 # Before the imports below load TensorFlow, whose start-up lines it mutes.
 load_backend_quietly()
 
-from cvae import data, metrics
+from repository import REPOSITORY_ROOT, replace_between_markers
+
 from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter, positive_int
+from cvae.data import datasets, image_files
 from cvae.errors import CvaeError, run_script
-from cvae.evaluation import reconstruction_metrics, split_halves, swd_entry
-from cvae.plotting import GRID_GAP, image_grid, plot_latent_histograms, save_image
-from repository import REPOSITORY_ROOT, replace_between_markers
-from cvae.runs import MODEL_FILE, RUN_RECORD_FILE, TrainOptions, is_unfinished
-from cvae.saving import DEFAULT_MODEL_PATH, load_model
-from cvae.training import train
+from cvae.evaluation import metrics
+from cvae.evaluation.evaluate import reconstruction_metrics, split_halves, swd_entry
+from cvae.figures import GRID_GAP, image_grid, plot_latent_histograms, save_image
+from cvae.model.saving import DEFAULT_MODEL_PATH, load_model
+from cvae.training.runs import MODEL_FILE, RUN_RECORD_FILE, TrainOptions, is_unfinished
+from cvae.training.trainer import train
 
 SIZE = 64
 COMMON = {"image_size": SIZE, "likelihood": "gaussian", "decoder_scale": "learned",
@@ -96,8 +98,8 @@ def main(argv=None):
                              "the runs themselves do not depend on the shipped model")
     args = parser.parse_args(argv)
 
-    data.list_image_files(args.data)  # A missing folder fails now, not after the first runs.
-    full_size, _ = data.read_dataset(args.val_data, 128)
+    image_files.list_image_files(args.data)  # A missing folder fails now, not after the first runs.
+    full_size, _ = datasets.read_dataset(args.val_data, 128)
     originals = metrics.downsample(full_size.astype(np.float32) / 255.0, SIZE)
     reference, other_half = split_halves(originals)
     if args.default_only:
@@ -196,7 +198,7 @@ def _write(args, results, sample_rows, labels, full_size, originals, reference):
 
 
 def _history(run):
-    from cvae.runs import HISTORY_FILE, read_history
+    from cvae.training.runs import HISTORY_FILE, read_history
 
     history = run / HISTORY_FILE
     return read_history(history) if history.is_file() else []

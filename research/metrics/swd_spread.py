@@ -40,13 +40,14 @@ from cvae.quiet import load_backend_quietly
 # Before the imports below load TensorFlow, whose start-up lines it mutes.
 load_backend_quietly()
 
-from cvae import data
+from repository import REPOSITORY_ROOT, replace_between_markers, reproduce_command
+
 from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter, add_measuring_precision, positive_int
+from cvae.data import datasets
 from cvae.errors import run_script
-from cvae.evaluation import fit_pca, split_halves, swd_entry
-from cvae.saving import DEFAULT_MODEL_PATH, load_model
-from repository import REPOSITORY_ROOT, replace_between_markers, reproduce_command
+from cvae.evaluation.evaluate import fit_pca, split_halves, swd_entry
+from cvae.model.saving import DEFAULT_MODEL_PATH, load_model
 
 ROWS = {"real_vs_real": "real-vs-real (the other half)",
         "training_faces": "real training faces",
@@ -79,10 +80,10 @@ def main(argv=None):
     started = time.monotonic()
     model = load_model(args.model, precision=args.precision)
     size = model.config.image_size
-    images, _ = data.read_dataset(args.data, size)
-    train_images, _ = data.read_dataset(args.train_data, size)
+    images, _ = datasets.read_dataset(args.data, size)
+    train_images, _ = datasets.read_dataset(args.train_data, size)
     pca = fit_pca(train_images, model.config.latent_dim)
-    mixture = (np.concatenate([train_images] + [data.read_dataset(source, size)[0]
+    mixture = (np.concatenate([train_images] + [datasets.read_dataset(source, size)[0]
                                                 for source in args.mixture_data])
                if args.mixture_data else None)
     originals = images.astype(np.float32) / 255.0
@@ -119,7 +120,7 @@ def main(argv=None):
 def _drawn(images, count, seed):
     """`count` of `images` drawn at random by `seed` (as the library draws a
     subset), as floats in [0, 1]."""
-    return data.random_subset(images, count, seed).astype(np.float32) / 255.0
+    return datasets.random_subset(images, count, seed).astype(np.float32) / 255.0
 
 
 def _table(result, argv):

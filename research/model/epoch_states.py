@@ -34,14 +34,15 @@ from cvae.quiet import load_backend_quietly
 # Before the imports below load TensorFlow, whose start-up lines it mutes.
 load_backend_quietly()
 
-from cvae import data
+from repository import replace_between_markers, reproduce_command
+
 from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter, fraction, non_negative_int
+from cvae.data import datasets
 from cvae.errors import CvaeError, run_script
-from cvae.evaluation import reconstruction_entry
-from cvae.runs import EPOCHS_DIR, read_run_record
-from cvae.saving import load_model
-from repository import replace_between_markers, reproduce_command
+from cvae.evaluation.evaluate import reconstruction_entry
+from cvae.model.saving import load_model
+from cvae.training.runs import EPOCHS_DIR, read_run_record
 
 RESULTS_FILE = "epoch_states.json"
 
@@ -77,7 +78,7 @@ def main(argv=None):
     split = (args.validation_split if args.validation_split is not None
              else record["options"]["validation_fraction"])
     size, channels = record["config"]["image_size"], record["config"]["channels"]
-    _, held_out = data.read_dataset(args.data, size, channels, validation_fraction=split)
+    _, held_out = datasets.read_dataset(args.data, size, channels, validation_fraction=split)
     if len(held_out) < 4:
         raise CvaeError(f"--validation-split {split} holds out {len(held_out)} of the images "
                         f"in {args.data}; scoring needs 4")

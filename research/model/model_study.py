@@ -6,13 +6,13 @@ from a table.
 Data: UTKFace train plus CelebA minus a fixed held-out tenth (by a hash of
 the file name), CelebA cropped by --celeba-crop-box. Each candidate trains
 with `cvae.train` for --minutes (one core each when started with taskset),
-then gets a second-stage VAE (`cvae.second_stage`) on 10,000 training codes
+then gets a second-stage VAE (`cvae.model.second_stage`) on 10,000 training codes
 and is scored on utkface/val and the CelebA held-out part:
 
 - reconstruction PSNR / SSIM from z_mean, beside PCA with as many components;
 - SWD (x1e3, per pyramid level, finest first) of the reconstructions and of
   500 samples against real held-out faces, beside PCA-Gaussian samples;
-- the face-detection rate (`cvae.detection.face_rate`) of 500 samples from
+- the face-detection rate (`cvae.data.detection.face_rate`) of 500 samples from
   the second stage and from the raw N(0, I) prior.
 
 Each candidate writes runs/study/NAME/study.json; every invocation then
@@ -39,18 +39,19 @@ from cvae.quiet import load_backend_quietly
 # Before the imports below load TensorFlow, whose start-up lines it mutes.
 load_backend_quietly()
 
-from cvae import data
+from repository import CELEBA_HELD_OUT, REPOSITORY_ROOT, replace_between_markers
+
 from cvae.atomic import atomic_path, write_text
 from cvae.cli.arguments import HelpFormatter, crop_box, positive_float, positive_int
-from cvae.detection import face_rate
+from cvae.data import datasets
+from cvae.data.detection import face_rate
 from cvae.errors import CvaeError, run_script
-from cvae.evaluation import fit_pca, reconstruction_metrics, samples_entry, swd_entry
-from cvae.plotting import image_grid, save_image
-from repository import CELEBA_HELD_OUT, REPOSITORY_ROOT, replace_between_markers
-from cvae.runs import HISTORY_FILE, MODEL_FILE, TrainOptions, is_unfinished, read_history
-from cvae.saving import load_model
-from cvae.second_stage import fit_second_stage
-from cvae.training import train
+from cvae.evaluation.evaluate import fit_pca, reconstruction_metrics, samples_entry, swd_entry
+from cvae.figures import image_grid, save_image
+from cvae.model.saving import load_model
+from cvae.model.second_stage import fit_second_stage
+from cvae.training.runs import HISTORY_FILE, MODEL_FILE, TrainOptions, is_unfinished, read_history
+from cvae.training.trainer import train
 
 # Same for every candidate: the KL ramp is shortened from the faces preset's
 # 2,000 steps because a 30-minute budget is about 2,000 steps in all.
@@ -128,11 +129,11 @@ def prepare_data(utkface, celeba, celeba_crop, cache):
     if all(path.is_file() for path in files.values()):
         return files
     print(f"decoding the study's images into {cache}", flush=True)
-    utk_train, _ = data.read_dataset(utkface / "train", 128, progress=True)
-    utk_val, _ = data.read_dataset(utkface / "val", 128, progress=True)
-    celeba_train, celeba_val = data.read_dataset(celeba, 128, framing=celeba_crop,
-                                                 validation_fraction=CELEBA_HELD_OUT,
-                                                 progress=True)
+    utk_train, _ = datasets.read_dataset(utkface / "train", 128, progress=True)
+    utk_val, _ = datasets.read_dataset(utkface / "val", 128, progress=True)
+    celeba_train, celeba_val = datasets.read_dataset(celeba, 128, framing=celeba_crop,
+                                                     validation_fraction=CELEBA_HELD_OUT,
+                                                     progress=True)
     arrays = {"train": np.concatenate([utk_train, celeba_train]), "utk_val": utk_val,
               "celeba_val": celeba_val}
     cache.mkdir(parents=True, exist_ok=True)
@@ -180,8 +181,8 @@ def score(name, run, arrays):
     result["real_face_rate"] = face_rate(reference)
     result["scoring_s"] = round(time.monotonic() - start, 1)
     save_image(image_grid([samples["second-stage"][:8], samples["prior"][:8],
-                         held_out["celeba_val"][:8], model.reconstruct(held_out["celeba_val"][:8])]),
-             run / "study.png")
+                           held_out["celeba_val"][:8], model.reconstruct(held_out["celeba_val"][:8])]),
+               run / "study.png")
     return result
 
 

@@ -5,7 +5,7 @@ SWD of the reconstructions, per pyramid level, as `cvae evaluate` scores it).
 
 Plain refinement descends on -log p(x | z) - log p(z) and buys closeness
 partly by thinning out the fine pyramid levels; the texture term
-(`cvae.losses.band_energy_gap`, weighted by --texture-weights) holds each
+(`cvae.model.losses.band_energy_gap`, weighted by --texture-weights) holds each
 level's energy at the image's. Scored on the share of --data that training
 held out (`cvae train --validation-split`), so the test sets play no part
 in choosing the weight. Prints the table, writes --out as JSON, and with
@@ -31,14 +31,15 @@ from cvae.quiet import load_backend_quietly
 # Before the imports below load TensorFlow, whose start-up lines it mutes.
 load_backend_quietly()
 
-from cvae import data
+from repository import replace_between_markers, reproduce_command
+
 from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter, fraction, positive_int
+from cvae.data import datasets
 from cvae.errors import CvaeError, run_script
-from cvae.evaluation import reconstruction_entry
-from cvae.refinement import SUGGESTED_STEPS
-from cvae.saving import default_model_path, load_model
-from repository import replace_between_markers, reproduce_command
+from cvae.evaluation.evaluate import reconstruction_entry
+from cvae.model.refinement import SUGGESTED_STEPS
+from cvae.model.saving import default_model_path, load_model
 
 
 def main(argv=None):
@@ -66,8 +67,8 @@ def main(argv=None):
     model_path = args.model or str(default_model_path())
     model = load_model(model_path)
     size, channels = model.config.image_size, model.config.channels
-    _, held_out = data.read_dataset(args.data, size, channels,
-                                    validation_fraction=args.validation_split)
+    _, held_out = datasets.read_dataset(args.data, size, channels,
+                                        validation_fraction=args.validation_split)
     held_out = held_out[:args.max_images]
     if len(held_out) < 4:
         raise CvaeError(f"{args.data}: {len(held_out)} held-out faces; scoring needs 4")

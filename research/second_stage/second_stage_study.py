@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Compare second stages (`cvae.second_stage`) on one first stage's codes:
+"""Compare second stages (`cvae.model.second_stage`) on one first stage's codes:
 how many training codes, how wide, how long; whether N(0, I) noise is
 mapped onto the second stage's fitted q(u), whether its own Gaussian noise
 is added when sampling, and whether the drawn codes are rescaled to spread
@@ -44,15 +44,21 @@ from cvae.quiet import load_backend_quietly
 # Before the imports below load TensorFlow, whose start-up lines it mutes.
 load_backend_quietly()
 
-from cvae import data
+from repository import REPOSITORY_ROOT, replace_between_markers, reproduce_command
+
 from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter, add_measuring_precision
+from cvae.data import datasets
 from cvae.errors import CvaeError, run_script
-from cvae.evaluation import samples_entry, split_halves
-from repository import REPOSITORY_ROOT, replace_between_markers, reproduce_command
-from cvae.saving import load_model, weights_sha256
-from cvae.samplers import sample_latents
-from cvae.second_stage import DEFAULT_UNITS, drawn_codes, train_second_stage, with_second_stage
+from cvae.evaluation.evaluate import samples_entry, split_halves
+from cvae.model.saving import load_model, weights_sha256
+from cvae.model.second_stage import (
+    DEFAULT_UNITS,
+    drawn_codes,
+    train_second_stage,
+    with_second_stage,
+)
+from cvae.sampling.samplers import sample_latents
 
 
 class Variant(NamedTuple):
@@ -86,7 +92,7 @@ VARIANTS = {
     # The session-10 to session-16 models'.
     "all codes KL 0.5 + q(u) matched + its noise": Variant(kl_weight=0.5, match_moments=True,
                                                            with_noise=True),
-    # The shipped model's (the defaults of `cvae.second_stage`).
+    # The shipped model's (the defaults of `cvae.model.second_stage`).
     "all codes KL 0.5 + q(u) matched + its noise + codes' spread matched": Variant(
         kl_weight=0.5, match_moments=True, with_noise=True, match_codes=True),
     "all codes and their mirror images KL 0.5 + q(u) matched + its noise + codes' spread "
@@ -133,13 +139,13 @@ def main(argv=None):
     model_sha256 = weights_sha256(model)
     precision = model.dtype_policy.name
     size = model.config.image_size
-    held_out, _ = data.read_dataset(args.val_data, size)
+    held_out, _ = datasets.read_dataset(args.val_data, size)
     reference, _ = split_halves(held_out.astype(np.float32) / 255.0)
     count = len(reference)
     mirroring = any(VARIANTS[name].mirrored for name in chosen)
     codes, mirrored_codes, training_faces = [], [], []
     for source in args.data:
-        images, _ = data.read_dataset(source, size)
+        images, _ = datasets.read_dataset(source, size)
         print(f"encoding {len(images)} images of {source}", flush=True)
         codes.append(model.encode(images))
         if mirroring:
@@ -157,16 +163,16 @@ def main(argv=None):
     # only on the length, the count and the seed.
     every_face = np.concatenate(training_faces)
     every_code = np.concatenate([z_mean for z_mean, _ in codes])
-    rows.append(score(real(data.random_subset(every_face, count, seed=1)),
+    rows.append(score(real(datasets.random_subset(every_face, count, seed=1)),
                       name="reference: real training faces"))
-    rows.append(score(model.decode(data.random_subset(every_code, count, seed=1)),
+    rows.append(score(model.decode(datasets.random_subset(every_code, count, seed=1)),
                       name="reference: decoded codes of other training faces"))
     del every_face
     if len(args.data) > 1:
         for source, images, (z_mean, _) in zip(args.data, training_faces, codes):
-            rows.append(score(real(data.random_subset(images, count, seed=1)),
+            rows.append(score(real(datasets.random_subset(images, count, seed=1)),
                               name=f"reference: real training faces of `{source}`"))
-            rows.append(score(model.decode(data.random_subset(z_mean, count, seed=1)),
+            rows.append(score(model.decode(datasets.random_subset(z_mean, count, seed=1)),
                               name=f"reference: decoded codes of training faces of `{source}`"))
     del training_faces
     rows.append(score(model.generate(count, seed=0, sampler="prior"),
@@ -253,7 +259,7 @@ def _merged(path, model_sha256, precision, saved_precision, rows):
 def _subset(array, count):
     # The same rows of z_mean and z_log_var: random_subset's choice depends
     # only on the length, the count and the seed.
-    return data.random_subset(array, count, seed=0)
+    return datasets.random_subset(array, count, seed=0)
 
 
 def _row(row):
@@ -274,7 +280,7 @@ def matched_to_code_covariance(units, weights, code_mean, code_covariance, noise
     eps ~ N(0, I), with Gaussian noise of spread `noise` added, have the
     training codes' mean and whole covariance.
 
-    `cvae.second_stage._matched_to_codes` (shipped) gives each dimension its variance but leaves the
+    `cvae.model.second_stage._matched_to_codes` (shipped) gives each dimension its variance but leaves the
     correlations between dimensions as the second stage drew them. The map
     here is the optimal-transport map between the two Gaussians (the affine
     map that moves codes least while giving them the target covariance):

@@ -70,9 +70,9 @@ def test_experiments_default_only_rescores_the_last_row_and_keeps_the_runs(tmp_p
     import numpy as np
     from PIL import Image
 
-    from cvae.model import VAE
-    from cvae.plotting import image_grid, save_image
-    from cvae.saving import save_model
+    from cvae.figures import image_grid, save_image
+    from cvae.model.saving import save_model
+    from cvae.model.vae import VAE
     from tests.helpers import TINY, smooth_images
 
     script = _script("research/lectures/experiments.py")
@@ -109,8 +109,8 @@ def test_experiments_default_only_rescores_the_last_row_and_keeps_the_runs(tmp_p
 
 
 def test_the_swd_spread_repeats_each_measurement_and_writes_its_table(tmp_path):
-    from cvae.model import VAE
-    from cvae.saving import save_model
+    from cvae.model.saving import save_model
+    from cvae.model.vae import VAE
     from tests.helpers import TINY, write_image_folder
 
     held_out = write_image_folder(tmp_path / "val", n=24, size=(16, 16), seed=1)
@@ -144,9 +144,9 @@ def test_the_swd_spread_repeats_each_measurement_and_writes_its_table(tmp_path):
 
 
 def test_epoch_states_scores_each_kept_state_on_the_runs_held_out_share(tmp_path, capsys):
-    from cvae.evaluation import reconstruction_entry
-    from cvae.model import VAE
-    from cvae.saving import save_model
+    from cvae.evaluation.evaluate import reconstruction_entry
+    from cvae.model.saving import save_model
+    from cvae.model.vae import VAE
     from tests.helpers import TINY, tiny_model_file, write_image_folder
 
     faces = write_image_folder(tmp_path / "faces", n=40, size=(16, 16))
@@ -163,10 +163,10 @@ def test_epoch_states_scores_each_kept_state_on_the_runs_held_out_share(tmp_path
     assert [Path(row["model"]).name for row in result["rows"]] == [
         "tiny.keras", "epoch_001.keras", "epoch_002.keras"]
     # The held-out share is the one `cvae train --validation-split 0.5` keeps out.
-    from cvae import data
-    _, held_out = data.read_dataset(faces, 16, validation_fraction=0.5)
+    from cvae.data import datasets
+    _, held_out = datasets.read_dataset(faces, 16, validation_fraction=0.5)
     assert result["images"] == len(held_out) >= 4
-    from cvae.saving import load_model
+    from cvae.model.saving import load_model
     model = load_model(run / "epochs" / "epoch_002.keras")
     expected = reconstruction_entry(held_out / 255.0, model.reconstruct(held_out))
     assert result["rows"][2]["reconstruction"] == pytest.approx(expected["reconstruction"])
@@ -192,9 +192,9 @@ def test_epoch_states_scores_each_kept_state_on_the_runs_held_out_share(tmp_path
 
 
 def test_refinement_study_scores_each_texture_weight_on_the_held_out_share(tmp_path, capsys):
-    from cvae import data
-    from cvae.evaluation import reconstruction_entry
-    from cvae.saving import load_model
+    from cvae.data import datasets
+    from cvae.evaluation.evaluate import reconstruction_entry
+    from cvae.model.saving import load_model
     from tests.helpers import tiny_model_file, write_image_folder
 
     faces = write_image_folder(tmp_path / "faces", n=40, size=(16, 16))
@@ -209,7 +209,7 @@ def test_refinement_study_scores_each_texture_weight_on_the_held_out_share(tmp_p
     assert main(arguments) == 0
     result = json.loads((tmp_path / "study.json").read_text())
     assert [row["texture_weight"] for row in result["rows"]] == [None, 0.0, 0.5]
-    _, held_out = data.read_dataset(faces, 16, validation_fraction=0.5)
+    _, held_out = datasets.read_dataset(faces, 16, validation_fraction=0.5)
     model = load_model(model_file)
     expected = reconstruction_entry(held_out / 255.0, model.reconstruct(
         held_out, refine_steps=3, texture_weight=0.5))
@@ -226,8 +226,8 @@ def test_refinement_study_scores_each_texture_weight_on_the_held_out_share(tmp_p
 
 def test_matching_the_codes_covariance_gives_samples_the_training_codes_correlations(
         first_stage):
-    from cvae.samplers import sample_latents
-    from cvae.second_stage import train_second_stage, with_second_stage
+    from cvae.model.second_stage import train_second_stage, with_second_stage
+    from cvae.sampling.samplers import sample_latents
 
     matched_to_code_covariance = _script(
         "research/second_stage/second_stage_study.py").matched_to_code_covariance

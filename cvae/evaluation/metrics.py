@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from cvae import losses
+from cvae.model import losses
 
 # Karras et al. 2018 ("Progressive Growing of GANs", appendix D): 7x7
 # neighbourhoods, 128 per image and level, pyramid down to 16x16, 512

@@ -50,7 +50,7 @@ def load_model(path=None, precision=None):
     """
     import keras
 
-    from cvae.model import VAE
+    from cvae.model.vae import VAE
 
     path = Path(path) if path is not None else default_model_path()
     if not path.is_file():
@@ -86,7 +86,7 @@ def in_float32(model):
 
 def rebuilt(model, precision):
     """An uncompiled copy of a VAE with the same weights, in `precision`."""
-    from cvae.model import VAE
+    from cvae.model.vae import VAE
 
     copy = VAE(model.config, seed=model.seed, dtype=precision, name=model.name)
     copy.set_weights(model.get_weights())

@@ -30,7 +30,7 @@ def reconstruction_loss(images, reconstructions, likelihood, scale=1.0, pixel_we
     `scale` is the Gaussian's sigma or the Laplace's b (ignored for bernoulli);
     it may be a tensor, e.g. a learned or calibrated scalar. `pixel_weights`
     (H, W), mean 1: each pixel's term weighted, e.g. the face over the
-    background (`cvae.align.face_region_weights`).
+    background (`cvae.data.align.face_region_weights`).
     """
     images = ops.cast(images, "float32")
     reconstructions = ops.cast(reconstructions, "float32")

@@ -7,7 +7,6 @@ from PIL import Image
 
 from cvae.atomic import atomic_path
 from cvae.errors import CvaeError
-from cvae.runs import read_history
 
 GRID_GAP = 2
 
@@ -82,28 +81,6 @@ def save_figure(figure, path, dpi=100):
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", dpi=dpi)
     plt.close(figure)
-
-
-def plot_history(csv_path, png_path):
-    """Loss curves (train and validation) from a Keras CSVLogger file."""
-    plt = pyplot()
-    # A resumed run may log an epoch twice; the later line wins.
-    rows = {int(row["epoch"]): row for row in read_history(csv_path)}
-    if not rows:
-        return
-    epochs = sorted(rows)
-    figure, axes = plt.subplots(1, 3, figsize=(12, 3.5))
-    for axis, name in zip(axes, ("loss", "reconstruction_loss", "kl_loss")):
-        for prefix, style in (("", "-"), ("val_", "--")):
-            key = prefix + name
-            if key in rows[epochs[0]]:
-                # Markers: a single epoch is a point, which a bare line would not show.
-                axis.plot([e + 1 for e in epochs], [rows[e][key] for e in epochs],
-                          style, marker="o", markersize=3, label=key)
-        axis.set_title(name)
-        axis.set_xlabel("epoch")
-        axis.legend()
-    save_figure(figure, png_path)
 
 
 def plot_latent_histograms(codes, dimensions, kl_per_dimension, path, columns=8):

@@ -13,7 +13,7 @@ BLOCKS = ("plain", "residual")
 DECODER_SCALES = ("learned", "calibrated")
 
 
-# The weight of the second-stage VAE's own KL term when `cvae.second_stage`
+# The weight of the second-stage VAE's own KL term when `cvae.model.second_stage`
 # trains one (research/model/notebook.md, "Second-stage variants"): below 1 it
 # reconstructs the codes more closely, and the fitted map to its aggregate
 # posterior keeps its samples where the codes are.
@@ -45,7 +45,7 @@ class VAEConfig:
     # before a 3x3 Conv2D makes the image (capacity where the detail is).
     output_filters: int = 0
     # Bound the posterior: means softly within +-10, log-variances softly
-    # below 2 (cvae.layers.SoftClamp). Without it, Adam's steps on the latent
+    # below 2 (cvae.model.layers.SoftClamp). Without it, Adam's steps on the latent
     # heads, which read thousands of unnormalized features, sometimes threw
     # the log-variance to +20 or more early in training: a KL of billions of
     # nats, then a collapsed posterior (benchmarks/training_stability.py).
@@ -62,7 +62,7 @@ class VAEConfig:
     reconstruction_weight: float = 1.0
     # Extra weight of the inner face (brows, eyes, nose, mouth) in the
     # reconstruction term, where the aligner's framing puts it
-    # (cvae.align.face_region_weights): 0 weighs every pixel alike; 2 weighs
+    # (cvae.data.align.face_region_weights): 0 weighs every pixel alike; 2 weighs
     # the face's centre 3x the far background, the map scaled to mean 1.
     # Identity lives in the face, while a per-pixel likelihood spends its
     # nats on background, hair and lighting in proportion to their area.
@@ -93,7 +93,7 @@ class VAEConfig:
     discriminator_scales: int = 1
     # Hidden layer widths of the second-stage VAE over the latent codes
     # (Dai & Wipf 2019). Empty: the model has none. Set only by
-    # cvae.second_stage.fit_second_stage, which trains it.
+    # cvae.model.second_stage.fit_second_stage, which trains it.
     second_stage_units: Tuple[int, ...] = ()
     # The second stage's learned decoder scale: its Gaussian's spread around
     # the decoded code, which sampling adds back (0: decode the mean alone).

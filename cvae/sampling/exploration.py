@@ -50,7 +50,8 @@ def traverse(code, dimensions, values):
 
 def most_informative_dimensions(z_mean, z_log_var, count):
     """The `count` dimensions with the largest mean KL over the given codes."""
-    from cvae import metrics  # Deferred: it loads TensorFlow, which `cvae --help` need not.
+    # Deferred: it loads the backend, which `cvae --help` need not.
+    from cvae.evaluation import metrics
 
     kl = metrics.kl_per_dimension(np.atleast_2d(z_mean), np.atleast_2d(z_log_var))
     return [int(d) for d in np.argsort(-kl, kind="stable")[:count]]
@@ -74,7 +75,7 @@ def edit(code, vector, scales):
 
 def latent_statistics(z_mean, z_log_var):
     """Per-dimension KL, mean and spread of the codes, and active units."""
-    from cvae import metrics
+    from cvae.evaluation import metrics
 
     kl = metrics.kl_per_dimension(z_mean, z_log_var)
     return {"images": int(len(z_mean)),

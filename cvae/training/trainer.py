@@ -1,5 +1,5 @@
 """The training pipeline: data -> model -> `fit` with checkpoints, logs and
-figures, into a run directory whose layout `cvae.runs` owns."""
+figures, into a run directory whose layout `cvae.training.runs` owns."""
 
 import dataclasses
 import json
@@ -11,15 +11,15 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cvae import data as data_module
 from cvae.atomic import TEMPORARY_PREFIX, atomic_path, write_text
-from cvae.config import get_preset
-from cvae.distribution import distribution_strategy
+from cvae.data import datasets, image_files
 from cvae.errors import CvaeError
-from cvae.model import ADVERSARIAL_BACKEND_ERROR, VAE, learning_rate_schedule
-from cvae.plotting import image_grid, plot_history, save_image
+from cvae.figures import image_grid, save_image
+from cvae.model.config import get_preset
+from cvae.model.saving import load_model, rebuilt, save_model
+from cvae.model.vae import ADVERSARIAL_BACKEND_ERROR, VAE
 from cvae.precision import resolve_precision
-from cvae.runs import (
+from cvae.training.runs import (
     BACKUP_DIR,
     CURVES_FILE,
     FINAL_DIR,
@@ -30,11 +30,13 @@ from cvae.runs import (
     RUN_FILES,
     RUN_RECORD_FILE,
     epoch_state_path,
+    plot_history,
     read_history,
     read_run_record,
     run_directory,
 )
-from cvae.saving import load_model, rebuilt, save_model
+from cvae.training.schedules import learning_rate_schedule
+from cvae.training.strategies import distribution_strategy
 
 GRID_IMAGES = 8
 # What a fine-tuning run may change in its initial model's configuration: the
@@ -50,7 +52,7 @@ def train(options):
     strategy = distribution_strategy(options.distribute)
     # A mistyped --data is the likelier mistake than a finished --out: say so first.
     for source in _sources(options.data) + _sources(options.validation_data or []):
-        data_module.require_exists(source)
+        image_files.require_exists(source)
     initial = _load_initial_model(options)
     if initial is not None:
         # The KL warm-up counts optimizer steps; a fresh optimizer would
@@ -75,10 +77,10 @@ def train(options):
     write_text(out / RUN_RECORD_FILE, json.dumps(record, indent=2) + "\n")
     print(f"training on {len(train_images)} images, validating on {len(validation_images)}; "
           f"precision {precision}; {strategy.num_replicas_in_sync} replica(s)", flush=True)
-    train_set = data_module.make_dataset(train_images, options.batch_size, shuffle=True,
-                                         flip=options.flip, seed=options.seed)
-    validation_set = (data_module.make_dataset(validation_images, options.batch_size,
-                                               shuffle=False)
+    train_set = datasets.make_dataset(train_images, options.batch_size, shuffle=True,
+                                      flip=options.flip, seed=options.seed)
+    validation_set = (datasets.make_dataset(validation_images, options.batch_size,
+                                            shuffle=False)
                       if len(validation_images) else None)
 
     with strategy.scope():
@@ -207,17 +209,17 @@ def _check_same_configuration(out, record):
 def _read_data(options, config):
     """(training images, validation images), each source read and split on its own."""
     size, channels = config.image_size, config.channels
-    framing = data_module.Framing(options.crop_box, options.align, options.face_index)
+    framing = image_files.Framing(options.crop_box, options.align, options.face_index)
     train_parts, validation_parts = [], []
     fraction = 0.0 if options.validation_data else options.validation_fraction
     for source in _sources(options.data):
-        train, validation = data_module.read_dataset(source, size, channels, framing,
-                                                     validation_fraction=fraction, progress=True)
+        train, validation = datasets.read_dataset(source, size, channels, framing,
+                                                  validation_fraction=fraction, progress=True)
         train_parts.append(train)
         validation_parts.append(validation)
     if options.validation_data:
-        validation_parts = [data_module.read_dataset(source, size, channels, framing,
-                                                     progress=True)[0]
+        validation_parts = [datasets.read_dataset(source, size, channels, framing,
+                                                  progress=True)[0]
                             for source in _sources(options.validation_data)]
     return np.concatenate(train_parts), np.concatenate(validation_parts)
 
@@ -367,9 +369,9 @@ class TrainingFigures(keras.callbacks.Callback):
         reconstructions = self.model.reconstruct(self.preview_images)
         samples = self.model.generate(2 * GRID_IMAGES, seed=self.seed)
         save_image(image_grid([self.preview_images, reconstructions]),
-                 images / f"epoch_{epoch + 1:03d}_reconstructions.png")
+                   images / f"epoch_{epoch + 1:03d}_reconstructions.png")
         save_image(image_grid([samples[:GRID_IMAGES], samples[GRID_IMAGES:]]),
-                 images / f"epoch_{epoch + 1:03d}_samples.png")
+                   images / f"epoch_{epoch + 1:03d}_samples.png")
         history = self.out / HISTORY_FILE
         if history.exists():
             plot_history(history, self.out / CURVES_FILE)

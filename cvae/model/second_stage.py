@@ -16,8 +16,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from cvae import losses
-from cvae.config import SECOND_STAGE_KL_WEIGHT
+from cvae.model import losses
+from cvae.model.config import SECOND_STAGE_KL_WEIGHT
 
 DEFAULT_UNITS = (1024, 1024)
 _INITIAL_LOG_SCALE = math.log(0.3)

@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from cvae.detection import detect_eyes, detect_faces, gray, opencv
+from cvae.data.detection import detect_eyes, detect_faces, gray, opencv
 
 # Photos are searched at this side or less: a face of a portrait is still
 # 60+ pixels wide there, and detection stays fast.

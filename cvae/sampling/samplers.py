@@ -1,7 +1,7 @@
 """Where latent codes to decode come from:
 
 - "second-stage": u ~ N(0, I) mapped to z by the second-stage VAE stored in
-  the model (`cvae.second_stage`), plus that VAE's own Gaussian noise around
+  the model (`cvae.model.second_stage`), plus that VAE's own Gaussian noise around
   the code it decodes (`VAEConfig.second_stage_noise`, drawn after u from
   the same seed); the default when the model has one;
 - "prior": z ~ N(0, I) decoded directly; the default otherwise;
@@ -52,7 +52,7 @@ class GaussianMixture:
         previous = -np.inf
         for iteration in range(iterations):
             log_joint = mixture._log_joint(points)
-            log_likelihood = logsumexp(log_joint, axis=1)
+            log_likelihood = np.logaddexp.reduce(log_joint, axis=1)
             mean_log_likelihood = float(np.mean(log_likelihood))
             responsibilities = np.exp(log_joint - log_likelihood[:, None])
             mixture = cls._maximize(points, responsibilities)
@@ -86,7 +86,7 @@ class GaussianMixture:
         return np.stack(columns, axis=1)
 
     def log_density(self, points):
-        return logsumexp(self._log_joint(np.asarray(points, np.float64)), axis=1)
+        return np.logaddexp.reduce(self._log_joint(np.asarray(points, np.float64)), axis=1)
 
     def sample(self, n, seed=None, temperature=1.0):
         """n draws; temperature scales each component's spread around its mean."""
@@ -200,8 +200,3 @@ def _kmeans_plus_plus(points, count, rng):
         distances = np.minimum(distances, np.sum((points - points[chosen[-1]]) ** 2, axis=1))
     return chosen
 
-
-def logsumexp(values, axis):
-    """log(sum(exp(values), axis)) without overflow."""
-    peak = np.max(values, axis=axis, keepdims=True)
-    return np.squeeze(peak, axis) + np.log(np.sum(np.exp(values - peak), axis=axis))

@@ -14,7 +14,7 @@ decoder was trained and the codec's entropy model expects them.
 
 Descending on closeness alone buys part of it by thinning out the fine
 detail: with a decoder trained against a discriminator, the closest codes
-decode to smoother images. A texture term (`cvae.losses.band_energy_gap`)
+decode to smoother images. A texture term (`cvae.model.losses.band_energy_gap`)
 holds each Laplacian-pyramid level's energy at the image's own, so the
 refined reconstruction is closer and keeps the encoder's texture.
 
@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from cvae.losses import band_energy_gap
+from cvae.model.losses import band_energy_gap
 
 # Codes are O(1) (the prior is N(0, I)); this rate moves them by a few
 # hundredths per step, and 50 steps gain most of what 200 would.

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from cvae.atomic import write_text
 from cvae.errors import CvaeError
-from cvae.config import DEFAULT_PRESET
-from cvae.saving import load_model, rebuilt, save_model
+from cvae.figures import pyplot, save_figure
+from cvae.model.config import DEFAULT_PRESET
+from cvae.model.saving import load_model, rebuilt, save_model
 
 MODEL_FILE = "model.keras"
 BEST_RECORD_FILE = "model.best.json"
@@ -60,7 +61,7 @@ class TrainOptions:
     # optimizer's state.
     # Raise the learning rate linearly from zero over this many steps first:
     # a fresh Adam otherwise takes full-size steps at once, which blew up
-    # some seeds' training from scratch (cvae.model.learning_rate_schedule).
+    # some seeds' training from scratch (cvae.training.schedules.learning_rate_schedule).
     warmup_steps: int = 500
     # Stop (cleanly, after validating and saving) once training has run this
     # many minutes, counted across resumes.
@@ -71,7 +72,7 @@ class TrainOptions:
     validation_data: object = None
     validation_fraction: float = 0.05
     crop_box: tuple = None
-    # "off" (training sets are usually framed already), "auto" or "on": see cvae.data.Framing.
+    # "off" (training sets are usually framed already), "auto" or "on": see cvae.data.image_files.Framing.
     align: str = "off"
     face_index: int = 0
     flip: bool = True
@@ -180,7 +181,7 @@ def load_last_state(run_dir):
     choice for the likelihood alone; with the adversarial term that loss
     rises while the images sharpen, so the last state is the one to publish.
     """
-    from cvae.model import VAE
+    from cvae.model.vae import VAE
 
     run_dir = Path(run_dir)
     state = last_state_dir(run_dir)
@@ -222,3 +223,25 @@ def training_record(run_dir):
         record["history"] = read_history(run_dir / HISTORY_FILE)
         record["epochs_run"] = len(record["history"])
     return record
+
+
+def plot_history(csv_path, png_path):
+    """Loss curves (train and validation) from a Keras CSVLogger file."""
+    plt = pyplot()
+    # A resumed run may log an epoch twice; the later line wins.
+    rows = {int(row["epoch"]): row for row in read_history(csv_path)}
+    if not rows:
+        return
+    epochs = sorted(rows)
+    figure, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+    for axis, name in zip(axes, ("loss", "reconstruction_loss", "kl_loss")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            key = prefix + name
+            if key in rows[epochs[0]]:
+                # Markers: a single epoch is a point, which a bare line would not show.
+                axis.plot([e + 1 for e in epochs], [rows[e][key] for e in epochs],
+                          style, marker="o", markersize=3, label=key)
+        axis.set_title(name)
+        axis.set_xlabel("epoch")
+        axis.legend()
+    save_figure(figure, png_path)

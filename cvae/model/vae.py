@@ -6,10 +6,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from cvae import losses
-from cvae.config import VAEConfig
-from cvae.networks import build_decoder, build_encoder, build_patch_discriminator
-from cvae.second_stage import build_second_stage_decoder
+from cvae.model import losses
+from cvae.model.config import VAEConfig
+from cvae.model.networks import build_decoder, build_encoder, build_patch_discriminator
+from cvae.model.second_stage import build_second_stage_decoder
 
 _INFERENCE_BATCH = 256
 # A learned decoder scale starts near the spread of untrained reconstructions'
@@ -54,7 +54,7 @@ class VAE(keras.Model):
             self.log_decoder_scale = self.add_weight(
                 shape=(), name="log_decoder_scale", dtype="float32",
                 initializer=keras.initializers.Constant(_INITIAL_LOG_SCALE))
-        # Trained after the first stage (cvae.second_stage), never by fit.
+        # Trained after the first stage (cvae.model.second_stage), never by fit.
         self.second_stage_decoder = None
         if config.second_stage_units:
             self.second_stage_decoder = build_second_stage_decoder(
@@ -62,7 +62,7 @@ class VAE(keras.Model):
             self.second_stage_decoder.trainable = False
         self._pixel_weights = None
         if config.face_weight > 0:
-            from cvae.align import face_region_weights
+            from cvae.data.align import face_region_weights
 
             self._pixel_weights = face_region_weights(config.image_size, config.face_weight)
         self.discriminator = None
@@ -293,10 +293,10 @@ class VAE(keras.Model):
         """images (N, H, W, C), uint8 or float in [0, 1] -> (z_mean, z_log_var).
 
         With refine_steps > 0, z_mean is replaced by the encoder's mean refined
-        by that many gradient steps against the decoder (`cvae.refinement`):
+        by that many gradient steps against the decoder (`cvae.model.refinement`):
         a code that the decoder turns into a closer reconstruction, at the
         cost of a decoder pass forward and back per step. texture_weight:
-        the refinement's texture term (None: `cvae.refinement`'s default).
+        the refinement's texture term (None: `cvae.model.refinement`'s default).
         """
         images = self._check_images(images)
         # Batch by batch, numpy out: tens of thousands of images as float32
@@ -311,9 +311,9 @@ class VAE(keras.Model):
 
     def refine(self, images, codes, steps, texture_weight=None):
         """`codes` (N, latent_dim; usually the encoder's means of `images`)
-        refined by `steps` gradient steps against the decoder (`cvae.refinement`;
+        refined by `steps` gradient steps against the decoder (`cvae.model.refinement`;
         texture_weight None: its default)."""
-        from cvae.refinement import refine_codes
+        from cvae.model.refinement import refine_codes
 
         images = self._check_images(images)
         return np.concatenate([
@@ -338,8 +338,8 @@ class VAE(keras.Model):
     def generate(self, n, seed=None, temperature=1.0, sampler=None):
         """Decode n codes drawn from N(0, temperature**2 I) by the default
         sampler: through the second stage when the model has one, else
-        directly (see `cvae.samplers` for the choices)."""
-        from cvae.samplers import sample_latents
+        directly (see `cvae.sampling.samplers` for the choices)."""
+        from cvae.sampling.samplers import sample_latents
 
         return self.decode(sample_latents(self, n, seed, temperature, sampler=sampler))
 
@@ -409,39 +409,6 @@ class VAE(keras.Model):
         return {"name": self.name, "trainable": self.trainable,
                 "dtype": keras.dtype_policies.serialize(self.dtype_policy),
                 "config": self.config.to_dict(), "seed": self.seed}
-
-
-def learning_rate_schedule(peak, warmup_steps=0, total_steps=None, cosine=False):
-    """Adam's learning rate: raised linearly from zero to `peak` over
-    `warmup_steps`, then constant, or with `cosine` decayed to zero at
-    `total_steps`.
-
-    Why the warm-up: Adam's first steps move every weight by about the full
-    rate, each in its gradient's direction. The latent heads read 4,096
-    unnormalized features, so at 1e-3 two such steps moved the log-variance
-    to about +16 and the KL to millions of nats in some seeds, and the
-    decoder, fed noise, learned to ignore the code (benchmarks/training_stability.py).
-    """
-    if total_steps is None:
-        total_steps = warmup_steps + 1
-    warmup = min(warmup_steps, total_steps - 1)
-    if not cosine and warmup <= 0:
-        return peak
-    # alpha is the final rate as a share of the peak: 1 keeps it constant after the warm-up.
-    alpha = 0.0 if cosine else 1.0
-    if warmup <= 0:
-        return keras.optimizers.schedules.CosineDecay(peak, total_steps, alpha=alpha)
-    return keras.optimizers.schedules.CosineDecay(0.0, total_steps - warmup, alpha=alpha,
-                                                  warmup_target=peak, warmup_steps=warmup)
-
-
-def default_optimizer():
-    """Adam with `cvae train`'s default rate and warm-up (`learning_rate_schedule`)."""
-    from cvae.runs import TrainOptions
-
-    defaults = TrainOptions(data=None)
-    return keras.optimizers.Adam(learning_rate_schedule(defaults.learning_rate,
-                                                        defaults.warmup_steps))
 
 
 def _replicas():

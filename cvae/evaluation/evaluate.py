@@ -12,12 +12,12 @@ import sys
 import numpy as np
 from keras import ops
 
-from cvae import losses, metrics
-from cvae.baselines import PCA
-from cvae.data import random_subset
-from cvae.detection import face_rate
+from cvae.data.datasets import random_subset
+from cvae.data.detection import face_rate
 from cvae.errors import CvaeError, first_line
-from cvae.samplers import logsumexp
+from cvae.evaluation import metrics
+from cvae.evaluation.baselines import PCA
+from cvae.model import losses
 
 PUBLISHED_SIZE = 64
 _BATCH = 64
@@ -32,10 +32,10 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
     inception: a Keras network mapping images in [-1, 1] to features; enables FID.
     log: a function taking progress messages (default: stderr).
     refine_steps: also score reconstructions from codes refined by this many
-    steps (`cvae.refinement`), under "refined"; the other figures keep the
+    steps (`cvae.model.refinement`), under "refined"; the other figures keep the
     encoder's own codes.
     identity: also judge whether each reconstruction is the same person
-    (`cvae.identity`); "auto" where the judge is installed and the faces are
+    (`cvae.evaluation.identity`); "auto" where the judge is installed and the faces are
     at least IDENTITY_MIN_SIZE pixels a side.
     """
     log = log or _log_to_stderr
@@ -46,7 +46,7 @@ def evaluate(model, images, train_images=None, iwae_samples=16, pca_images=5000,
     originals = images.astype(np.float32) / 255.0
     embeddings = None
     if judging:
-        from cvae.identity import embed
+        from cvae.evaluation.identity import embed
 
         log("the identity judge embeds each original and reconstruction (about 0.1 s a face)")
         # Once: the model's, the refined codes' and PCA's reconstructions are
@@ -125,7 +125,7 @@ IDENTITY_MIN_SIZE = 64
 def judges_identity(identity, image_size):
     """Whether to run the identity judge: True, False, or "auto" (where it
     is installed and the faces are large enough)."""
-    from cvae import identity as judge
+    from cvae.evaluation import identity as judge
 
     if identity == "auto":
         return judge.available() and image_size >= IDENTITY_MIN_SIZE
@@ -138,9 +138,9 @@ def reconstruction_entry(originals, reconstructions, seed=0, reference=None,
                          identity_embeddings=None):
     """How close reconstructions are ("reconstruction": MSE, PSNR, SSIM), how
     much texture they keep ("reconstruction_swd"), and, given the originals'
-    `identity_embeddings` (`cvae.identity.embed`), whether each is still the
+    `identity_embeddings` (`cvae.evaluation.identity.embed`), whether each is still the
     same person ("identity": match rate, mean distance,
-    `cvae.identity.identity_metrics`). reference: the first of
+    `cvae.evaluation.identity.identity_metrics`). reference: the first of
     `split_halves(originals, seed)`, when the caller already holds it."""
     if reference is None:
         reference = split_halves(originals, seed)[0]
@@ -151,7 +151,7 @@ def reconstruction_entry(originals, reconstructions, seed=0, reference=None,
              "reconstruction_swd": swd_entry(reference, split_halves(reconstructions, seed)[1],
                                              seed)}
     if identity_embeddings is not None:
-        from cvae.identity import identity_metrics
+        from cvae.evaluation.identity import identity_metrics
 
         entry["identity"] = identity_metrics(originals, reconstructions, identity_embeddings)
     return entry
@@ -209,7 +209,7 @@ def likelihood_bounds(model, images, samples=16, seed=0):
         log_weights = np.stack(log_weights).astype(np.float64)
         reconstruction_nll.append(-np.mean(log_likelihoods, axis=0))
         kl.append(ops.convert_to_numpy(losses.kl_divergence(z_mean, z_log_var)))
-        iwae_nll.append(-(logsumexp(log_weights, axis=0) - math.log(samples)))
+        iwae_nll.append(-(np.logaddexp.reduce(log_weights, axis=0) - math.log(samples)))
     reconstruction_nll = float(np.mean(np.concatenate(reconstruction_nll)))
     kl = float(np.mean(np.concatenate(kl)))
     iwae_nll = float(np.mean(np.concatenate(iwae_nll)))

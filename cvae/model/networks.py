@@ -7,7 +7,7 @@ and the output activation stay float32 so the losses see full precision.
 import keras
 from keras import layers
 
-from cvae.layers import LOG_VARIANCE_UPPER, MEAN_LIMIT, Sampling, SoftClamp
+from cvae.model.layers import LOG_VARIANCE_UPPER, MEAN_LIMIT, Sampling, SoftClamp
 
 
 def build_encoder(config, dtype=None, seed=None):

@@ -1,5 +1,5 @@
 """OpenCV's stock Haar cascades: the face and eye detectors behind the
-aligner (`cvae.align`) and the face-detection rate of samples.
+aligner (`cvae.data.align`) and the face-detection rate of samples.
 
 The cascades ship inside `opencv-python-headless` 4.x (`cv2.data`), so
 nothing is downloaded. A cascade object must not be used by two threads at

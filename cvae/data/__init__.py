@@ -1,0 +1,1 @@
+"""Images in: files, faces and their framing, datasets."""

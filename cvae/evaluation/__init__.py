@@ -1,0 +1,1 @@
+"""A model's numbers: metrics, baselines, the identity judge, `cvae evaluate`."""

@@ -1,0 +1,1 @@
+"""The model: configuration, layers, networks, the VAE and its objective, saving."""

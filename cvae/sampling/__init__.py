@@ -1,0 +1,1 @@
+"""Where latent codes come from, and walks through the latent space."""

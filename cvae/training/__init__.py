@@ -1,0 +1,1 @@
+"""Training: `fit` with checkpoints, logs, resume; schedules; strategies."""
