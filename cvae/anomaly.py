@@ -47,19 +47,24 @@ def scorer_beside(model_path):
     return Scorer.load(path) if path.is_file() else None
 
 
-def score_terms(model, images, likelihood, scale, code_mean=None, code_precision=None):
+def score_terms(model, images, likelihood, scale, code_mean=None, code_precision=None,
+                encoded=None):
     """Each candidate score of uint8 images (N, H, W, C), as a dict of arrays.
 
     `model` is anything with numpy `encode` and `decode`: a VAE, or the
     codec's LiteRT model, which runs without TensorFlow. `likelihood` and
     `scale` are the decoder's (`Scorer` stores them); `typicality` needs the
-    training codes' mean and precision matrix."""
+    training codes' mean and precision matrix. `encoded`: the model's
+    (z_mean, z_log_var) of these images, where the caller has them already
+    (compressing does), so that the encoder does not run twice."""
     images = np.asarray(images)
     terms = {name: [] for name in SCORES}
     for start in range(0, len(images), _BATCH):
         batch = images[start:start + _BATCH]
         unit = batch.astype(np.float32) / 255.0
-        z_mean, z_log_var = (np.asarray(part, np.float64) for part in model.encode(batch))
+        parts = (model.encode(batch) if encoded is None
+                 else (part[start:start + _BATCH] for part in encoded))
+        z_mean, z_log_var = (np.asarray(part, np.float64) for part in parts)
         decoded = np.asarray(model.decode(z_mean), np.float64)
         nll = reconstruction_nll(unit, decoded, likelihood, scale)
         kl = kl_divergence(z_mean, z_log_var)
@@ -138,14 +143,15 @@ class Scorer:
     scale: float
     false_alarm_rate: float = FALSE_ALARM_RATE
 
-    def __call__(self, model, images):
-        """Scores of uint8 images, higher meaning less like the training faces."""
+    def __call__(self, model, images, encoded=None):
+        """Scores of uint8 images, higher meaning less like the training faces
+        (`encoded`: as `score_terms`)."""
         return score_terms(model, images, self.likelihood, self.scale, self.code_mean,
-                           self.code_precision)[self.score]
+                           self.code_precision, encoded)[self.score]
 
-    def outliers(self, model, images):
+    def outliers(self, model, images, encoded=None):
         """(scores, whether each is over the threshold)."""
-        scores = self(model, images)
+        scores = self(model, images, encoded)
         return scores, scores > self.threshold
 
     def save(self, path):

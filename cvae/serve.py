@@ -144,7 +144,9 @@ def create_app(codec, mixture=None, scorer=None):
 def _compress(codec, image, scorer=None):
     # The entropy mode needs the model's codec table; without one, int8.
     mode = "entropy" if codec.table is not None else "int8"
-    content = codec.compress_batch(image[None], mode)[0]
+    # One encoder pass serves the file and the face check.
+    encoded = codec.model.encode(image[None]) if scorer is not None else None
+    content = codec.compress_batch(image[None], mode, encoded=encoded)[0]
     decompressed = codec.decompress_batch([content])[0]
     psnr = float(metrics.psnr(image[None] / 255.0, decompressed[None] / 255.0)[0])
     raw = int(np.prod(image.shape))
@@ -152,11 +154,11 @@ def _compress(codec, image, scorer=None):
             "bytes": len(content), "raw_bytes": raw, "ratio": raw / len(content),
             "psnr": psnr, "mode": mode, "refine_steps": codec.refine_steps,
             "cvae": base64.b64encode(content).decode("ascii"),
-            **({} if scorer is None else _face_check(codec, image, scorer))}
+            **({} if scorer is None else _face_check(codec, image, scorer, encoded))}
 
 
-def _face_check(codec, image, scorer):
-    scores, flagged = scorer.outliers(codec.model, image[None])
+def _face_check(codec, image, scorer, encoded):
+    scores, flagged = scorer.outliers(codec.model, image[None], encoded)
     return {"looks_like_a_face": not bool(flagged[0]), "anomaly_score": float(scores[0]),
             "anomaly_threshold": scorer.threshold}
 

@@ -125,3 +125,33 @@ def test_the_numpy_terms_are_the_objectives(likelihood):
     np.testing.assert_allclose(anomaly.kl_divergence(z_mean, z_log_var),
                                ops.convert_to_numpy(losses.kl_divergence(z_mean, z_log_var)),
                                rtol=1e-5)
+
+
+def test_compressing_with_a_score_shares_one_encoder_pass(tmp_path, trained, monkeypatch):
+    from cvae.codec import load_codec
+    from cvae.codec.batch import compress_files
+    from cvae.data.image_files import list_image_files, load_images
+
+    model_path = tmp_path / "model.keras"
+    save_model(trained, model_path)
+    codec = load_codec(model_path, runtime="keras")
+    scorer = anomaly.calibrate_scorer(trained, smooth_images(64, seed=5), smooth_images(32, seed=6))
+    folder = write_image_folder(tmp_path / "in", n=3, size=(16, 16), seed=7)
+    files = list_image_files(folder)
+    images, _ = load_images(files, 16)
+    expected_files = codec.compress_batch(images, "int8")
+    expected_scores = scorer(trained, images)
+
+    passes, heard = [], {}
+    real_encode = VAE.encode
+    monkeypatch.setattr(VAE, "encode",
+                        lambda self, *a, **k: passes.append(1) or real_encode(self, *a, **k))
+    scorer.threshold = -np.inf  # Every image is heard of, with its score.
+    written = compress_files(
+        codec, files, tmp_path / "out", "int8", scorer=scorer,
+        on_error=lambda path, error: pytest.fail(f"{path}: {error}"),
+        on_outlier=lambda path, score, _: heard.update({path.name: score}))
+    assert len(passes) == 1  # One batch, one encoder pass for the files and the scores.
+    assert [target.read_bytes() for _, target, _, _ in written] == expected_files
+    np.testing.assert_allclose([heard[path.name] for path, *_ in written], expected_scores,
+                               rtol=1e-6)

@@ -1,5 +1,6 @@
 """The benchmark scripts measure what they say they measure."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -123,3 +124,26 @@ def test_the_inference_precision_benchmark_times_the_saved_and_the_auto_model(
     assert "| task (this CPU lacks native bfloat16) | saved (mixed_bfloat16) | auto (float32) |" \
         in section
     assert "| generate 4 faces | " in section and "| reconstruct 4 images | " in section
+
+
+@pytest.mark.slow  # Four `cvae score` processes.
+def test_the_score_speed_benchmark_times_both_framings(tmp_path):
+    from benchmarks import score_speed
+    from cvae import anomaly
+    from cvae.model.saving import save_model
+    from tests.helpers import TINY, smooth_images, write_image_folder
+
+    model = VAE(TINY, seed=0)
+    path = tmp_path / "tiny.keras"
+    save_model(model, path)
+    anomaly.calibrate_scorer(model, smooth_images(32), smooth_images(16, seed=1)).save(
+        anomaly.score_path(path))
+    folder = write_image_folder(tmp_path / "faces", n=3, size=(16, 16))
+    doc = tmp_path / "anomaly.md"
+    doc.write_text("<!-- score-speed:begin -->\n<!-- score-speed:end -->\n", encoding="utf-8")
+    assert score_speed.main(["--data", str(folder), "--model", str(path), "--repeats", "1",
+                             "--out", str(tmp_path / "speed.json"), "--doc", str(doc)]) == 0
+    section = doc.read_text(encoding="utf-8")
+    assert "| framed already (`--align off`) | " in section
+    assert "| found and framed (`--align auto`" in section
+    assert json.loads((tmp_path / "speed.json").read_text())["images"] == 3

@@ -54,8 +54,7 @@ def _score(args):
     import numpy as np
 
     from cvae.anomaly import scorer_beside
-    from cvae.codec.batch import expand_inputs
-    from cvae.data import image_files
+    from cvae.codec.batch import framed_batches
     from cvae.model.saving import default_model_path
 
     model_path = args.model or default_model_path()
@@ -64,19 +63,16 @@ def _score(args):
         raise CvaeError(f"no anomaly threshold for {model_path}: make one with `cvae "
                         f"calibrate-score --model {model_path} --data TRAINING_IMAGES`")
     failed = FailureLog()
-    paths = expand_inputs(args.inputs, failed, image_files.IMAGE_EXTENSIONS)
     # The codec's model: its LiteRT files where they are, which start without TensorFlow.
     model = load_codec_quietly(model_path, args.runtime).model
-    size, photo_framing = model.config.image_size, framing(args)
-    images, readable = [], []
-    for path in paths:
-        try:
-            images.append(image_files.load_face(path, size, model.config.channels, photo_framing)[0])
-            readable.append(path)
-        except (CvaeError, OSError, ValueError) as error:
-            failed(path, image_files.describe_image_error(error))
-    if images:
-        values = scorer(model, np.stack(images))
+    # A batch at a time, read on several threads: a large folder is never
+    # held whole, only its scores are, for the ranking.
+    readable, scores = [], []
+    for ready in framed_batches(args.inputs, None, model.config, framing(args), failed):
+        readable.extend(path for path, *_ in ready)
+        scores.append(scorer(model, np.stack([image for _, _, image, _ in ready])))
+    if readable:
+        values = np.concatenate(scores)
         for index in np.argsort(-values, kind="stable"):
             outlier = bool(values[index] > scorer.threshold)
             if args.json:
@@ -85,7 +81,7 @@ def _score(args):
             else:
                 print(f"{values[index]:10.3f}  {'outlier' if outlier else 'face   '}  "
                       f"{readable[index]}")
-    failed.exit_if_any(len(images))
+    failed.exit_if_any(len(readable))
 
 
 def _calibrate_score(args):

@@ -77,11 +77,14 @@ def compress_files(codec, inputs, out_dir, mode, step=None, force=False, framing
     threshold)` of each image that does not look like the training faces."""
     written = []
     outputs = _Outputs(out_dir, COMPRESSED_SUFFIX, force)
-    for ready in _framed_batches(inputs, outputs, codec.config, framing, on_error, on_fallback):
+    for ready in framed_batches(inputs, outputs, codec.config, framing, on_error, on_fallback):
         images = np.stack([image for _, _, image, _ in ready])
-        contents = codec.compress_batch(images, mode, step, max_bytes, rung, errors="return")
+        # One encoder pass serves the file and the score.
+        encoded = codec.model.encode(images) if scorer is not None else None
+        contents = codec.compress_batch(images, mode, step, max_bytes, rung, errors="return",
+                                        encoded=encoded)
         if scorer is not None:
-            scores, flagged = scorer.outliers(codec.model, images)
+            scores, flagged = scorer.outliers(codec.model, images, encoded)
             for index in np.flatnonzero(flagged):
                 on_outlier(ready[index][0], float(scores[index]), scorer.threshold)
         for (path, target, _, placement), content in zip(ready, contents):
@@ -108,7 +111,7 @@ def reconstruct_files(codec, inputs, out_dir, force=False, framing=None, on_erro
 
     written = []
     outputs = _Outputs(out_dir, ".png", force)
-    for ready in _framed_batches(inputs, outputs, codec.config, framing, on_error, on_fallback):
+    for ready in framed_batches(inputs, outputs, codec.config, framing, on_error, on_fallback):
         framed = np.stack([image for _, _, image, _ in ready])
         reconstructions = codec.decode(codec.encode(framed))
         for (path, target, image, placement), reconstruction in zip(ready, reconstructions):
@@ -128,10 +131,11 @@ def reconstruct_files(codec, inputs, out_dir, force=False, framing=None, on_erro
     return written
 
 
-def _framed_batches(inputs, outputs, config, framing, on_error, on_fallback):
+def framed_batches(inputs, outputs, config, framing, on_error, on_fallback=None):
     """Lists of (path, target, image, placement) for the readable images among
     `inputs`, framed to the model's size, a batch at a time (read on several
-    threads), with a progress bar; each failure goes to `on_error`."""
+    threads), with a progress bar; each failure goes to `on_error`. With
+    `outputs` None, nothing is written and each target is None."""
     import concurrent.futures
 
     paths = expand_inputs(inputs, on_error, image_files.IMAGE_EXTENSIONS)
@@ -148,7 +152,7 @@ def _framed_batches(inputs, outputs, config, framing, on_error, on_fallback):
     claimed = []
     for path in paths:
         try:
-            claimed.append((path, outputs.claim(path)))
+            claimed.append((path, None if outputs is None else outputs.claim(path)))
         except CvaeError as error:
             on_error(path, str(error))
     if image_files.as_framing(framing).aligning:

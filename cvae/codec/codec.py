@@ -156,7 +156,7 @@ class Codec:
     # --- batches ------------------------------------------------------------
 
     def compress_batch(self, images, mode=DEFAULT_MODE, step=None, max_bytes=None, rung=None,
-                       errors="raise"):
+                       errors="raise", encoded=None):
         """images (N, H, W, C) -> list of N `.cvae` byte strings.
 
         Entropy mode: `step` (posterior standard deviations; default the
@@ -168,7 +168,9 @@ class Codec:
         DETAIL_CODE_QUALITY's) plus the detail layer at `rung` (an index into
         RUNGS; default DEFAULT_RUNG). errors "return": an image whose file
         cannot fit `max_bytes` gets its CvaeError in its place in the list,
-        and the others their files (a batch command reports it and goes on)."""
+        and the others their files (a batch command reports it and goes on).
+        `encoded`: the model's (z_mean, z_log_var) of `images`, where the
+        caller has them already (see `encode`)."""
         if mode not in codec_format.MODES:
             raise CvaeError(f"unknown mode {mode!r}; choose one of {codec_format.MODES}")
         if max_bytes is not None and mode != "entropy":
@@ -177,7 +179,7 @@ class Codec:
             raise CvaeError("a detail rung needs the detail mode")
         if mode in _TABLE_MODES:
             self._require_table()
-        codes = self.encode(images)
+        codes = self.encode(images, encoded)
         if mode == "detail" or max_bytes is not None:
             return self._with_detail(images, codes, step, max_bytes,
                                      DEFAULT_RUNG if rung is None else rung, errors)
@@ -219,12 +221,16 @@ class Codec:
             files.append(chosen)
         return files
 
-    def encode(self, images):
+    def encode(self, images, encoded=None):
         """images (N, H, W, C) -> the codes that compression quantizes: the
-        encoder's means, refined by `refine_steps` steps (`cvae.model.refinement`)."""
+        encoder's means, refined by `refine_steps` steps (`cvae.model.refinement`).
+        `encoded`: the model's (z_mean, z_log_var) of `images`, if the caller
+        has them already: compressing with an anomaly score shares one
+        encoder pass between the two."""
+        z_mean = self.model.encode(images)[0] if encoded is None else encoded[0]
         if self.refine_steps:
-            return self.model.encode(images, refine_steps=self.refine_steps)[0]
-        return self.model.encode(images)[0]
+            return self.model.refine(images, z_mean, self.refine_steps)
+        return z_mean
 
     def pack(self, code, mode=DEFAULT_MODE, step=None, max_bytes=None):
         """One latent code (the posterior mean) -> `.cvae` bytes (see compress_batch)."""
