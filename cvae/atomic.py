@@ -32,6 +32,16 @@ def write_text(path, text):
         temporary.write_text(text, encoding="utf-8")
 
 
+def refuse_to_replace(path, force, cost="", alternative=""):
+    """CvaeError if something is at `path` and `force` is not set: nothing
+    replaces a user's file without --force. `cost`: what replacing it would
+    break; `alternative`: another way out than --force."""
+    from cvae.errors import CvaeError
+
+    if not force and Path(path).exists():
+        raise CvaeError(f"{path} exists{cost} (use --force to overwrite{alternative})")
+
+
 def refuse_inside_installed_package(path):
     """CvaeError if `path` lies among the installed packages (site-packages):
     the shipped model and its files are read-only there, and a write would

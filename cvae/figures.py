@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cvae.atomic import atomic_path
+from cvae.atomic import atomic_path, refuse_to_replace
 from cvae.errors import CvaeError
 
 GRID_GAP = 2
@@ -50,8 +50,7 @@ def check_image_path(path, force=True):
         raise CvaeError(f"cannot write {path}: name a .png, .jpg or .webp file")
     if Path(path).is_dir():
         raise CvaeError(f"cannot write {path}: it is a folder")
-    if Path(path).exists() and not force:
-        raise CvaeError(f"{path} exists (use --force to overwrite)")
+    refuse_to_replace(path, force)
     return suffix
 
 

@@ -302,7 +302,7 @@ def _reconstruct(args):
 
 
 def _calibrate(args):
-    from cvae.atomic import refuse_inside_installed_package
+    from cvae.atomic import refuse_inside_installed_package, refuse_to_replace
     from cvae.codec import calibrate, table_path
     from cvae.data import datasets, image_files
     from cvae.model.saving import load_model
@@ -310,9 +310,8 @@ def _calibrate(args):
     target = table_path(args.model)
     # Checked before the model and the images are read: both take a while.
     refuse_inside_installed_package(target)
-    if target.exists() and not args.force:
-        raise CvaeError(f"{target} exists, and files compressed with it would no longer "
-                        f"decode (use --force to replace it)")
+    refuse_to_replace(target, args.force,
+                      ", and files compressed with it would no longer decode")
     image_files.require_exists(args.data)
     model = load_model(args.model)
     images = datasets.read_subset(args.data, args.max_images, model.config.image_size,

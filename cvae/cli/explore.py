@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cvae.atomic import refuse_to_replace
 from cvae.cli.arguments import (
     HelpFormatter,
     add_framing,
@@ -175,9 +176,8 @@ def _generate(args):
         # Decoded and written a chunk at a time: 100,000 faces at once would
         # take 20 GB as float32.
         targets = [Path(args.separate) / f"sample_{index:03d}.png" for index in range(len(codes))]
-        existing = [target for target in targets if target.exists()]
-        if existing and not args.force:
-            raise CvaeError(f"{existing[0]} exists (use --force to overwrite)")
+        for target in targets:
+            refuse_to_replace(target, args.force)
         for start in range(0, len(codes), _DECODE_CHUNK):
             chunk = model.decode(codes[start:start + _DECODE_CHUNK])
             for target, face in zip(targets[start:], chunk):
@@ -194,9 +194,8 @@ def _mixture(args, model, model_path):
 
     path = Path(args.mixture) if args.mixture else samplers.mixture_path(model_path)
     if args.fit_data:
-        if path.exists() and not args.force:
-            raise CvaeError(f"{path} exists (use --force to replace it, or --mixture "
-                            f"NEW_PATH to write another)")
+        refuse_to_replace(path, args.force,
+                          alternative=", or --mixture NEW_PATH to write another")
         images = datasets.read_subset(args.fit_data, args.max_fit_images, model.config.image_size,
                                       model.config.channels, seed=args.seed)
         samplers.check_mixture_data(len(images), args.components, model.config.latent_dim)
@@ -253,8 +252,7 @@ def _attribute(args):
 
     if not args.out.endswith(".npy"):
         raise CvaeError(f"the output must end in .npy, got {args.out}")
-    if Path(args.out).exists() and not args.force:
-        raise CvaeError(f"{args.out} exists (use --force to overwrite)")
+    refuse_to_replace(args.out, args.force)
     model, _ = _load(args)
     sets = []
     for folder in (args.positive, args.negative):

@@ -6,6 +6,7 @@ Every user error ends as one line on stderr and a non-zero exit code.
 import argparse
 import sys
 
+from cvae.atomic import refuse_to_replace
 from cvae.cli import codec as codec_commands
 from cvae.cli import explore as explore_commands
 from cvae.cli import pack as pack_commands
@@ -373,10 +374,8 @@ def _export(args):
         raise CvaeError(f"{args.run_dir} is not a training run (it has no {MODEL_FILE})")
     if not args.out.endswith(".keras"):
         raise CvaeError(f"the output must end in .keras, got {args.out}")
-    if not args.force:
-        for path in (Path(args.out), Path(args.out).with_suffix(".json")):
-            if path.exists():
-                raise CvaeError(f"{path} exists (use --force to overwrite)")
+    for path in (Path(args.out), Path(args.out).with_suffix(".json")):
+        refuse_to_replace(path, args.force)
     written = export_model(args.run_dir, args.out, args.checkpoint)
     print(f"wrote {written} and its training record {Path(written).with_suffix('.json')}")
     if not args.litert:
@@ -406,7 +405,6 @@ def _write_litert(model_path):
 
 
 def _second_stage(args):
-    from pathlib import Path
 
     import numpy as np
 
@@ -416,8 +414,7 @@ def _second_stage(args):
 
     if not args.out.endswith(".keras"):
         raise CvaeError(f"the output must end in .keras, got {args.out}")
-    if Path(args.out).exists() and not args.force:
-        raise CvaeError(f"{args.out} exists (use --force to overwrite)")
+    refuse_to_replace(args.out, args.force)
     model = load_model(args.model)
     config = model.config
     images = np.concatenate([datasets.read_subset(source, args.max_images, config.image_size,

@@ -29,9 +29,8 @@ def add_commands(commands):
 
 
 def _check(args):
-    from pathlib import Path
 
-    from cvae.atomic import refuse_inside_installed_package
+    from cvae.atomic import refuse_inside_installed_package, refuse_to_replace
     from cvae.data.datasets import require_pack_quality
     from cvae.data.image_files import require_exists
 
@@ -39,8 +38,7 @@ def _check(args):
     if not args.out.endswith(".npz"):
         raise CvaeError(f"the pack must end in .npz, got {args.out}")
     require_pack_quality(args.quality)
-    if Path(args.out).exists() and not args.force:
-        raise CvaeError(f"{args.out} exists (use --force to overwrite)")
+    refuse_to_replace(args.out, args.force)
     refuse_inside_installed_package(args.out)
 
 

@@ -86,14 +86,13 @@ def _score(args):
 
 def _calibrate_score(args):
     from cvae.anomaly import calibrate_scorer, score_path
-    from cvae.atomic import refuse_inside_installed_package
+    from cvae.atomic import refuse_inside_installed_package, refuse_to_replace
     from cvae.data import datasets
     from cvae.model.saving import load_model
 
     target = score_path(args.model)
     refuse_inside_installed_package(target)
-    if target.exists() and not args.force:
-        raise CvaeError(f"{target} exists (use --force to replace it)")
+    refuse_to_replace(target, args.force)
     model = load_model(args.model, precision="float32")
     training, held_out = datasets.read_dataset(args.data, model.config.image_size,
                                                model.config.channels, validation_fraction=0.05)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cvae.atomic import atomic_path
+from cvae.atomic import atomic_path, refuse_to_replace
 from cvae.data import image_files
 from cvae.data.detection import opencv
 from cvae.errors import CvaeError
@@ -60,8 +60,7 @@ class _Outputs:
         target = self.out_dir / (source.stem + self.suffix)
         if target in self.claimed:
             raise CvaeError(f"another input already writes {target}")
-        if target.exists() and not self.force:
-            raise CvaeError(f"{target} exists (use --force to overwrite)")
+        refuse_to_replace(target, self.force)
         self.claimed.add(target)
         return target
 
