@@ -28,12 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from cvae.atomic import atomic_path
+from cvae.batching import batches
 from cvae.errors import CvaeError
 
 SCORES = ("elbo", "error", "kl", "complexity", "typicality")
 DEFAULT_SCORE = "complexity"
 FALSE_ALARM_RATE = 0.05
 SCORE_SUFFIX = ".score.npz"
+# Smaller than inference's batches: the terms are computed in float64.
 _BATCH = 64
 
 
@@ -59,11 +61,10 @@ def score_terms(model, images, likelihood, scale, code_mean=None, code_precision
     (compressing does), so that the encoder does not run twice."""
     images = np.asarray(images)
     terms = {name: [] for name in SCORES}
-    for start in range(0, len(images), _BATCH):
-        batch = images[start:start + _BATCH]
+    given = None if encoded is None else zip(*(batches(part, _BATCH) for part in encoded))
+    for batch in batches(images, _BATCH):
         unit = batch.astype(np.float32) / 255.0
-        parts = (model.encode(batch) if encoded is None
-                 else (part[start:start + _BATCH] for part in encoded))
+        parts = model.encode(batch) if given is None else next(given)
         z_mean, z_log_var = (np.asarray(part, np.float64) for part in parts)
         decoded = np.asarray(model.decode(z_mean), np.float64)
         nll = reconstruction_nll(unit, decoded, likelihood, scale)

@@ -6,6 +6,7 @@ import numpy as np
 from PIL import Image
 
 from cvae.atomic import atomic_path, refuse_to_replace
+from cvae.batching import batches
 from cvae.errors import CvaeError
 
 GRID_GAP = 2
@@ -34,7 +35,7 @@ def image_grid(rows):
 
 def tiled(images, columns):
     """A batch of images (N, H, W, C) -> one picture, `columns` to a row."""
-    return image_grid([images[start:start + columns] for start in range(0, len(images), columns)])
+    return image_grid(list(batches(images, columns)))
 
 
 # The file formats an output image may be written in, by suffix.

@@ -9,7 +9,7 @@ import cvae
 PACKAGE = Path(cvae.__file__).parent
 # Top to bottom; a part may import its own modules and any part below it.
 LAYERS = (("cli",), ("serve",), ("codec",), ("sampling",), ("training",), ("evaluation",),
-          ("model",), ("data",), ("anomaly", "figures"), ("atomic", "precision", "quiet"),
+          ("model",), ("data",), ("anomaly", "figures"), ("atomic", "batching", "precision", "quiet"),
           ("errors",))
 # The one call up: VAE.generate, a convenience, draws its codes with the
 # samplers, importing them when it is called.

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from cvae.atomic import refuse_to_replace
+from cvae.batching import batches
 from cvae.cli.arguments import (
     HelpFormatter,
     add_framing,
@@ -25,8 +26,6 @@ from cvae.figures import check_image_path
 
 # A grid PNG of more faces would be tens of thousands of pixels a side.
 MAX_GRID_FACES = 4096
-# Faces decoded at once by generate --separate.
-_DECODE_CHUNK = 256
 _MODEL_HELP = "a .keras model (default: the shipped faces model, or $CVAE_MODEL)"
 
 
@@ -178,10 +177,9 @@ def _generate(args):
         targets = [Path(args.separate) / f"sample_{index:03d}.png" for index in range(len(codes))]
         for target in targets:
             refuse_to_replace(target, args.force)
-        for start in range(0, len(codes), _DECODE_CHUNK):
-            chunk = model.decode(codes[start:start + _DECODE_CHUNK])
-            for target, face in zip(targets[start:], chunk):
-                save_image(face, target)
+        faces = (face for chunk in batches(codes) for face in model.decode(chunk))
+        for target, face in zip(targets, faces):
+            save_image(face, target)
         print(f"wrote {len(codes)} faces to {args.separate}")
     if args.out:
         save_image(tiled(model.decode(codes), args.columns), args.out)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from cvae.atomic import atomic_path, refuse_to_replace
+from cvae.batching import batches
 from cvae.data import image_files
 from cvae.data.detection import opencv
 from cvae.errors import CvaeError
@@ -158,8 +159,7 @@ def framed_batches(inputs, outputs, config, framing, on_error, on_fallback=None)
         opencv()  # imported whole before the readers start (see cvae.data.detection)
     with _progress(len(claimed)) as progress, \
             concurrent.futures.ThreadPoolExecutor(_READERS) as pool:
-        for start in range(0, len(claimed), _BATCH):
-            chunk = claimed[start:start + _BATCH]
+        for chunk in batches(claimed, _BATCH):
             ready = []
             for (path, target), (image, placement, error) in zip(
                     chunk, pool.map(read, [path for path, _ in chunk])):
@@ -201,8 +201,7 @@ def decompress_files(codec, inputs, out_dir, force=False, on_error=None, paste=N
         ready.append((path, target, code))
     written = []
     with _progress(len(ready)) as progress:
-        for start in range(0, len(ready), _BATCH):
-            chunk = ready[start:start + _BATCH]
+        for chunk in batches(ready, _BATCH):
             images = codec.decode(np.stack([code for _, _, code in chunk]))
             for (path, target, _), image in zip(chunk, images):
                 if paste is not None:

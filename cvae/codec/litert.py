@@ -25,6 +25,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from cvae.atomic import atomic_path, write_text
+from cvae.batching import batches
 from cvae.errors import CvaeError
 from cvae.quiet import stderr_muted
 
@@ -33,8 +34,7 @@ DECODER_SUFFIX = ".decoder.tflite"
 RECORD_SUFFIX = ".litert.json"
 _THREADS = 2
 # The encoder and decoder are exported for batches of any size; inference
-# runs in chunks so memory stays bounded on big folders.
-_BATCH = 64
+# runs a batch at a time (cvae.batching) so memory stays bounded on big folders.
 
 
 def litert_paths(model_path):
@@ -142,7 +142,7 @@ class LiteModel:
         if images.dtype == np.uint8:
             images = images.astype(np.float32) / 255.0
         outputs = [self._encoder(args_0=np.ascontiguousarray(chunk, np.float32))
-                   for chunk in _chunks(images)]
+                   for chunk in batches(images)]
         # The exported signature names the outputs in order: output_0 is z_mean.
         return (np.concatenate([o["output_0"] for o in outputs]),
                 np.concatenate([o["output_1"] for o in outputs]))
@@ -153,9 +153,5 @@ class LiteModel:
         if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
             raise ValueError(f"z must have shape (N, {self.config.latent_dim}), got {z.shape}")
         return np.concatenate([self._decoder(args_0=np.ascontiguousarray(chunk))["output_0"]
-                               for chunk in _chunks(z)])
+                               for chunk in batches(z)])
 
-
-def _chunks(array):
-    for start in range(0, len(array), _BATCH):
-        yield array[start:start + _BATCH]

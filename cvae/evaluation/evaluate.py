@@ -12,6 +12,7 @@ import sys
 import numpy as np
 from keras import ops
 
+from cvae.batching import batches
 from cvae.data.datasets import random_subset
 from cvae.data.detection import face_rate
 from cvae.errors import CvaeError, first_line
@@ -20,6 +21,7 @@ from cvae.evaluation.baselines import PCA
 from cvae.model import losses
 
 PUBLISHED_SIZE = 64
+# Smaller than inference's batches: the IWAE bound holds K samples of each image.
 _BATCH = 64
 
 
@@ -187,8 +189,8 @@ def likelihood_bounds(model, images, samples=16, seed=0):
     dequantize = config.likelihood != "bernoulli"
     rng = np.random.default_rng(seed)
     reconstruction_nll, kl, iwae_nll = [], [], []
-    for start in range(0, len(images), _BATCH):
-        batch = images[start:start + _BATCH].astype(np.float32)
+    for batch in batches(images, _BATCH):
+        batch = batch.astype(np.float32)
         if dequantize:
             batch = batch + rng.random(batch.shape, dtype=np.float32)
         batch /= 255.0
@@ -247,8 +249,8 @@ def inception_features(network, images):
 
     height, width = network.input_shape[1:3]
     features = []
-    for start in range(0, len(images), _BATCH):
-        batch = tf.image.resize(images[start:start + _BATCH], (height, width), method="bilinear")
+    for batch in batches(images, _BATCH):
+        batch = tf.image.resize(batch, (height, width), method="bilinear")
         features.append(ops.convert_to_numpy(network(batch * 2.0 - 1.0, training=False)))
     return np.concatenate(features).astype(np.float64)
 

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from cvae.batching import batches
 from cvae.model import losses
 from cvae.model.config import SECOND_STAGE_KL_WEIGHT
 
@@ -272,8 +273,8 @@ def _fitted_noise_map(second, z_mean):
     """(centre, lower): the mean of q(u) on the codes and the Cholesky factor
     of its covariance."""
     u_means, u_variances = [], []
-    for start in range(0, len(z_mean), 1024):
-        u_mean, u_log_var = second.encoder(z_mean[start:start + 1024], training=False)
+    for codes in batches(z_mean):
+        u_mean, u_log_var = second.encoder(codes, training=False)
         u_means.append(np.asarray(u_mean, np.float64))
         u_variances.append(np.exp(np.asarray(u_log_var, np.float64)))
     # The codes' own posterior spread is negligible beside their spread

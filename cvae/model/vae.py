@@ -6,12 +6,12 @@ import keras
 import numpy as np
 from keras import ops
 
+from cvae.batching import batches
 from cvae.model import losses
 from cvae.model.config import VAEConfig
 from cvae.model.networks import build_decoder, build_encoder, build_patch_discriminator
 from cvae.model.second_stage import build_second_stage_decoder
 
-_INFERENCE_BATCH = 256
 # A learned decoder scale starts near the spread of untrained reconstructions'
 # errors, and may not fall below the quantisation step of 8-bit pixels.
 _INITIAL_LOG_SCALE = math.log(0.1)
@@ -302,7 +302,7 @@ class VAE(keras.Model):
         # Batch by batch, numpy out: tens of thousands of images as float32
         # at once would take gigabytes.
         outputs = [self.encoder(_to_unit_float(batch), training=False)[:2]
-                   for batch in _batches(images)]
+                   for batch in batches(images)]
         z_mean = np.concatenate([ops.convert_to_numpy(m) for m, _ in outputs])
         z_log_var = np.concatenate([ops.convert_to_numpy(v) for _, v in outputs])
         if refine_steps:
@@ -319,7 +319,7 @@ class VAE(keras.Model):
         return np.concatenate([
             refine_codes(self, ops.convert_to_numpy(_to_unit_float(batch)), batch_codes, steps,
                          texture_weight=texture_weight)
-            for batch, batch_codes in zip(_batches(images), _batches(np.asarray(codes)))])
+            for batch, batch_codes in zip(batches(images), batches(np.asarray(codes)))])
 
     def decode(self, z):
         """z (N, latent_dim) -> images (N, H, W, C), float32 in [0, 1]."""
@@ -327,7 +327,7 @@ class VAE(keras.Model):
         if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
             raise ValueError(f"z must have shape (N, {self.config.latent_dim}), got {z.shape}")
         return np.concatenate([ops.convert_to_numpy(self.decoder(batch, training=False))
-                               for batch in _batches(z)])
+                               for batch in batches(z)])
 
     def reconstruct(self, images, refine_steps=0, texture_weight=None):
         """Decode each image's posterior mean (refined by `refine_steps`
@@ -448,7 +448,3 @@ def _to_unit_float(images):
         return ops.cast(images, "float32") / 255.0
     return ops.cast(images, "float32")
 
-
-def _batches(array):
-    for start in range(0, len(array), _INFERENCE_BATCH):
-        yield array[start:start + _INFERENCE_BATCH]

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cvae.atomic import atomic_path
+from cvae.batching import batches
 from cvae.errors import CvaeError
 
 SAMPLERS = ("second-stage", "prior", "gmm")
@@ -178,9 +179,8 @@ def sample_latents(model, n, seed=None, temperature=1.0, mixture=None, sampler=N
         noise = temperature * rng.standard_normal((n, model.config.latent_dim))
         if sampler == "prior":
             return noise
-        codes = np.concatenate([
-            np.asarray(model.second_stage_decoder(noise[start:start + 256], training=False))
-            for start in range(0, n, 256)])
+        codes = np.concatenate([np.asarray(model.second_stage_decoder(chunk, training=False))
+                                for chunk in batches(noise)])
         if model.config.second_stage_noise:
             # Drawn after u, so that u is the same for a seed with or without it.
             spread = model.config.second_stage_noise * temperature
