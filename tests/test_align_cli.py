@@ -130,3 +130,24 @@ def test_reconstruct_paste_back_writes_the_whole_photo_with_the_face_replaced(tm
     assert pair.shape == (700, 1800, 3)
     np.testing.assert_array_equal(pair[:, :900], original)
     np.testing.assert_array_equal(pair[:, 900:], pasted)
+
+
+def test_a_square_crop_at_the_models_size_is_taken_as_framed_without_a_warning(
+        tmp_path, model_path, monkeypatch, capsys):
+    monkeypatch.setenv("CVAE_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(1)
+    for name, side in (("crop.png", 16), ("larger.png", 32)):  # The tiny model's size is 16.
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(tmp_path / name)
+    assert main(["compress", str(tmp_path / "crop.png"), str(tmp_path / "larger.png"),
+                 "-o", str(tmp_path / "out"), "--model", str(model_path), "--json"]) == 0
+    captured = capsys.readouterr()
+    # No face is found in either: only the photo that is not a crop at the
+    # model's size is warned of, and the crop is kept whole, as it came.
+    assert captured.err.strip().splitlines() == [
+        f"cvae: warning: {tmp_path / 'larger.png'}: no face found; using the centred square"]
+    report = {Path(entry["input"]).name: entry["crop"] for entry in json.loads(captured.out)}
+    assert report["crop.png"] == {"aligned": True, "box": [0.0, 0.0, 16.0, 16.0], "angle": 0.0}
+    original = np.asarray(Image.open(tmp_path / "crop.png"))
+    framed, _ = image_files.load_face(tmp_path / "crop.png", 16, framing=image_files.Framing(
+        align="auto"))
+    np.testing.assert_array_equal(framed, original)

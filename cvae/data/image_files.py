@@ -120,18 +120,20 @@ def load_face(path, image_size, channels=3, framing=None, placement=None):
 
     framing = as_framing(framing)
     image = open_photo(path, channels)
-    placement = face_placement(image, framing, placement)
+    placement = face_placement(image, framing, placement, image_size)
     if placement.aligned:
         crop = warp(np.asarray(image), placement, image_size)
         return crop.reshape(image_size, image_size, -1), placement
     return crop_and_resize(image, image_size, framing.crop_box), placement
 
 
-def face_placement(image, framing=None, placement=None):
+def face_placement(image, framing=None, placement=None, image_size=None):
     """Where `framing` takes the crop of an opened (Pillow) photo: the aligned
     face's Placement, or the crop box's, or the centred square's. A known
     `placement` is used instead of searching the photo again. Raises
-    NoFaceError if framing.align is "on" and no face is found."""
+    NoFaceError if framing.align is "on" and no face is found. With "auto",
+    a square photo of `image_size` pixels in which no face is found is taken
+    as framed already (see below)."""
     from cvae.data.align import Placement, find_face
 
     framing = as_framing(framing)
@@ -142,6 +144,14 @@ def face_placement(image, framing=None, placement=None):
             return placement
         if framing.align == "on":
             raise NoFaceError("no face found (--align on)")
+        if image_size is not None and image.size == (image_size, image_size):
+            # A crop already at the model's size: the detector misses some
+            # faces framed like the training data, and this one is taken as
+            # framed, as `align.find_face` takes a square photo whose face it
+            # finds where the training data puts it, so it comes back in the
+            # frame it went in and nobody is warned of a centred square.
+            return Placement(image_size / 2.0, image_size / 2.0, float(image_size),
+                             float(image_size), aligned=True)
     left, top, right, bottom = _crop_rectangle(image.size, framing.crop_box)
     return Placement.from_box(left, top, right - left, bottom - top)
 
