@@ -8,8 +8,8 @@
   logs/              TensorBoard
   backup/            the resume point while training is unfinished
   final/             a finished run's last state, from which more epochs train on
-                     (both hold Keras' BackupAndRestore files: STATE_WEIGHTS_FILE
-                     and its training_metadata.json)
+                     (both hold the trainer's EpochBackup files: STATE_WEIGHTS_FILE
+                     and STATE_EPOCHS_FILE)
   epochs/            with the adversarial term or a weight average, each epoch's
                      state as epoch_NNN.keras (no optimizer), for
                      `cvae export --checkpoint N`
@@ -35,8 +35,10 @@ LOGS_DIR = "logs"
 BACKUP_DIR = "backup"
 FINAL_DIR = "final"
 EPOCHS_DIR = "epochs"
-# The weights file (model and optimizers) that Keras' BackupAndRestore writes.
+# A backup's weights (model and optimizers) and its count of epochs done
+# (the trainer's EpochBackup; Keras' BackupAndRestore's names).
 STATE_WEIGHTS_FILE = "latest.weights.h5"
+STATE_EPOCHS_FILE = "training_metadata.json"
 CHECKPOINTS = ("best", "last")
 # Everything a run directory holds (besides temporary files): --overwrite removes these.
 RUN_FILES = (MODEL_FILE, BEST_RECORD_FILE, RUN_RECORD_FILE, HISTORY_FILE, CURVES_FILE,

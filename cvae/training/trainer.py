@@ -29,6 +29,8 @@ from cvae.training.runs import (
     MODEL_FILE,
     RUN_FILES,
     RUN_RECORD_FILE,
+    STATE_EPOCHS_FILE,
+    STATE_WEIGHTS_FILE,
     epoch_state_path,
     plot_history,
     read_history,
@@ -90,13 +92,14 @@ def train(options):
         learning_rate = _learning_rate(options, steps_per_epoch=len(train_set))
         model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                       jit_compile=options.jit_compile)
-        # Built now over every trainable weight, as BackupAndRestore builds it
-        # before loading a backup: built lazily, it would see only the weights
-        # it is given (not a discriminator's, which has its own optimizer) and
-        # a resumed run would not find its state in the backup.
+        # Built now over every trainable weight, before a backup is loaded:
+        # built lazily, it would see only the weights it is given (not a
+        # discriminator's, which has its own optimizer) and a resumed run
+        # would not find its state in the backup.
         model.optimizer.build(model.trainable_variables)
+        epochs_done = restore_backup(model, out / BACKUP_DIR) if resuming else 0
     if resuming:
-        print(f"resuming the unfinished run in {out}", flush=True)
+        print(f"resuming the unfinished run in {out} after epoch {epochs_done}", flush=True)
     monitor = "val_loss" if validation_set is not None else "loss"
     preview = validation_images if len(validation_images) >= GRID_IMAGES else train_images
     callbacks = [
@@ -111,9 +114,10 @@ def train(options):
     if config.adversarial_weight > 0:
         callbacks.append(EpochStates(out))
     # Last, so an epoch counts as done only after its checkpoint and logs are written.
-    callbacks.append(AtomicBackupAndRestore(str(out / BACKUP_DIR)))
+    callbacks.append(EpochBackup(out / BACKUP_DIR))
     history = model.fit(train_set, validation_data=validation_set, epochs=options.epochs,
-                        callbacks=callbacks, verbose=options.verbose, shuffle=False)
+                        initial_epoch=epochs_done, callbacks=callbacks, verbose=options.verbose,
+                        shuffle=False)
     if model.stop_training and _last_loss_is_nan(history):
         raise CvaeError(f"training stopped: the loss became NaN; the best model so far is "
                         f"{out / MODEL_FILE}, and rerunning resumes from the last good epoch "
@@ -126,7 +130,7 @@ def _prepare_run_directory(out, options):
     more --epochs train on from its final state, anything else is refused."""
     if not out.is_dir() or (out / BACKUP_DIR).exists():
         return  # A new run, or an unfinished one to resume.
-    finished = (out / FINAL_DIR / "training_metadata.json")
+    finished = (out / FINAL_DIR / STATE_EPOCHS_FILE)
     if options.overwrite:
         for name in RUN_FILES:
             path = out / name
@@ -316,43 +320,55 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
                                             "epoch": epoch + 1}) + "\n")
 
 
-class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Keras' BackupAndRestore, with two changes:
+class EpochBackup(keras.callbacks.Callback):
+    """The resume point (`restore_backup`), after each epoch whose loss is
+    finite: the model's and optimizers' weights and the count of epochs done,
+    each replaced atomically in `backup_dir`, so a run killed at any moment
+    resumes from its last good epoch. An epoch whose loss is not finite is not
+    backed up, and the backup is kept when training ends that way, so a rerun
+    resumes before it instead of from NaN weights or from scratch.
 
-    - the weights and epoch files are replaced atomically, so a run killed
-      while saving still resumes from the previous backup;
-    - an epoch whose loss is not finite is not backed up, and the backup is
-      kept when training ends that way, so a rerun resumes from the last good
-      epoch instead of from NaN weights or from scratch.
+    Keras' BackupAndRestore writes the same two files (its names, so older
+    runs resume), but in place, and restores through private model state;
+    this uses public APIs only: `save_weights`, and `fit(initial_epoch=)`.
     """
 
-    def on_train_begin(self, logs=None):
+    def __init__(self, backup_dir):
+        super().__init__()
+        self.backup_dir = Path(backup_dir)
         self.diverged = False
-        super().on_train_begin(logs)
 
     def on_epoch_end(self, epoch, logs=None):
         if not math.isfinite((logs or {}).get("loss", 0.0)):
             self.diverged = True
             return
-        super().on_epoch_end(epoch, logs)
+        self.backup_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.backup_dir / STATE_WEIGHTS_FILE) as temporary:
+            self.model.save_weights(str(temporary), overwrite=True)
+        # Written second: a kill between the two leaves the newer weights
+        # with the older count, and the rerun repeats one epoch from them.
+        write_text(self.backup_dir / STATE_EPOCHS_FILE, json.dumps({"epoch": epoch + 1}))
 
     def on_train_end(self, logs=None):
         # The last state moves to final/ (one rename, so a kill leaves either
         # the backup or the final state), from which more epochs can follow.
-        backup = Path(self.backup_dir)
-        if self.diverged or not backup.is_dir():
+        if self.diverged or not self.backup_dir.is_dir():
             return
-        final = backup.parent / FINAL_DIR
+        final = self.backup_dir.parent / FINAL_DIR
         if final.exists():
             shutil.rmtree(final)
-        backup.rename(final)
+        self.backup_dir.rename(final)
 
-    def _save_model(self):
-        Path(self.backup_dir).mkdir(parents=True, exist_ok=True)
-        with atomic_path(self._weights_path) as temporary:
-            self.model.save_weights(str(temporary), overwrite=True)
-        write_text(self._training_metadata_path,
-                   json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))
+
+def restore_backup(model, backup_dir):
+    """Load an `EpochBackup` into `model`, whose optimizers are built -> the
+    number of epochs it had done (0 with no backup)."""
+    backup_dir = Path(backup_dir)
+    if not (backup_dir / STATE_WEIGHTS_FILE).is_file():
+        return 0
+    model.load_weights(backup_dir / STATE_WEIGHTS_FILE)
+    epochs = backup_dir / STATE_EPOCHS_FILE
+    return json.loads(epochs.read_text())["epoch"] if epochs.is_file() else 0
 
 
 class TrainingFigures(keras.callbacks.Callback):
