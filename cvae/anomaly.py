@@ -20,6 +20,7 @@ faces at a false-alarm rate of FALSE_ALARM_RATE, are stored beside the model
 as MODEL.score.npz.
 """
 
+import concurrent.futures
 import dataclasses
 import io
 import math
@@ -37,6 +38,7 @@ FALSE_ALARM_RATE = 0.05
 SCORE_SUFFIX = ".score.npz"
 # Smaller than inference's batches: the terms are computed in float64.
 _BATCH = 64
+_PNG_THREADS = 2
 
 
 def score_path(model_path):
@@ -62,29 +64,40 @@ def score_terms(model, images, likelihood, scale, code_mean=None, code_precision
     images = np.asarray(images)
     terms = {name: [] for name in SCORES}
     given = None if encoded is None else zip(*(batches(part, _BATCH) for part in encoded))
-    for batch in batches(images, _BATCH):
-        unit = batch.astype(np.float32) / 255.0
-        parts = model.encode(batch) if given is None else next(given)
-        z_mean, z_log_var = (np.asarray(part, np.float64) for part in parts)
-        decoded = np.asarray(model.decode(z_mean), np.float64)
-        nll = reconstruction_nll(unit, decoded, likelihood, scale)
-        kl = kl_divergence(z_mean, z_log_var)
-        error = np.mean((decoded - unit) ** 2, axis=(1, 2, 3))
-        png_bits = np.array([8.0 * len(_png(image)) for image in batch])
-        # The density of 8-bit pixels: -log p(x) of the [0, 1] density plus
-        # D log 255, in bits, so that it compares with a lossless file's bits.
-        dimensions = np.prod(batch.shape[1:])
-        elbo_bits = (nll + kl + dimensions * math.log(255.0)) / math.log(2.0)
-        terms["elbo"].append(nll + kl)
-        terms["error"].append(error)
-        terms["kl"].append(kl)
-        terms["complexity"].append(elbo_bits - png_bits)
-        if code_mean is not None:
-            centred = z_mean - code_mean
-            terms["typicality"].append(
-                np.einsum("ni,ij,nj->n", centred, code_precision, centred) / z_mean.shape[1])
+    # The PNG files are made on other threads while the networks run (both
+    # release the GIL): on two cores, the complexity correction costs no time.
+    with concurrent.futures.ThreadPoolExecutor(_PNG_THREADS) as pool:
+        for batch in batches(images, _BATCH):
+            png_bytes = pool.map(_png_size, batch)
+            parts = model.encode(batch) if given is None else next(given)
+            _add_terms(terms, model, batch, parts, png_bytes, likelihood, scale, code_mean,
+                       code_precision)
     return {name: np.concatenate(values).astype(np.float64)
             for name, values in terms.items() if values}
+
+
+def _add_terms(terms, model, batch, parts, png_bytes, likelihood, scale, code_mean,
+               code_precision):
+    """One batch's candidate scores, appended to `terms`."""
+    unit = batch.astype(np.float32) / 255.0
+    z_mean, z_log_var = (np.asarray(part, np.float64) for part in parts)
+    decoded = np.asarray(model.decode(z_mean), np.float64)
+    nll = reconstruction_nll(unit, decoded, likelihood, scale)
+    kl = kl_divergence(z_mean, z_log_var)
+    error = np.mean((decoded - unit) ** 2, axis=(1, 2, 3))
+    png_bits = 8.0 * np.fromiter(png_bytes, np.float64, len(batch))
+    # The density of 8-bit pixels: -log p(x) of the [0, 1] density plus
+    # D log 255, in bits, so that it compares with a lossless file's bits.
+    dimensions = np.prod(batch.shape[1:])
+    elbo_bits = (nll + kl + dimensions * math.log(255.0)) / math.log(2.0)
+    terms["elbo"].append(nll + kl)
+    terms["error"].append(error)
+    terms["kl"].append(kl)
+    terms["complexity"].append(elbo_bits - png_bits)
+    if code_mean is not None:
+        centred = z_mean - code_mean
+        terms["typicality"].append(
+            np.einsum("ni,ij,nj->n", centred, code_precision, centred) / z_mean.shape[1])
 
 
 # The objective's two terms in numpy, for scoring without a Keras backend:
@@ -122,12 +135,13 @@ def decoder_scale(model, images):
     return float(ops.convert_to_numpy(model.decoder_scale(unit, reconstructions)))
 
 
-def _png(image):
+def _png_size(image):
+    """The bytes of an image as a PNG file (Pillow's default compression)."""
     from PIL import Image
 
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(image).squeeze()).save(buffer, "PNG")
-    return buffer.getvalue()
+    return buffer.tell()
 
 
 @dataclasses.dataclass
