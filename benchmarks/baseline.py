@@ -95,3 +95,27 @@ def make_dataset(images_uint8, batch_size):
     """The slides' input: the whole set as float32 in memory, sliced and batched."""
     images = images_uint8.astype("float32") / 255.0
     return tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
+
+
+def main(argv=None):
+    """Train the slides' model on a .npy of uint8 faces, as the slides do:
+    `python -m benchmarks.baseline FACES.npy --epochs 3` (a whole process,
+    timed from outside by benchmarks/training_speed.py)."""
+    import argparse
+
+    import numpy as np
+
+    parser = argparse.ArgumentParser(description=main.__doc__.split("\n")[0])
+    parser.add_argument("images", help="a .npy of uint8 faces (N, 128, 128, 3)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args(argv)
+    build_model().fit(make_dataset(np.load(args.images), args.batch_size), epochs=args.epochs,
+                      verbose=2)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -147,3 +147,21 @@ def test_the_score_speed_benchmark_times_both_framings(tmp_path):
     assert "| framed already (`--align off`) | " in section
     assert "| found and framed (`--align auto`" in section
     assert json.loads((tmp_path / "speed.json").read_text())["images"] == 3
+
+
+@pytest.mark.slow  # Two training processes.
+def test_the_training_speed_benchmark_times_whole_processes_of_both(tmp_path):
+    from benchmarks import training_speed
+    from tests.helpers import write_image_folder
+
+    folder = write_image_folder(tmp_path / "faces", n=8, size=(128, 128))
+    doc = tmp_path / "speed.md"
+    doc.write_text("<!-- training-speed:begin -->\n<!-- training-speed:end -->\n",
+                   encoding="utf-8")
+    assert training_speed.main(["--data", str(folder), "--images", "8", "--epochs", "1",
+                                "--batch-size", "4", "--rounds", "1",
+                                "--out", str(tmp_path / "speed.json"), "--doc", str(doc)]) == 0
+    section = doc.read_text(encoding="utf-8")
+    assert "| `cvae train --preset seed` | " in section and "| the slides' float32 code | " in section
+    recorded = json.loads((tmp_path / "speed.json").read_text())
+    assert len(recorded["seconds"]["cvae"]) == len(recorded["seconds"]["slides"]) == 1
