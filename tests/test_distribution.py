@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Two logical CPUs, and no sampling noise (the replicas would draw other noise
@@ -45,3 +47,48 @@ def test_mirrored_replicas_take_the_same_step_as_one_device():
                             cwd=REPOSITORY, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("same")
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow  # Two JAX processes.
+def test_two_processes_on_loopback_train_one_model_with_keras_distribution(tmp_path):
+    """`--distribute data-parallel` under JAX, as two hosts would run it: two
+    processes, each with its half of the images and of the batch, end with
+    the same weights."""
+    pytest.importorskip("jax")
+    import numpy as np
+
+    from cvae.model.saving import load_model
+    from tests.helpers import smooth_images, tiny_model_file
+
+    images = tmp_path / "faces.npy"
+    np.save(images, smooth_images(32))
+    model = tiny_model_file(tmp_path)
+    port = _free_port()
+    processes = []
+    for index in range(2):
+        env = {**os.environ, "KERAS_BACKEND": "jax", "CUDA_VISIBLE_DEVICES": "",
+               "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"localhost:{port}",
+               "KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": str(index)}
+        command = [sys.executable, "-m", "cvae.cli", "train", "--data", str(images),
+                   "--initial-model", str(model), "--epochs", "1", "--batch-size", "8",
+                   "--validation-split", "0", "--no-tensorboard", "--seed", "0",
+                   "--distribute", "data-parallel", "--out", str(tmp_path / f"run{index}")]
+        processes.append(subprocess.Popen(command, cwd=REPOSITORY, env=env, text=True,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    outputs = [process.communicate(timeout=300) for process in processes]
+    for process, (out, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-3000:]
+        assert "process" in out and "training on 16 images" in out  # Its half of the 32.
+    first, second = (load_model(tmp_path / f"run{index}" / "model.keras") for index in range(2))
+    for a, b in zip(first.get_weights(), second.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    changed = load_model(model).get_weights()
+    assert any(not np.array_equal(a, b) for a, b in zip(first.get_weights(), changed))

@@ -111,7 +111,9 @@ def build_parser():
                        help="do not write TensorBoard logs to OUT/logs")
     train.add_argument("--seed", type=int, help="seed for weights, shuffling and sampling")
     train.add_argument("--distribute", default=defaults.distribute, choices=DISTRIBUTIONS,
-                       help="mirrored: every local GPU (tf.distribute.MirroredStrategy). "
+                       help="mirrored: every local GPU (tf.distribute.MirroredStrategy); "
+                            "data-parallel: every device of every process "
+                            "(keras.distribution on JAX; docs/distributed.md). "
                             "--batch-size is the global batch")
     train.add_argument("--initial-model", metavar="PATH",
                        help="fine-tune: start from this .keras model's weights and configuration "

@@ -75,14 +75,25 @@ def train(options):
     remove_stale_temporaries(out)
 
     train_images, validation_images = _read_data(options, config)
+    batch_size, processes = options.batch_size, getattr(strategy, "process_count", 1)
+    if processes > 1:
+        # Several processes (keras.distribution): each feeds its share of
+        # every global batch, from its share of the images.
+        if batch_size % processes:
+            raise CvaeError(f"--batch-size {batch_size} does not split over {processes} "
+                            f"processes; give a multiple of {processes}")
+        batch_size //= processes
+        train_images, validation_images = (strategy.shard(train_images),
+                                           strategy.shard(validation_images))
     # Written only once the data is known to be good: a typo in --data leaves no run behind.
     write_text(out / RUN_RECORD_FILE, json.dumps(record, indent=2) + "\n")
     print(f"training on {len(train_images)} images, validating on {len(validation_images)}; "
-          f"precision {precision}; {strategy.num_replicas_in_sync} replica(s)", flush=True)
-    train_set = datasets.make_dataset(train_images, options.batch_size, shuffle=True,
+          f"precision {precision}; {strategy.num_replicas_in_sync} replica(s)"
+          + (f", process {strategy.process_index + 1} of {processes}" if processes > 1 else ""),
+          flush=True)
+    train_set = datasets.make_dataset(train_images, batch_size, shuffle=True,
                                       flip=options.flip, seed=options.seed)
-    validation_set = (datasets.make_dataset(validation_images, options.batch_size,
-                                            shuffle=False)
+    validation_set = (datasets.make_dataset(validation_images, batch_size, shuffle=False)
                       if len(validation_images) else None)
 
     with strategy.scope():
