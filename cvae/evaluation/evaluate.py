@@ -245,12 +245,11 @@ def samples_entry(reference, images, seed):
 
 def inception_features(network, images):
     """Features of images in [0, 1], resized to the network's input and scaled to [-1, 1]."""
-    import tensorflow as tf
-
     height, width = network.input_shape[1:3]
     features = []
     for batch in batches(images, _BATCH):
-        batch = tf.image.resize(batch, (height, width), method="bilinear")
+        batch = ops.image.resize(np.asarray(batch, np.float32), (height, width),
+                                 interpolation="bilinear")
         features.append(ops.convert_to_numpy(network(batch * 2.0 - 1.0, training=False)))
     return np.concatenate(features).astype(np.float64)
 

@@ -1,13 +1,13 @@
 """Image-quality and distribution metrics, on numpy images in [0, 1] shaped (N, H, W, C).
 
 Nothing here knows about the VAE, so the same functions score the model,
-the PCA baseline and real-vs-real floors alike.
+the PCA baseline and real-vs-real floors alike. The image filters run in
+`keras.ops`, so they work on every backend.
 """
 
 import math
 
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from cvae.model import losses
@@ -36,47 +36,77 @@ def mean_squared_error(images, reconstructions):
 
 
 def ssim(images, reconstructions):
-    """Structural similarity per image (tf.image.ssim, peak 1.0), shape (N,)."""
-    size = min(images.shape[1], images.shape[2])
-    values = tf.image.ssim(tf.constant(images, tf.float32), tf.constant(reconstructions, tf.float32),
-                           max_val=1.0, filter_size=min(11, size))
-    return values.numpy()
+    """Structural similarity per image, shape (N,): Wang et al. 2004 as
+    tf.image.ssim computes it (an 11x11 Gaussian window of sigma 1.5, valid
+    positions only, no covariance compensation, peak 1.0), averaged over
+    positions and channels."""
+    x = ops.convert_to_tensor(np.asarray(images, np.float32))
+    y = ops.convert_to_tensor(np.asarray(reconstructions, np.float32))
+    size = min(11, x.shape[1], x.shape[2])
+    window = _depthwise(_gaussian_window(size, 1.5), x.shape[-1])
+
+    def local_mean(values):
+        return ops.depthwise_conv(values, window, strides=1, padding="valid")
+
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    mean_x, mean_y = local_mean(x), local_mean(y)
+    product, squares = 2.0 * mean_x * mean_y, ops.square(mean_x) + ops.square(mean_y)
+    luminance = (product + c1) / (squares + c1)
+    contrast_structure = ((2.0 * local_mean(x * y) - product + c2)
+                          / (local_mean(ops.square(x) + ops.square(y)) - squares + c2))
+    return ops.convert_to_numpy(ops.mean(luminance * contrast_structure, axis=(1, 2, 3)))
+
+
+def _gaussian_window(size, sigma):
+    coordinates = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+    weights = np.exp(-0.5 * (coordinates[:, None] ** 2 + coordinates[None, :] ** 2) / sigma ** 2)
+    return weights / weights.sum()
+
+
+def _depthwise(kernel, channels):
+    """A 2-D kernel as a depthwise convolution's, the same for each channel."""
+    return np.tile(np.asarray(kernel, np.float32)[:, :, None, None], (1, 1, channels, 1))
 
 
 def downsample(images, size):
     """Area-average downsampling to size x size (as published 64x64 results use)."""
-    return tf.image.resize(tf.constant(images, tf.float32), (size, size), method="area").numpy()
+    images = np.asarray(images, np.float32)
+    height, width = images.shape[1:3]
+    if height % size or width % size:
+        # A fractional ratio: area resizing exists on TensorFlow alone.
+        return ops.convert_to_numpy(ops.image.resize(images, (size, size), interpolation="area"))
+    # A whole ratio: the area average is the mean of each block, on every backend.
+    block = (height // size, width // size)
+    return ops.convert_to_numpy(ops.average_pool(images, block, strides=block, padding="valid"))
 
 
 def laplacian_pyramid(images, smallest=SWD_SMALLEST_LEVEL):
     """Levels from full resolution down to `smallest` pixels; the last is the Gaussian residue."""
-    current = tf.constant(images, tf.float32)
+    current = ops.convert_to_tensor(np.asarray(images, np.float32))
     levels = []
     while current.shape[1] // 2 >= smallest and current.shape[2] // 2 >= smallest:
         smaller = _blur(current)[:, ::2, ::2, :]
         levels.append(current - _upsample(smaller, current.shape[1:3]))
         current = smaller
     levels.append(current)
-    return [level.numpy() for level in levels]
+    return [ops.convert_to_numpy(level) for level in levels]
 
 
 def _blur(images):
-    channels = images.shape[-1]
-    kernel = np.outer(_BINOMIAL, _BINOMIAL)[:, :, None, None]
-    kernel = tf.constant(np.tile(kernel, (1, 1, channels, 1)), tf.float32)
-    padded = tf.pad(images, [[0, 0], [2, 2], [2, 2], [0, 0]], mode="SYMMETRIC")
-    return tf.nn.depthwise_conv2d(padded, kernel, strides=[1, 1, 1, 1], padding="VALID")
+    kernel = _depthwise(np.outer(_BINOMIAL, _BINOMIAL), images.shape[-1])
+    padded = ops.pad(images, [[0, 0], [2, 2], [2, 2], [0, 0]], mode="symmetric")
+    return ops.depthwise_conv(padded, kernel, strides=1, padding="valid")
 
 
 def _upsample(images, size):
     # As pyrUp: zero-insertion, then the same binomial blur (x4 to keep the
     # energy). A one-pixel mirrored border first keeps the edges unbiased.
-    images = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+    images = ops.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="symmetric")
     batch, height, width, channels = images.shape
-    rows = tf.reshape(tf.stack([images, tf.zeros_like(images)], axis=2),
-                      (batch, 2 * height, width, channels))
-    full = tf.reshape(tf.stack([rows, tf.zeros_like(rows)], axis=3),
-                      (batch, 2 * height, 2 * width, channels))
+    rows = ops.reshape(ops.stack([images, ops.zeros_like(images)], axis=2),
+                       (batch, 2 * height, width, channels))
+    full = ops.reshape(ops.stack([rows, ops.zeros_like(rows)], axis=3),
+                       (batch, 2 * height, 2 * width, channels))
     return 4.0 * _blur(full)[:, 2:2 + size[0], 2:2 + size[1], :]
 
 
