@@ -9,6 +9,9 @@ from cvae.evaluation.evaluate import evaluate
 from cvae.model.losses import band_energy_gap
 from cvae.model.refinement import refine_codes
 
+# The descent is keras.ops with each backend's gradient: tested on each.
+pytestmark = pytest.mark.backends
+
 
 def _map_objective(model, images, codes):
     """-log p(x | z) - log p(z) up to a constant, per image."""

@@ -26,7 +26,6 @@ not depend on the batch it was refined in.
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from cvae.model.losses import band_energy_gap
@@ -60,17 +59,48 @@ def refine_codes(model, images, codes, steps, learning_rate=LEARNING_RATE, textu
     optimizer.build([z])
     values_per_image = float(np.prod(images.shape[1:]))
 
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            reconstructions = model.decoder(z, training=False)
-            objective = ops.sum(model.reconstruction_term(images, reconstructions)) \
-                + 0.5 * ops.sum(ops.square(z))
-            if texture_weight:
-                objective += texture_weight * 0.5 * values_per_image * ops.sum(
-                    band_energy_gap(images, reconstructions))
-        optimizer.apply_gradients([(tape.gradient(objective, z), z)])
+    def objective(codes):
+        reconstructions = model.decoder(codes, training=False)
+        value = ops.sum(model.reconstruction_term(images, reconstructions)) \
+            + 0.5 * ops.sum(ops.square(codes))
+        if texture_weight:
+            value += texture_weight * 0.5 * values_per_image * ops.sum(
+                band_energy_gap(images, reconstructions))
+        return value
 
+    gradient = _gradient_function(objective, z)
     for _ in range(steps):
-        step()
+        optimizer.apply_gradients([(gradient(), z)])
     return ops.convert_to_numpy(z)
+
+
+def _gradient_function(objective, codes):
+    """A function giving the gradient of `objective` at the current value of
+    `codes` (a keras.Variable), compiled once by the running backend: the
+    objective is written in keras.ops, and only taking its gradient differs."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function
+        def gradient():
+            with tf.GradientTape() as tape:
+                value = objective(codes)
+            return tape.gradient(value, codes.value)
+
+        return gradient
+    if backend == "jax":
+        import jax
+
+        # The decoder's weights enter as constants: only the codes are traced.
+        compiled = jax.jit(jax.grad(objective))
+        return lambda: compiled(codes.value)
+    if backend == "torch":
+        import torch
+
+        def gradient():
+            values = codes.value.detach().requires_grad_(True)
+            return torch.autograd.grad(objective(values), values)[0]
+
+        return gradient
+    raise NotImplementedError(f"refining codes is not written for the {backend} backend")
