@@ -380,28 +380,31 @@ def _export(args):
         refuse_to_replace(path, args.force)
     written = export_model(args.run_dir, args.out, args.checkpoint)
     print(f"wrote {written} and its training record {Path(written).with_suffix('.json')}")
-    if not args.litert:
-        return
-    import keras
-
-    if keras.backend.backend() == "jax":
-        # The converter traces the model with TensorFlow (or PyTorch).
-        print(f"no LiteRT files: their converter needs the TensorFlow backend; there, run "
-              f"cvae export-litert --model {args.out}")
-        return
-    _write_litert(args.out)
+    if args.litert:
+        _write_litert(args.out)
 
 
 def _export_litert(args):
     from cvae.model.saving import default_model_path
 
-    _write_litert(args.model or default_model_path())
+    _write_litert(args.model or default_model_path(), asked=True)
 
 
-def _write_litert(model_path):
+def _write_litert(model_path, asked=False):
+    """The LiteRT files beside a model; on JAX, whose models the converter
+    cannot trace, a line saying where to make them (an error if `asked`)."""
+    import keras
+
     from cvae.codec.litert import write_litert_files
     from cvae.model.saving import load_model
 
+    if keras.backend.backend() == "jax":
+        why = ("the LiteRT converter needs the TensorFlow backend; there, run "
+               f"cvae export-litert --model {model_path}")
+        if asked:
+            raise CvaeError(why)
+        print(f"no LiteRT files: {why}")
+        return
     for path in write_litert_files(load_model(model_path), model_path):
         print(f"wrote {path}")
 

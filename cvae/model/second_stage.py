@@ -67,55 +67,32 @@ class SecondStageVAE(keras.Model):
     def metrics(self):
         return [self.loss_tracker]
 
-    def train_step(self, *args):
-        # TensorFlow calls train_step(data); JAX calls train_step(state, data)
-        # and takes the variables' new values back, its steps being pure functions.
-        if keras.backend.backend() == "jax":
-            return self._jax_train_step(*args)
-        return self._tensorflow_train_step(*args)
+    # The objective lives in `compute_loss`, as the VAE's does, so Keras's
+    # own train step differentiates it on every backend.
 
-    def _loss(self, data):
-        z_mean, z_log_var = data
-        # A fresh posterior sample of the first stage every step: the second
-        # stage learns q(z) = E_x q(z|x), the distribution sampling must hit.
+    def call(self, posteriors, training=False):
+        """A batch of first-stage posteriors (z_mean, z_log_var) -> a fresh
+        sample z of each (the second stage learns q(z) = E_x q(z|x), the
+        distribution sampling must hit), its posterior (u_mean, u_log_var)
+        and the decoder's reconstruction of a sample u of it."""
+        z_mean, z_log_var = posteriors
         z = z_mean + ops.exp(0.5 * z_log_var) * keras.random.normal(
             ops.shape(z_mean), seed=self.seed_generator)
-        u_mean, u_log_var = self.encoder(z, training=True)
+        u_mean, u_log_var = self.encoder(z, training=training)
         u = u_mean + ops.exp(0.5 * u_log_var) * keras.random.normal(
             ops.shape(u_mean), seed=self.seed_generator)
+        return {"z": z, "u_mean": u_mean, "u_log_var": u_log_var,
+                "reconstruction": self.decoder(u, training=training)}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The negative ELBO of the codes, per code, averaged over the batch."""
         scale = ops.exp(ops.maximum(self.log_scale, _MIN_LOG_SCALE))
-        return ops.mean(losses.reconstruction_loss(z, self.decoder(u, training=True),
+        loss = ops.mean(losses.reconstruction_loss(y_pred["z"], y_pred["reconstruction"],
                                                    "gaussian", scale)
-                        + self.kl_weight * losses.kl_divergence(u_mean, u_log_var))
-
-    def _tensorflow_train_step(self, data):
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            loss = self._loss(data)
-        gradients = tape.gradient(loss, self.trainable_weights)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
-        self.loss_tracker.update_state(loss)
-        return {"loss": self.loss_tracker.result()}
-
-    def _jax_train_step(self, state, data):
-        import jax
-
-        trainable, non_trainable, optimizer_values, metric_values = state
-
-        def loss_of(trainable):
-            mapping = [*zip(self.trainable_variables, trainable),
-                       *zip(self.non_trainable_variables, non_trainable)]
-            with keras.StatelessScope(state_mapping=mapping) as scope:
-                loss = self._loss(data)
-            return loss, [scope.get_current_value(v) for v in self.non_trainable_variables]
-
-        (loss, non_trainable), gradients = jax.value_and_grad(loss_of, has_aux=True)(trainable)
-        trainable, optimizer_values = self.optimizer.stateless_apply(
-            optimizer_values, gradients, trainable)
-        metric_values = self.loss_tracker.stateless_update_state(metric_values, loss)
-        logs = {"loss": self.loss_tracker.stateless_result(metric_values)}
-        return logs, (trainable, non_trainable, optimizer_values, metric_values)
+                        + self.kl_weight * losses.kl_divergence(y_pred["u_mean"],
+                                                                y_pred["u_log_var"]))
+        self.loss_tracker.update_state(loss, sample_weight=ops.shape(y_pred["z"])[0])
+        return loss
 
     def get_config(self):
         return {"name": self.name, "latent_dim": self.latent_dim, "units": self.units,
@@ -244,15 +221,15 @@ def train_second_stage(z_mean, z_log_var, units=DEFAULT_UNITS, epochs=100, batch
     second.compile(optimizer=keras.optimizers.Adam(
         keras.optimizers.schedules.CosineDecay(learning_rate, steps)))
     z_mean, z_log_var = np.asarray(z_mean, np.float32), np.asarray(z_log_var, np.float32)
+    # Each batch is one input, the pair (z_mean, z_log_var), and no target.
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        dataset = (tf.data.Dataset.from_tensor_slices((z_mean, z_log_var))
+        dataset = (tf.data.Dataset.from_tensor_slices(((z_mean, z_log_var),))
                    .shuffle(len(z_mean), seed=seed).batch(batch_size).prefetch(2))
         second.fit(dataset, epochs=epochs, verbose=verbose, shuffle=False)
     else:
-        # Arrays: each batch comes to train_step as (z_mean, z_log_var).
-        second.fit(z_mean, z_log_var, batch_size=batch_size, epochs=epochs, verbose=verbose,
+        second.fit((z_mean, z_log_var), batch_size=batch_size, epochs=epochs, verbose=verbose,
                    shuffle=True)
     scale = float(np.exp(max(float(second.log_scale.numpy()), _MIN_LOG_SCALE)))
     return TrainedSecondStage(units, second.decoder.get_weights(),
