@@ -1,4 +1,5 @@
-"""Figures: image grids (Pillow) and loss curves (matplotlib)."""
+"""Figures: image grids and image files (Pillow), and plots (matplotlib); a
+run's loss curves are drawn by `cvae.training.runs.plot_history`."""
 
 from pathlib import Path
 
