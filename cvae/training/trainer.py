@@ -289,7 +289,9 @@ class EpochStates(keras.callbacks.Callback):
 
     With the adversarial term the decoder's texture moves from epoch to epoch,
     so neither the best state by val_loss nor the last is reliably the one to
-    publish; `cvae export --checkpoint N` exports any of them.
+    publish; `cvae export --checkpoint N` exports any of them. Each is saved
+    atomically in the model's own precision and without its discriminator,
+    which ModelCheckpoint's in-place whole-model save would not do.
     """
 
     def __init__(self, run_dir):
@@ -306,7 +308,9 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
     """Keeps the best model by `monitor`, written atomically.
 
     The best value so far lives in a sidecar file, so a resumed run does not
-    overwrite a good model with the first epoch after the restart.
+    overwrite a good model with the first epoch after the restart. Not
+    keras.callbacks.ModelCheckpoint: it saves in place, so a kill while it
+    writes leaves a broken model, and its best value starts over on resume.
     """
 
     def __init__(self, path, monitor="val_loss", resume=False):
