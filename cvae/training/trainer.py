@@ -290,8 +290,8 @@ class EpochStates(keras.callbacks.Callback):
     With the adversarial term the decoder's texture moves from epoch to epoch,
     so neither the best state by val_loss nor the last is reliably the one to
     publish; `cvae export --checkpoint N` exports any of them. Each is saved
-    atomically in the model's own precision and without its discriminator,
-    which ModelCheckpoint's in-place whole-model save would not do.
+    atomically and uncompiled (no optimizer state, a third of the size),
+    which ModelCheckpoint's in-place save of the compiled model would not do.
     """
 
     def __init__(self, run_dir):
