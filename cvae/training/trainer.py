@@ -290,7 +290,7 @@ class EpochStates(keras.callbacks.Callback):
     With the adversarial term the decoder's texture moves from epoch to epoch,
     so neither the best state by val_loss nor the last is reliably the one to
     publish; `cvae export --checkpoint N` exports any of them. Each is saved
-    atomically and uncompiled (no optimizer state, a third of the size),
+    atomically and uncompiled (no optimizer state, less than half the size),
     which ModelCheckpoint's in-place save of the compiled model would not do.
     """
 
