@@ -145,7 +145,7 @@ def test_the_score_speed_benchmark_times_both_framings(tmp_path):
                              "--out", str(tmp_path / "speed.json"), "--doc", str(doc)]) == 0
     section = doc.read_text(encoding="utf-8")
     assert "| framed already (`--align off`) | " in section
-    assert "| found and framed (`--align auto`" in section
+    assert "| found and framed (`--align auto`) | " in section
     assert json.loads((tmp_path / "speed.json").read_text())["images"] == 3
 
 
