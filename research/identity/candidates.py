@@ -48,6 +48,9 @@ def main(argv=None):
     parser.add_argument("--max-images", type=positive_int, default=300,
                         help="faces per set (the first, by file name)")
     parser.add_argument("--out", default=str(ROOT / "research/identity/candidates.json"))
+    parser.add_argument("--add", action="store_true",
+                        help="keep --out's other candidates: score only these, then write the "
+                             "table of all (the same sets and --max-images)")
     parser.add_argument("--doc", default=str(ROOT / "research/identity/README.md"),
                         help="document with an identity-candidates marked section ('' for none)")
     args = parser.parse_args(argv)
@@ -64,6 +67,11 @@ def main(argv=None):
             validation_fraction=CELEBA_HELD_OUT)[1][:args.max_images]
     embeddings = {name: identity.embed(faces) for name, faces in sets.items()}
     rows = []
+    if args.add and Path(args.out).is_file():
+        rows = [row for row in json.loads(Path(args.out).read_text())
+                if row["model"] not in models]
+        if any(row["images"] != args.max_images for row in rows):
+            raise CvaeError(f"{args.out} was scored on another --max-images; rerun it whole")
     for name, path in models.items():
         model = load_model(path, precision="float32")
         for set_name, faces in sets.items():
