@@ -151,3 +151,15 @@ def test_a_square_crop_at_the_models_size_is_taken_as_framed_without_a_warning(
     framed, _ = image_files.load_face(tmp_path / "crop.png", 16, framing=image_files.Framing(
         align="auto"))
     np.testing.assert_array_equal(framed, original)
+
+
+def test_a_crop_taken_as_framed_under_auto_is_still_refused_under_on(tmp_path, monkeypatch):
+    monkeypatch.setenv("CVAE_CACHE", str(tmp_path / "cache"))
+    crop = tmp_path / "crop.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (16, 16, 3), np.uint8)).save(crop)
+    images, skipped = image_files.load_images([crop], 16, framing=image_files.Framing(align="auto"))
+    assert len(images) == 1 and not skipped
+    # The placement cache must not carry auto's leniency over to on.
+    images, skipped = image_files.load_images([crop], 16, framing=image_files.Framing(align="on"),
+                                              warn=False)
+    assert len(images) == 0 and "no face found" in skipped[0][1]

@@ -61,7 +61,8 @@ def _free_port():
 def test_two_processes_on_loopback_train_one_model_with_keras_distribution(tmp_path):
     """`--distribute data-parallel` under JAX, as two hosts would run it: two
     processes, each with its half of the images and of the batch, end with
-    the same weights."""
+    the same weights, though the images and the validation share do not
+    split evenly."""
     pytest.importorskip("jax")
     import numpy as np
 
@@ -69,7 +70,7 @@ def test_two_processes_on_loopback_train_one_model_with_keras_distribution(tmp_p
     from tests.helpers import smooth_images, tiny_model_file
 
     images = tmp_path / "faces.npy"
-    np.save(images, smooth_images(32))
+    np.save(images, smooth_images(37))
     model = tiny_model_file(tmp_path)
     port = _free_port()
     processes = []
@@ -79,16 +80,31 @@ def test_two_processes_on_loopback_train_one_model_with_keras_distribution(tmp_p
                "KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": str(index)}
         command = [sys.executable, "-m", "cvae.cli", "train", "--data", str(images),
                    "--initial-model", str(model), "--epochs", "1", "--batch-size", "8",
-                   "--validation-split", "0", "--no-tensorboard", "--seed", "0",
+                   "--validation-split", "0.2", "--no-tensorboard", "--seed", "0",
                    "--distribute", "data-parallel", "--out", str(tmp_path / f"run{index}")]
         processes.append(subprocess.Popen(command, cwd=REPOSITORY, env=env, text=True,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     outputs = [process.communicate(timeout=300) for process in processes]
     for process, (out, err) in zip(processes, outputs):
         assert process.returncode == 0, err[-3000:]
-        assert "process" in out and "training on 16 images" in out  # Its half of the 32.
+    # Each its half, as many as the other: the odd image out is left out.
+    shares = [next(line for line in out.splitlines() if line.startswith("training on"))
+              for out, _ in outputs]
+    assert shares[0].split(";")[0] == shares[1].split(";")[0] and "process" in shares[0]
     first, second = (load_model(tmp_path / f"run{index}" / "model.keras") for index in range(2))
     for a, b in zip(first.get_weights(), second.get_weights()):
         np.testing.assert_array_equal(a, b)
     changed = load_model(model).get_weights()
     assert any(not np.array_equal(a, b) for a, b in zip(first.get_weights(), changed))
+
+
+def test_several_processes_refuse_a_batch_they_cannot_split_and_a_time_limit():
+    from cvae.errors import CvaeError
+    from cvae.training.runs import TrainOptions
+    from cvae.training.trainer import _check_processes
+
+    _check_processes(TrainOptions(data=None, batch_size=6, time_limit_minutes=5), 1)
+    with pytest.raises(CvaeError, match="does not split over 4 processes"):
+        _check_processes(TrainOptions(data=None, batch_size=6), 4)
+    with pytest.raises(CvaeError, match="--time-limit cannot stop several processes"):
+        _check_processes(TrainOptions(data=None, batch_size=8, time_limit_minutes=5), 2)

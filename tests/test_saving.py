@@ -115,3 +115,18 @@ def test_public_api_is_exported():
     assert cvae.load_model is load_model and cvae.VAE is VAE
     with pytest.raises(AttributeError):
         cvae.does_not_exist
+
+
+def test_a_checkout_never_installed_finds_its_saved_models(monkeypatch):
+    import importlib.resources
+    from pathlib import Path
+
+    from cvae.model import saving
+
+    def not_installed(package):
+        raise ModuleNotFoundError(package)
+
+    monkeypatch.setattr(importlib.resources, "files", not_installed)
+    folder = saving._installed_models()
+    assert folder == Path(__file__).resolve().parent.parent / "saved_models"
+    assert (folder / saving.DEFAULT_MODEL_NAME).is_file()

@@ -340,7 +340,7 @@ def _paste_target(args, config):
         raise CvaeError(f"no such image file: {original}")
     try:
         photo = image_files.open_photo(original, config.channels)
-        placement = image_files.face_placement(photo, framing(args))
+        placement = image_files.face_placement(photo, framing(args), image_size=config.image_size)
     except (OSError, ValueError, SyntaxError) as error:
         raise CvaeError(f"{original}: {image_files.describe_image_error(error)}") from None
     warn_if_not_aligned(original, framing(args), placement)

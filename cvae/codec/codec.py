@@ -372,7 +372,7 @@ def calibrate(model, images, steps=CALIBRATION_STEPS, log=None):
     reconstruction's (the finest step if none does); the default step is
     "medium"'s.
     """
-    from cvae.evaluation import metrics  # Deferred: it loads TensorFlow.
+    from cvae.evaluation import metrics  # Deferred: it loads the Keras backend.
     from cvae.model.saving import in_float32
 
     log = log or (lambda message: None)

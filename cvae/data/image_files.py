@@ -292,11 +292,13 @@ def load_images(paths, image_size, channels=3, framing=None, workers=None, progr
 class PlacementCache:
     """Face placements found in image files, kept across runs in one JSON file
     (under $CVAE_CACHE, default ~/.cache/cvae), keyed by the file's real path,
-    size and modification time and the face index, so an edited file is
-    searched again. A file with no face is remembered too."""
+    size and modification time, the face index and the align mode (auto
+    takes a crop at the model's size with no face found as framed, which on
+    must not), so an edited file is searched again. A file with no face is
+    remembered too."""
 
     def __init__(self, framing):
-        self.face_index = framing.face_index
+        self.face_index, self.align = framing.face_index, framing.align
         root = Path(os.environ.get("CVAE_CACHE") or Path.home() / ".cache" / "cvae")
         self.path = root / "face_placements.json"
         try:
@@ -312,7 +314,8 @@ class PlacementCache:
             stat = os.stat(path)
         except OSError:
             return None
-        text = f"{os.path.realpath(path)}|{stat.st_size}|{stat.st_mtime_ns}|{self.face_index}"
+        text = (f"{os.path.realpath(path)}|{stat.st_size}|{stat.st_mtime_ns}|{self.face_index}"
+                f"|{self.align}")
         return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
     def get(self, path):

@@ -21,7 +21,7 @@ def _installed_models():
     try:
         return Path(str(importlib.resources.files("cvae.saved_models")))
     except ModuleNotFoundError:  # Running from a checkout that was never installed.
-        return Path(__file__).resolve().parent.parent / "saved_models"
+        return Path(__file__).resolve().parents[2] / "saved_models"
 
 
 DEFAULT_MODEL_PATH = _installed_models() / DEFAULT_MODEL_NAME

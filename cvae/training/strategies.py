@@ -38,8 +38,11 @@ class OneDevice:
         return contextlib.nullcontext()
 
     def shard(self, images):
-        """This process's share of the images: every process_count-th one."""
-        return images[self.process_index::self.process_count]
+        """This process's share of the images: every process_count-th one,
+        as many for each process (the few left over are not used), so every
+        process takes the same steps with batches of the same sizes."""
+        share = len(images) // self.process_count
+        return images[self.process_index::self.process_count][:share]
 
 
 def distribution_strategy(name):

@@ -52,6 +52,7 @@ def train(options):
     """Train a VAE as described by `options`; returns (model, keras History)."""
     out = run_directory(options)
     strategy = distribution_strategy(options.distribute)
+    _check_processes(options, getattr(strategy, "process_count", 1))
     # A mistyped --data is the likelier mistake than a finished --out: say so first.
     for source in _sources(options.data) + _sources(options.validation_data or []):
         image_files.require_exists(source)
@@ -79,9 +80,6 @@ def train(options):
     if processes > 1:
         # Several processes (keras.distribution): each feeds its share of
         # every global batch, from its share of the images.
-        if batch_size % processes:
-            raise CvaeError(f"--batch-size {batch_size} does not split over {processes} "
-                            f"processes; give a multiple of {processes}")
         batch_size //= processes
         train_images, validation_images = (strategy.shard(train_images),
                                            strategy.shard(validation_images))
@@ -134,6 +132,17 @@ def train(options):
                         f"{out / MODEL_FILE}, and rerunning resumes from the last good epoch "
                         f"(try a lower --learning-rate)")
     return model, history
+
+
+def _check_processes(options, processes):
+    if processes == 1:
+        return
+    if options.batch_size % processes:
+        raise CvaeError(f"--batch-size {options.batch_size} does not split over {processes} "
+                        f"processes; give a multiple of {processes}")
+    if options.time_limit_minutes is not None:
+        # Each process would stop on its own clock, and the others wait on it for ever.
+        raise CvaeError("--time-limit cannot stop several processes together; give --epochs alone")
 
 
 def _prepare_run_directory(out, options):

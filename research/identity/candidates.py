@@ -70,8 +70,10 @@ def main(argv=None):
     if args.add and Path(args.out).is_file():
         rows = [row for row in json.loads(Path(args.out).read_text())
                 if row["model"] not in models]
-        if any(row["images"] != args.max_images for row in rows):
-            raise CvaeError(f"{args.out} was scored on another --max-images; rerun it whole")
+        if any(row["set"] not in sets or row["images"] != len(sets[row["set"]])
+               for row in rows):
+            raise CvaeError(f"{args.out} was scored on other sets or --max-images; rerun it "
+                            f"whole")
     for name, path in models.items():
         model = load_model(path, precision="float32")
         for set_name, faces in sets.items():
