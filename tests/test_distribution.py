@@ -42,6 +42,7 @@ MIRRORED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # A TensorFlow process with two logical CPUs.
 def test_mirrored_replicas_take_the_same_step_as_one_device():
     result = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True,
                             cwd=REPOSITORY, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})

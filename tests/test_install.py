@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow  # Builds a wheel and a virtual environment.
 def test_a_built_wheel_generates_with_its_default_model_from_anywhere(tmp_path):
     # Build from a copy of what the wheel needs, so nothing is written into the checkout.
     source = tmp_path / "source"

@@ -31,6 +31,7 @@ def _epochs_logged(run):
         return [int(row["epoch"]) for row in csv.DictReader(handle)]
 
 
+@pytest.mark.slow  # Training processes, one killed.
 def test_kill_9_mid_training_then_the_same_command_resumes(tmp_path):
     images = tmp_path / "faces.npy"
     np.save(images, smooth_images(512))

@@ -154,6 +154,7 @@ def _wait_for(port, process, seconds=90):
 @pytest.mark.skipif(not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)),
                     reason="Debian's chromium and chromium-driver are not installed "
                            "(apt-get install chromium chromium-driver; .ci/run does)")
+@pytest.mark.slow  # A browser and a server process.
 def test_the_page_in_a_real_browser(tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -246,6 +247,7 @@ def _resident_kib(pid):
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc for memory")
+@pytest.mark.slow  # A server process and 160 requests.
 def test_the_server_holds_up_under_concurrent_clients(tmp_path):
     """Bounded in count (160 requests, 16 at a time) and time (each 30 s at most)."""
     import concurrent.futures
