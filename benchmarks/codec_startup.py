@@ -17,12 +17,11 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from benchmarks.processes import timed_run
 from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.codec.litert import litert_status
@@ -60,7 +59,7 @@ def main(argv=None):
             for name, command in (("compress", compress), ("decompress", decompress)):
                 full = [sys.executable, "-m", "cvae.cli", *command, "--model", args.model,
                         "--runtime", runtime, "--force"]
-                times = [_run(full) for _ in range(args.repeats + 1)][1:]
+                times = [timed_run(full) for _ in range(args.repeats + 1)][1:]
                 results["seconds"][f"{name}, {runtime}"] = round(statistics.median(times), 3)
     write_text(args.out, json.dumps(results, indent=2) + "\n")
     seconds = results["seconds"]
@@ -79,14 +78,6 @@ def main(argv=None):
     print(section)
     return 0
 
-
-def _run(command):
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        raise CvaeError(f"{' '.join(command)} failed: {done.stderr.strip()[-300:]}")
-    return elapsed
 
 
 if __name__ == "__main__":

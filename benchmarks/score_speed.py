@@ -20,12 +20,11 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from benchmarks.processes import timed_run
 from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.data.image_files import list_image_files
@@ -63,7 +62,7 @@ def main(argv=None):
         for align in ("off", "auto"):
             command = [sys.executable, "-m", "cvae.cli", "score", folder, "--json",
                        "--model", args.model, "--align", align]
-            times = [_run(command) for _ in range(args.repeats + 1)][1:]
+            times = [timed_run(command) for _ in range(args.repeats + 1)][1:]
             results["images_per_second"][align] = round(len(files) / statistics.median(times), 1)
     write_text(args.out, json.dumps(results, indent=2) + "\n")
     speeds = results["images_per_second"]
@@ -82,14 +81,6 @@ def main(argv=None):
     print(section)
     return 0
 
-
-def _run(command):
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        raise CvaeError(f"{' '.join(command)} failed: {done.stderr.strip()[-300:]}")
-    return elapsed
 
 
 if __name__ == "__main__":

@@ -19,18 +19,17 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.processes import timed_run
 from cvae.atomic import write_text
 from cvae.cli.arguments import HelpFormatter, positive_int
 from cvae.data import datasets
-from cvae.errors import CvaeError, run_script
+from cvae.errors import run_script
 from scripts.repository import REPOSITORY_ROOT, replace_between_markers
 
 TARGET_RATIO = 2.0
@@ -65,7 +64,7 @@ def main(argv=None):
         seconds = {name: [] for name in commands}
         for round_index in range(args.rounds):
             for name, command in commands.items():
-                seconds[name].append(_run(command))
+                seconds[name].append(timed_run(command, cwd=REPOSITORY_ROOT))
             print(f"round {round_index + 1}: cvae {seconds['cvae'][-1]:.1f} s, the slides' "
                   f"code {seconds['slides'][-1]:.1f} s", flush=True)
     ratios = [slides / cvae for cvae, slides in zip(seconds["cvae"], seconds["slides"])]
@@ -93,14 +92,6 @@ def main(argv=None):
     print(section)
     return 0
 
-
-def _run(command):
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=REPOSITORY_ROOT)
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        raise CvaeError(f"{' '.join(command[:5])} ... failed: {done.stderr.strip()[-300:]}")
-    return elapsed
 
 
 if __name__ == "__main__":
